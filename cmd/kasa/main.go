@@ -1,0 +1,55 @@
+// Command kasa is a multi-call binary: called as kubectl (through a link) it
+// is kubectl; otherwise it is the kasa command. main only dispatches and turns
+// the returned error into an exit code.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/kasa-io/kasa/pkg/cli/kubectl"
+	"github.com/kasa-io/kasa/pkg/cli/root"
+)
+
+// tools are the programs this binary becomes when called by their name.
+var tools = map[string]func(args []string) error{
+	"kubectl": func(args []string) error { return kubectl.Run(kubectl.OSEnv(), args) },
+}
+
+func main() {
+	os.Exit(run(os.Args))
+}
+
+func run(argv []string) int {
+	var err error
+	if tool, ok := tools[filepath.Base(argv[0])]; ok {
+		err = tool(argv[1:])
+	} else {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		// Upstream packages register flags of their own (--version among
+		// them) on the global flag set at init, and cobra would merge them
+		// into kasa's commands; kasa's commands define every flag they take.
+		pflag.CommandLine = pflag.NewFlagSet(argv[0], pflag.ContinueOnError)
+		cmd := root.NewCommand()
+		cmd.SetArgs(argv[1:])
+		err = cmd.ExecuteContext(ctx)
+	}
+	var exit *kubectl.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &exit):
+		return exit.Code
+	default:
+		fmt.Fprintf(os.Stderr, "kasa: %v\n", err)
+		return 1
+	}
+}

@@ -1,0 +1,32 @@
+// Package root builds the `kasa` command tree.
+package root
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kasa-io/kasa/pkg/cli/kubectl"
+	"github.com/kasa-io/kasa/pkg/cli/server"
+	"github.com/kasa-io/kasa/pkg/version"
+)
+
+// NewCommand returns the root command with every subcommand.
+func NewCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:           "kasa",
+		Short:         "kasa: a lightweight Kubernetes distribution in one binary",
+		Version:       version.String(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	cmd.SetVersionTemplate("{{.Version}}\n")
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
+	})
+	cmd.AddCommand(
+		server.NewCommand(),
+		kubectl.NewCommand(kubectl.OSEnv()),
+	)
+	return cmd
+}

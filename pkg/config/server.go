@@ -1,0 +1,345 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// Defaults shared with k3s, so that a k3s user finds the same numbers.
+const (
+	DefaultDataDir        = "/var/lib/kasa"
+	DefaultKubeconfig     = "/etc/kasa/kasa.yaml"
+	DefaultHTTPSPort      = 6443
+	DefaultClusterCIDR    = "10.42.0.0/16"
+	DefaultServiceCIDR    = "10.43.0.0/16"
+	DefaultClusterDomain  = "cluster.local"
+	DefaultNodePortRange  = "30000-32767"
+	DefaultKubeconfigMode = "0600"
+)
+
+// Components that --disable can remove.
+var disableable = []string{"coredns", "servicelb", "traefik", "local-storage", "metrics-server"}
+
+// ServerOptions are the raw values of `kasa server`'s flags.
+type ServerOptions struct {
+	ConfigFile           string
+	DataDir              string
+	Token                string
+	TokenFile            string
+	DatastoreEndpoint    string
+	DatastoreCAFile      string
+	DatastoreCertFile    string
+	DatastoreKeyFile     string
+	HTTPSPort            int
+	BindAddress          string
+	AdvertiseAddress     string
+	TLSSANs              []string
+	NodeName             string
+	NodeIPs              []string
+	ClusterCIDR          string
+	ServiceCIDR          string
+	ClusterDNS           string
+	ClusterDomain        string
+	NodePortRange        string
+	APIServerArgs        []string
+	ControllerManagerArg []string
+	SchedulerArgs        []string
+	WriteKubeconfig      string
+	WriteKubeconfigMode  string
+	DisableAgent         bool
+	Disable              []string
+	Debug                bool
+	Verbosity            int
+}
+
+// AddFlags defines the server's flags, with k3s's names, on fs.
+func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVarP(&o.ConfigFile, ConfigFlag, "c", DefaultConfigFile, "config file (keys are flag names); files in <config>.d/*.yaml are read after it")
+	EnvAlias(fs, ConfigFlag, "KASA_CONFIG_FILE")
+	fs.StringVarP(&o.DataDir, "data-dir", "d", DefaultDataDir, "folder for kasa's state")
+	fs.StringVarP(&o.Token, "token", "t", "", "shared secret that nodes use to join; set on first start, generated when empty")
+	Sensitive(fs, "token")
+	fs.StringVar(&o.TokenFile, "token-file", "", "file holding the token")
+	fs.StringVar(&o.DatastoreEndpoint, "datastore-endpoint", "", "kine datastore: empty for SQLite in the data dir, or a mysql:// or postgres:// DSN")
+	Sensitive(fs, "datastore-endpoint")
+	fs.StringVar(&o.DatastoreCAFile, "datastore-cafile", "", "TLS CA file for the datastore")
+	fs.StringVar(&o.DatastoreCertFile, "datastore-certfile", "", "TLS client certificate for the datastore")
+	fs.StringVar(&o.DatastoreKeyFile, "datastore-keyfile", "", "TLS client key for the datastore")
+	fs.IntVar(&o.HTTPSPort, "https-listen-port", DefaultHTTPSPort, "port of the Kubernetes API")
+	fs.StringVar(&o.BindAddress, "bind-address", "0.0.0.0", "address the API server listens on")
+	fs.StringVar(&o.AdvertiseAddress, "advertise-address", "", "address the API server advertises to the cluster (default: the node IP)")
+	fs.StringSliceVar(&o.TLSSANs, "tls-san", nil, "extra host names or IPs in the API server's certificate")
+	fs.StringVar(&o.NodeName, "node-name", "", "node name (default: the host name)")
+	fs.StringSliceVar(&o.NodeIPs, "node-ip", nil, "IP address of this node (default: the address of the default route's interface)")
+	fs.StringVar(&o.ClusterCIDR, "cluster-cidr", DefaultClusterCIDR, "pod network")
+	fs.StringVar(&o.ServiceCIDR, "service-cidr", DefaultServiceCIDR, "service network")
+	fs.StringVar(&o.ClusterDNS, "cluster-dns", "", "cluster DNS service IP (default: the 10th address of the service network)")
+	fs.StringVar(&o.ClusterDomain, "cluster-domain", DefaultClusterDomain, "cluster domain")
+	fs.StringVar(&o.NodePortRange, "service-node-port-range", DefaultNodePortRange, "port range for NodePort services")
+	fs.StringArrayVar(&o.APIServerArgs, "kube-apiserver-arg", nil, "extra kube-apiserver flag, as name=value (repeatable)")
+	fs.StringArrayVar(&o.ControllerManagerArg, "kube-controller-manager-arg", nil, "extra kube-controller-manager flag, as name=value (repeatable)")
+	fs.StringArrayVar(&o.SchedulerArgs, "kube-scheduler-arg", nil, "extra kube-scheduler flag, as name=value (repeatable)")
+	fs.StringVarP(&o.WriteKubeconfig, "write-kubeconfig", "o", DefaultKubeconfig, "where to write the admin kubeconfig")
+	EnvAlias(fs, "write-kubeconfig", "KASA_KUBECONFIG_OUTPUT")
+	fs.StringVar(&o.WriteKubeconfigMode, "write-kubeconfig-mode", DefaultKubeconfigMode, "file mode of the admin kubeconfig, in octal")
+	EnvAlias(fs, "write-kubeconfig-mode", "KASA_KUBECONFIG_MODE")
+	fs.BoolVar(&o.DisableAgent, "disable-agent", false, "run the control plane only, without a node")
+	fs.StringSliceVar(&o.Disable, "disable", nil, "packaged components not to deploy: "+strings.Join(disableable, ", "))
+	fs.BoolVar(&o.Debug, "debug", false, "log at debug level")
+	fs.IntVarP(&o.Verbosity, "v", "v", 0, "log verbosity of the Kubernetes components")
+}
+
+// Server is the validated, typed configuration of `kasa server`.
+type Server struct {
+	DataDir             string
+	Token               Secret
+	Datastore           Datastore
+	HTTPSPort           int
+	BindAddress         netip.Addr
+	AdvertiseAddress    netip.Addr
+	TLSSANs             []string
+	NodeName            string
+	NodeIPs             []netip.Addr
+	ClusterCIDR         netip.Prefix
+	ServiceCIDR         netip.Prefix
+	ClusterDNS          netip.Addr
+	ClusterDomain       string
+	NodePortRange       string
+	APIServerArgs       []string
+	ControllerArgs      []string
+	SchedulerArgs       []string
+	WriteKubeconfig     string
+	WriteKubeconfigMode os.FileMode
+	DisableAgent        bool
+	Disable             []string
+	Debug               bool
+	Verbosity           int
+}
+
+// Datastore says where kine keeps the cluster's state.
+type Datastore struct {
+	// Endpoint is kine's DSN; empty means SQLite in the data dir.
+	Endpoint Secret
+	CAFile   string
+	CertFile string
+	KeyFile  string
+}
+
+// Secret is a string that prints as "<redacted>" in logs and errors.
+type Secret string
+
+// String hides the value.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "<redacted>"
+}
+
+// Reveal returns the secret's value, for the one place that needs it.
+func (s Secret) Reveal() string { return string(s) }
+
+// Host is what Complete needs to know about the machine.
+type Host struct {
+	Hostname string
+	// DefaultIP is the address of the interface that holds the default route,
+	// or an invalid address when there is none.
+	DefaultIP netip.Addr
+	// ReadFile reads files named by settings (the token file).
+	ReadFile func(string) ([]byte, error)
+}
+
+// Complete validates the options and turns them into a Server. Each error
+// names the setting at fault and what a valid value looks like.
+func (o *ServerOptions) Complete(h Host) (*Server, error) {
+	s := &Server{
+		HTTPSPort:      o.HTTPSPort,
+		TLSSANs:        o.TLSSANs,
+		ClusterDomain:  o.ClusterDomain,
+		NodePortRange:  o.NodePortRange,
+		APIServerArgs:  o.APIServerArgs,
+		ControllerArgs: o.ControllerManagerArg,
+		SchedulerArgs:  o.SchedulerArgs,
+		DisableAgent:   o.DisableAgent,
+		Debug:          o.Debug,
+		Verbosity:      o.Verbosity,
+		Datastore: Datastore{
+			Endpoint: Secret(o.DatastoreEndpoint),
+			CAFile:   o.DatastoreCAFile,
+			CertFile: o.DatastoreCertFile,
+			KeyFile:  o.DatastoreKeyFile,
+		},
+	}
+	var err error
+	if s.DataDir, err = absPath("--data-dir", o.DataDir); err != nil {
+		return nil, err
+	}
+	if s.WriteKubeconfig, err = absPath("--write-kubeconfig", o.WriteKubeconfig); err != nil {
+		return nil, err
+	}
+	mode, err := strconv.ParseUint(o.WriteKubeconfigMode, 8, 32)
+	if err != nil || mode > 0o777 {
+		return nil, fmt.Errorf("invalid --write-kubeconfig-mode %q: want an octal file mode such as 0600 or 0644", o.WriteKubeconfigMode)
+	}
+	s.WriteKubeconfigMode = os.FileMode(mode)
+
+	if s.Token, err = readToken(o.Token, o.TokenFile, h); err != nil {
+		return nil, err
+	}
+	if o.HTTPSPort < 1 || o.HTTPSPort > 65535 {
+		return nil, fmt.Errorf("invalid --https-listen-port %d: want a port from 1 to 65535", o.HTTPSPort)
+	}
+	if s.BindAddress, err = parseIP("--bind-address", o.BindAddress); err != nil {
+		return nil, err
+	}
+	for _, ip := range o.NodeIPs {
+		a, err := parseIP("--node-ip", ip)
+		if err != nil {
+			return nil, err
+		}
+		s.NodeIPs = append(s.NodeIPs, a)
+	}
+	if len(s.NodeIPs) == 0 && h.DefaultIP.IsValid() {
+		s.NodeIPs = []netip.Addr{h.DefaultIP}
+	}
+	if o.AdvertiseAddress != "" {
+		if s.AdvertiseAddress, err = parseIP("--advertise-address", o.AdvertiseAddress); err != nil {
+			return nil, err
+		}
+	} else if len(s.NodeIPs) > 0 {
+		s.AdvertiseAddress = s.NodeIPs[0]
+	} else {
+		s.AdvertiseAddress = netip.MustParseAddr("127.0.0.1")
+	}
+	s.NodeName = strings.ToLower(o.NodeName)
+	if s.NodeName == "" {
+		s.NodeName = strings.ToLower(h.Hostname)
+	}
+	if s.NodeName == "" {
+		return nil, errors.New("no node name: the host name is empty, so set --node-name")
+	}
+	if s.ClusterCIDR, err = parseCIDR("--cluster-cidr", o.ClusterCIDR); err != nil {
+		return nil, err
+	}
+	if s.ServiceCIDR, err = parseCIDR("--service-cidr", o.ServiceCIDR); err != nil {
+		return nil, err
+	}
+	if s.ClusterCIDR.Overlaps(s.ServiceCIDR) {
+		return nil, fmt.Errorf("--cluster-cidr %s overlaps --service-cidr %s: pick networks that do not overlap", s.ClusterCIDR, s.ServiceCIDR)
+	}
+	if o.ClusterDNS == "" {
+		s.ClusterDNS = nthAddr(s.ServiceCIDR, 10)
+	} else if s.ClusterDNS, err = parseIP("--cluster-dns", o.ClusterDNS); err != nil {
+		return nil, err
+	}
+	if !s.ServiceCIDR.Contains(s.ClusterDNS) {
+		return nil, fmt.Errorf("--cluster-dns %s is outside --service-cidr %s", s.ClusterDNS, s.ServiceCIDR)
+	}
+	if err := checkPortRange(o.NodePortRange); err != nil {
+		return nil, err
+	}
+	for _, flag := range []struct {
+		name string
+		args []string
+	}{{"--kube-apiserver-arg", o.APIServerArgs}, {"--kube-controller-manager-arg", o.ControllerManagerArg}, {"--kube-scheduler-arg", o.SchedulerArgs}} {
+		for _, a := range flag.args {
+			if name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "="); name == "" {
+				return nil, fmt.Errorf("invalid %s %q: want name=value", flag.name, a)
+			}
+		}
+	}
+	for _, d := range o.Disable {
+		d = strings.TrimSpace(d)
+		if !slices.Contains(disableable, d) {
+			return nil, fmt.Errorf("invalid --disable %q: the components that can be disabled are %s", d, strings.Join(disableable, ", "))
+		}
+		s.Disable = append(s.Disable, d)
+	}
+	if !o.DisableAgent {
+		return nil, ErrAgentNotYet
+	}
+	return s, nil
+}
+
+// ErrAgentNotYet is returned while the node part of `kasa server` does not exist.
+var ErrAgentNotYet = errors.New("this kasa cannot run a node yet: start the control plane alone with --disable-agent")
+
+func absPath(flag, p string) (string, error) {
+	if p == "" {
+		return "", fmt.Errorf("%s is empty: give a path", flag)
+	}
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("invalid %s %q: %w", flag, p, err)
+	}
+	return a, nil
+}
+
+func readToken(token, file string, h Host) (Secret, error) {
+	if token != "" && file != "" {
+		return "", errors.New("--token and --token-file are both set: give one of them")
+	}
+	if file != "" {
+		read := h.ReadFile
+		if read == nil {
+			read = os.ReadFile
+		}
+		b, err := read(file)
+		if err != nil {
+			return "", fmt.Errorf("--token-file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+		if token == "" {
+			return "", fmt.Errorf("--token-file %s is empty", file)
+		}
+	}
+	if strings.ContainsAny(token, " \t\n") {
+		return "", errors.New("invalid --token: it contains white space")
+	}
+	return Secret(token), nil
+}
+
+func parseIP(flag, v string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(strings.TrimSpace(v))
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("invalid %s %q: want an IP address such as 192.168.1.10", flag, v)
+	}
+	return a.Unmap(), nil
+}
+
+func parseCIDR(flag, v string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(strings.TrimSpace(v))
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("invalid %s %q: want a network in CIDR form such as %s", flag, v, map[string]string{"--cluster-cidr": DefaultClusterCIDR, "--service-cidr": DefaultServiceCIDR}[flag])
+	}
+	if p.Masked() != p {
+		return netip.Prefix{}, fmt.Errorf("invalid %s %q: host bits are set; did you mean %s?", flag, v, p.Masked())
+	}
+	return p, nil
+}
+
+func nthAddr(p netip.Prefix, n int) netip.Addr {
+	a := p.Addr()
+	for range n {
+		a = a.Next()
+	}
+	return a
+}
+
+func checkPortRange(r string) error {
+	lo, hi, ok := strings.Cut(r, "-")
+	l, err1 := strconv.Atoi(lo)
+	h, err2 := strconv.Atoi(hi)
+	if !ok || err1 != nil || err2 != nil || l < 1 || h > 65535 || l > h {
+		return fmt.Errorf("invalid --service-node-port-range %q: want low-high such as %s", r, DefaultNodePortRange)
+	}
+	return nil
+}

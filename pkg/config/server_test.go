@@ -1,0 +1,81 @@
+package config
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+var host = Host{Hostname: "Node-1", DefaultIP: netip.MustParseAddr("192.0.2.10")}
+
+func TestCompleteDefaults(t *testing.T) {
+	o, _ := newFlags(t, "--disable-agent")
+	s, err := o.Complete(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.NodeName != "node-1" {
+		t.Errorf("node name %q: want the host name in lower case", s.NodeName)
+	}
+	if s.AdvertiseAddress.String() != "192.0.2.10" || s.NodeIPs[0].String() != "192.0.2.10" {
+		t.Errorf("addresses: %v %v", s.AdvertiseAddress, s.NodeIPs)
+	}
+	if s.ClusterDNS.String() != "10.43.0.10" {
+		t.Errorf("cluster DNS %v", s.ClusterDNS)
+	}
+	if s.WriteKubeconfigMode != 0o600 || s.WriteKubeconfig != DefaultKubeconfig {
+		t.Errorf("kubeconfig %s %o", s.WriteKubeconfig, s.WriteKubeconfigMode)
+	}
+}
+
+func TestCompleteErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--cluster-cidr", "10.42.0.0/33"}, "invalid --cluster-cidr \"10.42.0.0/33\""},
+		{[]string{"--cluster-cidr", "banana"}, "invalid --cluster-cidr"},
+		{[]string{"--service-cidr", "10.43.0.1/16"}, "did you mean 10.43.0.0/16"},
+		{[]string{"--cluster-cidr", "10.0.0.0/8", "--service-cidr", "10.43.0.0/16"}, "overlaps"},
+		{[]string{"--cluster-dns", "10.99.0.10"}, "outside --service-cidr"},
+		{[]string{"--https-listen-port", "70000"}, "invalid --https-listen-port 70000"},
+		{[]string{"--bind-address", "nowhere"}, "invalid --bind-address"},
+		{[]string{"--node-ip", "1.2.3"}, "invalid --node-ip"},
+		{[]string{"--write-kubeconfig-mode", "0999"}, "invalid --write-kubeconfig-mode"},
+		{[]string{"--service-node-port-range", "5-1"}, "invalid --service-node-port-range"},
+		{[]string{"--disable", "traefik,kafka"}, "invalid --disable \"kafka\""},
+		{[]string{"--kube-apiserver-arg", "=1"}, "invalid --kube-apiserver-arg"},
+		{[]string{"--token", "a", "--token-file", "/x"}, "both set"},
+		{[]string{"--token", "has space"}, "white space"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			o, _ := newFlags(t, append(tt.args, "--disable-agent")...)
+			_, err := o.Complete(host)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestCompleteNeedsDisableAgentForNow(t *testing.T) {
+	o, _ := newFlags(t)
+	if _, err := o.Complete(host); !errors.Is(err, ErrAgentNotYet) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestTokenFile(t *testing.T) {
+	o, _ := newFlags(t, "--token-file", "/t", "--disable-agent")
+	h := host
+	h.ReadFile = func(string) ([]byte, error) { return []byte("  abc123\n"), nil }
+	s, err := o.Complete(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Token.Reveal() != "abc123" || s.Token.String() != "<redacted>" {
+		t.Fatalf("token %q / %q", s.Token.Reveal(), s.Token)
+	}
+}

@@ -1,0 +1,147 @@
+// Package datastore runs kine, the etcd API over SQL that holds the cluster's
+// state: SQLite in the data dir by default, MySQL or PostgreSQL by DSN.
+package datastore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/k3s-io/kine/pkg/endpoint"
+	kinetls "github.com/k3s-io/kine/pkg/tls"
+
+	"github.com/kasa-io/kasa/pkg/component"
+	"github.com/kasa-io/kasa/pkg/config"
+)
+
+// SQLiteParams are the connection parameters of the default SQLite file:
+// write-ahead log, so that a killed process loses no committed write.
+const SQLiteParams = "_journal_mode=WAL&_busy_timeout=30000&_synchronous=NORMAL&_txlock=immediate&_stmt_cache_size=20&cache=shared"
+
+// Kine is the datastore component.
+type Kine struct {
+	// DBDir holds state.db when no endpoint is configured, and the socket.
+	DBDir     string
+	Datastore config.Datastore
+
+	mu        sync.Mutex
+	endpoints []string
+}
+
+var _ component.Component = (*Kine)(nil)
+
+// Name implements component.Component.
+func (k *Kine) Name() string { return "kine" }
+
+// SocketPath is where kine serves the etcd API.
+func (k *Kine) SocketPath() string { return filepath.Join(k.DBDir, "kine.sock") }
+
+// Endpoints returns the etcd endpoints kine serves; valid once it is ready.
+func (k *Kine) Endpoints() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.endpoints
+}
+
+// Scheme names the kind of datastore, for logs: sqlite, mysql, postgres...
+func (k *Kine) Scheme() string {
+	ep := k.Datastore.Endpoint.Reveal()
+	if ep == "" {
+		return "sqlite"
+	}
+	scheme, _, ok := strings.Cut(ep, "://")
+	if !ok {
+		return "unknown"
+	}
+	return scheme
+}
+
+// Run implements component.Component.
+func (k *Kine) Run(ctx context.Context, ready func()) error {
+	if err := os.MkdirAll(k.DBDir, 0o700); err != nil {
+		return err
+	}
+	ep := k.Datastore.Endpoint.Reveal()
+	if ep == "" {
+		ep = "sqlite://" + filepath.Join(k.DBDir, "state.db") + "?" + SQLiteParams
+	}
+	if sock := k.SocketPath(); len(sock) > 100 {
+		return fmt.Errorf("socket path %s is too long for a unix socket: use a shorter --data-dir", sock)
+	}
+	var wg sync.WaitGroup
+	etcd, err := endpoint.Listen(ctx, endpoint.Config{
+		Listener:  "unix://" + k.SocketPath(),
+		Endpoint:  ep,
+		WaitGroup: &wg,
+		BackendTLSConfig: kinetls.Config{
+			CAFile:   k.Datastore.CAFile,
+			CertFile: k.Datastore.CertFile,
+			KeyFile:  k.Datastore.KeyFile,
+		},
+		// kine's own defaults. Compaction is driven by the API server (every
+		// five minutes), which keeps SQLite from growing without bound.
+		NotifyInterval:      5 * time.Second,
+		EmulatedETCDVersion: "3.6.11",
+		CompactTimeout:      5 * time.Second,
+		CompactMinRetain:    1000,
+		CompactBatchSize:    1000,
+		PollBatchSize:       500,
+		PollInterval:        time.Second,
+	})
+	if err != nil {
+		return fmt.Errorf("open %s datastore: %w", k.Scheme(), Redact(err, k.Datastore.Endpoint))
+	}
+	k.mu.Lock()
+	k.endpoints = etcd.Endpoints
+	k.mu.Unlock()
+	ready()
+	<-ctx.Done()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(endpoint.GracefulStopTimeout + time.Second):
+	}
+	return nil
+}
+
+// Redact replaces the DSN and its password, wherever they appear in err, by
+// placeholders, so that a failed connection never prints a credential.
+func Redact(err error, dsn config.Secret) error {
+	if err == nil || dsn == "" {
+		return err
+	}
+	msg := err.Error()
+	secrets := []string{dsn.Reveal()}
+	if u, perr := url.Parse(dsn.Reveal()); perr == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			secrets = append(secrets, p, url.QueryEscape(p))
+		}
+	}
+	// kine's MySQL form user:pass@tcp(host)/db is not a URL; take what lies
+	// between the first ':' after the scheme and the last '@'.
+	if _, rest, ok := strings.Cut(dsn.Reveal(), "://"); ok {
+		if at := strings.LastIndex(rest, "@"); at > 0 {
+			if _, pass, ok := strings.Cut(rest[:at], ":"); ok && pass != "" {
+				secrets = append(secrets, pass)
+			}
+		}
+	}
+	changed := false
+	for _, s := range secrets {
+		if s != "" && strings.Contains(msg, s) {
+			msg = strings.ReplaceAll(msg, s, "<redacted>")
+			changed = true
+		}
+	}
+	if !changed {
+		return err
+	}
+	return errors.New(msg)
+}

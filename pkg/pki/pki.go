@@ -1,0 +1,322 @@
+// Package pki makes and keeps the cluster's certificates: certificate
+// authorities that last ten years and leaf certificates that last one year and
+// are renewed at start when fewer than 120 days remain.
+package pki
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+// Lifetimes and the renewal window.
+const (
+	CALifetime   = 10 * 365 * 24 * time.Hour
+	LeafLifetime = 365 * 24 * time.Hour
+	RenewBefore  = 120 * 24 * time.Hour
+	// backdate absorbs small clock differences between machines.
+	backdate = 5 * time.Minute
+)
+
+// CA is a certificate authority whose key is on disk.
+type CA struct {
+	Cert    *x509.Certificate
+	CertPEM []byte
+	Key     crypto.Signer
+}
+
+// Hash is the sha256 of the CA certificate file's bytes, as used in join
+// tokens (K10<hash>::...).
+func (ca *CA) Hash() string {
+	sum := sha256.Sum256(ca.CertPEM)
+	return hex.EncodeToString(sum[:])
+}
+
+// LoadOrCreateCA loads the CA from certFile and keyFile, creating both when
+// neither exists. A CA is never replaced silently: one that has expired or
+// whose files are damaged is an error.
+func LoadOrCreateCA(certFile, keyFile, commonName string, now time.Time) (*CA, error) {
+	certPEM, certErr := os.ReadFile(certFile)
+	_, keyErr := os.Stat(keyFile)
+	if errors.Is(certErr, os.ErrNotExist) && errors.Is(keyErr, os.ErrNotExist) {
+		return createCA(certFile, keyFile, commonName, now)
+	}
+	if certErr != nil {
+		return nil, fmt.Errorf("read CA certificate: %w", certErr)
+	}
+	cert, err := parseCert(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("CA certificate %s: %w", certFile, err)
+	}
+	key, err := readKey(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("CA key %s: %w", keyFile, err)
+	}
+	if !publicKeysEqual(cert.PublicKey, key.Public()) {
+		return nil, fmt.Errorf("CA key %s does not belong to certificate %s", keyFile, certFile)
+	}
+	if now.After(cert.NotAfter) {
+		return nil, fmt.Errorf("CA certificate %s expired on %s", certFile, cert.NotAfter.Format(time.DateOnly))
+	}
+	return &CA{Cert: cert, CertPEM: certPEM, Key: key}, nil
+}
+
+func createCA(certFile, keyFile, commonName string, now time.Time) (*CA, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: fmt.Sprintf("%s@%d", commonName, now.Unix())},
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              now.Add(CALifetime),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, err
+	}
+	cert, _ := x509.ParseCertificate(der)
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := writeKey(keyFile, key); err != nil {
+		return nil, err
+	}
+	if err := WriteFile(certFile, certPEM, 0o644); err != nil {
+		return nil, err
+	}
+	return &CA{Cert: cert, CertPEM: certPEM, Key: key}, nil
+}
+
+// Leaf describes a certificate signed by a CA.
+type Leaf struct {
+	CertFile     string
+	KeyFile      string
+	CommonName   string
+	Organization []string
+	Client       bool
+	Server       bool
+	DNSNames     []string
+	IPs          []net.IP
+}
+
+// Ensure makes sure the leaf's files hold a certificate that this CA signed,
+// with the wanted names, that has more than RenewBefore left. It reuses the
+// files when they qualify and writes new ones otherwise; it reports whether it
+// wrote. The key is kept across renewals.
+func (ca *CA) Ensure(l Leaf, now time.Time) (bool, error) {
+	key, keyErr := readKey(l.KeyFile)
+	if keyErr == nil {
+		if cert, err := readCert(l.CertFile); err == nil && ca.current(cert, key, l, now) {
+			return false, nil
+		}
+	}
+	if keyErr != nil {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return false, err
+		}
+		if err := writeKey(l.KeyFile, k); err != nil {
+			return false, err
+		}
+		key = k
+	}
+	certPEM, err := ca.Sign(key.Public(), l, now)
+	if err != nil {
+		return false, err
+	}
+	return true, WriteFile(l.CertFile, certPEM, 0o644)
+}
+
+// Sign issues a certificate for pub as the leaf describes, in PEM form.
+func (ca *CA) Sign(pub crypto.PublicKey, l Leaf, now time.Time) ([]byte, error) {
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: l.CommonName, Organization: l.Organization},
+		NotBefore:    now.Add(-backdate),
+		NotAfter:     now.Add(LeafLifetime),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		DNSNames:     l.DNSNames,
+		IPAddresses:  l.IPs,
+	}
+	if l.Client {
+		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
+	}
+	if l.Server {
+		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
+	if err != nil {
+		return nil, fmt.Errorf("sign certificate for %s: %w", l.CommonName, err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+}
+
+// current reports whether cert can be kept for the leaf.
+func (ca *CA) current(cert *x509.Certificate, key crypto.Signer, l Leaf, now time.Time) bool {
+	if cert.NotAfter.Sub(now) < RenewBefore || now.Before(cert.NotBefore) {
+		return false
+	}
+	if cert.CheckSignatureFrom(ca.Cert) != nil || !publicKeysEqual(cert.PublicKey, key.Public()) {
+		return false
+	}
+	if cert.Subject.CommonName != l.CommonName || !slices.Equal(cert.Subject.Organization, l.Organization) {
+		return false
+	}
+	return sameSet(cert.DNSNames, l.DNSNames) && sameIPs(cert.IPAddresses, l.IPs)
+}
+
+// NotAfter reads a certificate file and returns when it expires.
+func NotAfter(certFile string) (time.Time, error) {
+	c, err := readCert(certFile)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return c.NotAfter, nil
+}
+
+// GenerateKeyFile writes a new ECDSA P-256 key to file unless one exists
+// (used for the service-account signing key).
+func GenerateKeyFile(file string) error {
+	if _, err := readKey(file); err == nil {
+		return nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("key %s: %w", file, err)
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	return writeKey(file, k)
+}
+
+func readCert(file string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	return parseCert(b)
+}
+
+func parseCert(b []byte) (*x509.Certificate, error) {
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, errors.New("no PEM certificate found")
+	}
+	return x509.ParseCertificate(block.Bytes)
+}
+
+func readKey(file string) (crypto.Signer, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, errors.New("no PEM key found")
+	}
+	switch block.Type {
+	case "EC PRIVATE KEY":
+		return x509.ParseECPrivateKey(block.Bytes)
+	case "PRIVATE KEY":
+		k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		s, ok := k.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("unsupported key type %T", k)
+		}
+		return s, nil
+	case "RSA PRIVATE KEY":
+		return x509.ParsePKCS1PrivateKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("unsupported PEM block %q", block.Type)
+	}
+}
+
+func writeKey(file string, key *ecdsa.PrivateKey) error {
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	return WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600)
+}
+
+// WriteFile writes data to file atomically (a temporary file renamed into
+// place), creating the parent folder, with the given mode.
+func WriteFile(file string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(file)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(file)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), file)
+}
+
+func serial() *big.Int {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return n
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	ea, ok := a.(equaler)
+	return ok && ea.Equal(b)
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
+}
+
+func sameIPs(a, b []net.IP) bool {
+	norm := func(ips []net.IP) []string {
+		out := make([]string, 0, len(ips))
+		for _, ip := range ips {
+			out = append(out, ip.String())
+		}
+		return out
+	}
+	return sameSet(norm(a), norm(b))
+}

@@ -1,0 +1,117 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/spf13/pflag"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	apiserveroptions "k8s.io/kubernetes/cmd/kube-apiserver/app/options"
+
+	"github.com/kasa-io/kasa/pkg/component"
+)
+
+// APIServer runs the upstream kube-apiserver in this process.
+type APIServer struct {
+	// Args returns the flags; called at start, once the datastore is up.
+	Args func() []string
+	// ReadyzURL and Client probe readiness with the admin identity.
+	ReadyzURL string
+	Client    *http.Client
+}
+
+var _ component.Component = (*APIServer)(nil)
+
+// Name implements component.Component.
+func (a *APIServer) Name() string { return "kube-apiserver" }
+
+// Run implements component.Component.
+func (a *APIServer) Run(ctx context.Context, ready func()) error {
+	s := apiserveroptions.NewServerRunOptions()
+	fs := pflag.NewFlagSet("kube-apiserver", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	for _, f := range s.Flags().FlagSets {
+		fs.AddFlagSet(f)
+	}
+	if err := fs.Parse(a.Args()); err != nil {
+		return fmt.Errorf("flags: %w (check --kube-apiserver-arg)", err)
+	}
+	if err := s.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
+		return err
+	}
+	completed, err := s.Complete(ctx)
+	if err != nil {
+		return err
+	}
+	if errs := completed.Validate(); len(errs) != 0 {
+		return fmt.Errorf("flags: %w (check --kube-apiserver-arg)", utilerrors.NewAggregate(errs))
+	}
+	done := make(chan error, 1)
+	go func() { done <- apiserverapp.Run(ctx, completed) }()
+	if err := waitReady(ctx, a.Client, a.ReadyzURL, done); err != nil {
+		return err
+	}
+	ready()
+	if err := <-done; err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+// waitReady polls url until it answers 200, the component ends (done) or ctx
+// is cancelled.
+func waitReady(ctx context.Context, c *http.Client, url string, done <-chan error) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := c.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case err := <-done:
+			if err == nil {
+				err = errors.New("exited before it was ready")
+			}
+			return err
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// adminHTTPClient is a client that verifies the API server against the
+// cluster CA and presents a client certificate.
+func adminHTTPClient(caFile, certFile, keyFile string) (*http.Client, error) {
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("no certificate in %s", caFile)
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{
+		Timeout: 2 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		},
+	}, nil
+}

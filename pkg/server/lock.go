@@ -1,0 +1,50 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrInUse is returned when another kasa server holds the data dir.
+var ErrInUse = errors.New("data dir in use")
+
+// dataDirLock is an exclusive lock on a file in the data dir, held for the
+// life of the server. The kernel drops it when the process ends, however it
+// ends, so a killed server never leaves a stale lock behind.
+type dataDirLock struct{ f *os.File }
+
+// lockDataDir takes the lock or says which process holds it. It creates the
+// folder that holds the lock file and writes nothing else.
+func lockDataDir(dataDir, file string) (*dataDirLock, error) {
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return nil, fmt.Errorf("data dir %s is not usable: %w (pick another with --data-dir)", dataDir, err)
+	}
+	f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("data dir %s is not usable: %w (pick another with --data-dir)", dataDir, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		owner, _ := os.ReadFile(file)
+		f.Close()
+		pid := strings.TrimSpace(string(owner))
+		if pid == "" {
+			pid = "unknown"
+		}
+		return nil, fmt.Errorf("%w: another kasa server (pid %s) is running on %s; stop it first or pick another --data-dir", ErrInUse, pid, dataDir)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return &dataDirLock{f: f}, nil
+}
+
+func (l *dataDirLock) release() {
+	_ = l.f.Truncate(0)
+	_ = l.f.Close()
+}

@@ -1,0 +1,276 @@
+// Package server assembles kasa's control plane: certificates, the kine
+// datastore, kube-apiserver, kube-controller-manager and kube-scheduler, all
+// upstream code running in this process under one component lifecycle.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/kasa-io/kasa/pkg/component"
+	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/datastore"
+	"github.com/kasa-io/kasa/pkg/pki"
+	"github.com/kasa-io/kasa/pkg/token"
+)
+
+// StopTimeout bounds a clean stop of the whole control plane.
+const StopTimeout = 14 * time.Second
+
+// ErrPortInUse is returned when a port the server needs is taken.
+var ErrPortInUse = errors.New("port in use")
+
+// Options are what Run needs besides the settings.
+type Options struct {
+	Log *slog.Logger
+	// Now is the clock used for certificates; time.Now when nil.
+	Now func() time.Time
+	// OnReady is called once the control plane serves and the admin
+	// kubeconfig is written.
+	OnReady func()
+}
+
+// Run starts the control plane described by cfg and blocks until ctx is
+// cancelled or a component fails. It refuses to start, before it changes
+// anything, when the data dir is held by another server or a port is taken.
+func Run(ctx context.Context, cfg *config.Server, o Options) error {
+	log := o.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	// The components' own clients would log every deprecation warning the
+	// API server sends them; upstream binaries silence them the same way.
+	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+
+	p := NewPaths(cfg.DataDir)
+	lock, err := lockDataDir(cfg.DataDir, p.Lock())
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+
+	local := localAddr(cfg)
+	kcmArgs, schedArgs := controllerManagerArgs(cfg, p), schedulerArgs(cfg, p)
+	if err := checkPorts(cfg, kcmArgs, schedArgs); err != nil {
+		return err
+	}
+
+	c, err := ensureCerts(cfg, p, now(), log)
+	if err != nil {
+		return fmt.Errorf("certificates: %w", err)
+	}
+	if err := ensureToken(p.Token(), cfg.Token, c.CA); err != nil {
+		return err
+	}
+	serverURL := "https://" + local.String()
+	for _, kc := range []struct{ file, client string }{
+		{"controller.kubeconfig", "controller"},
+		{"scheduler.kubeconfig", "scheduler"},
+		{"admin.kubeconfig", "admin"},
+	} {
+		if err := writeKubeconfig(p.Cred(kc.file), 0o600, kubeconfigSpec{
+			Server: serverURL, CAFile: p.TLS("ca.crt"),
+			CertFile: p.TLS("client-" + kc.client + ".crt"), KeyFile: p.TLS("client-" + kc.client + ".key"),
+		}); err != nil {
+			return err
+		}
+	}
+	client, err := adminHTTPClient(p.TLS("ca.crt"), p.TLS("client-admin.crt"), p.TLS("client-admin.key"))
+	if err != nil {
+		return err
+	}
+
+	kine := &datastore.Kine{DBDir: p.DB(), Datastore: cfg.Datastore}
+	log.Info("datastore", "kind", kine.Scheme())
+	components := []component.Component{
+		kine,
+		&APIServer{
+			Args:      func() []string { return apiserverArgs(cfg, p, kine.Endpoints()) },
+			ReadyzURL: serverURL + "/readyz",
+			Client:    client,
+		},
+		&ControllerManager{Args: kcmArgs},
+		&Scheduler{Args: schedArgs},
+		component.Func{ComponentName: "kubeconfig", RunFunc: func(ctx context.Context, ready func()) error {
+			if err := writeKubeconfig(cfg.WriteKubeconfig, cfg.WriteKubeconfigMode, kubeconfigSpec{
+				Server: serverURL, CAFile: p.TLS("ca.crt"), Embed: true,
+				CertFile: p.TLS("client-admin.crt"), KeyFile: p.TLS("client-admin.key"),
+			}); err != nil {
+				return fmt.Errorf("%w (pick another path with --write-kubeconfig)", err)
+			}
+			log.Info("wrote admin kubeconfig", "file", cfg.WriteKubeconfig)
+			ready()
+			<-ctx.Done()
+			return nil
+		}},
+	}
+	m := &component.Manager{ReadyTimeout: 3 * time.Minute, StopTimeout: StopTimeout, Log: log}
+	return m.Run(ctx, components, o.OnReady)
+}
+
+// localAddr is where this node's clients reach the API server.
+func localAddr(cfg *config.Server) netip.AddrPort {
+	a := cfg.BindAddress
+	if a.IsUnspecified() {
+		a = netip.MustParseAddr("127.0.0.1")
+		if cfg.BindAddress.Is6() {
+			a = netip.IPv6Loopback()
+		}
+	}
+	return netip.AddrPortFrom(a, uint16(cfg.HTTPSPort))
+}
+
+// checkPorts fails, naming the port and the flag that moves it, when a port
+// the control plane listens on is taken.
+func checkPorts(cfg *config.Server, kcmArgs, schedArgs []string) error {
+	type want struct{ addr, flag string }
+	wants := []want{{net.JoinHostPort(cfg.BindAddress.String(), strconv.Itoa(cfg.HTTPSPort)), "--https-listen-port"}}
+	for _, c := range []struct {
+		args []string
+		flag string
+	}{{kcmArgs, "--kube-controller-manager-arg secure-port=N"}, {schedArgs, "--kube-scheduler-arg secure-port=N"}} {
+		port, _ := flagValue(c.args, "secure-port")
+		host, _ := flagValue(c.args, "bind-address")
+		if port != "" && port != "0" {
+			wants = append(wants, want{net.JoinHostPort(host, port), c.flag})
+		}
+	}
+	for _, w := range wants {
+		l, err := net.Listen("tcp", w.addr)
+		if err != nil {
+			var errno syscall.Errno
+			if errors.As(err, &errno) {
+				err = errno
+			}
+			return fmt.Errorf("%w: cannot listen on %s: %w; stop what uses it or pick another port with %s", ErrPortInUse, w.addr, err, w.flag)
+		}
+		l.Close()
+	}
+	return nil
+}
+
+// ensureToken writes the server token on first start and checks --token
+// against it afterwards: the secret of a cluster is set once.
+func ensureToken(file string, given config.Secret, ca *pki.CA) error {
+	var want token.Token
+	if given != "" {
+		t, err := token.Parse(given.Reveal())
+		if err != nil {
+			return fmt.Errorf("--token: %w", err)
+		}
+		if t.CAHash != "" && t.CAHash != ca.Hash() {
+			return errors.New("--token names a different cluster CA than this server's: use this server's token (in <data-dir>/server/token)")
+		}
+		want = t
+	}
+	data, err := os.ReadFile(file)
+	switch {
+	case err == nil:
+		stored, err := token.Parse(string(data))
+		if err != nil {
+			return fmt.Errorf("server token %s: %w", file, err)
+		}
+		if want.Secret != "" && want.Secret != stored.Secret {
+			return fmt.Errorf("--token does not match the token this server was first started with (%s); start without --token or give that token", file)
+		}
+		return nil
+	case errors.Is(err, os.ErrNotExist):
+		secret := want.Secret
+		if secret == "" {
+			if secret, err = token.NewSecret(); err != nil {
+				return err
+			}
+		}
+		t := token.Token{CAHash: ca.Hash(), User: token.ServerUser, Secret: secret}
+		return pki.WriteFile(file, []byte(t.String()+"\n"), 0o600)
+	default:
+		return fmt.Errorf("server token: %w", err)
+	}
+}
+
+func apiserverArgs(cfg *config.Server, p Paths, etcdServers []string) []string {
+	issuer := "https://kubernetes.default.svc." + cfg.ClusterDomain
+	return flagArgs(map[string]string{
+		"advertise-address":                  cfg.AdvertiseAddress.String(),
+		"bind-address":                       cfg.BindAddress.String(),
+		"secure-port":                        strconv.Itoa(cfg.HTTPSPort),
+		"etcd-servers":                       strings.Join(etcdServers, ","),
+		"storage-backend":                    "etcd3",
+		"authorization-mode":                 "Node,RBAC",
+		"enable-admission-plugins":           "NodeRestriction",
+		"anonymous-auth":                     "false",
+		"allow-privileged":                   "true",
+		"client-ca-file":                     p.TLS("ca.crt"),
+		"tls-cert-file":                      p.TLS("serving-kube-apiserver.crt"),
+		"tls-private-key-file":               p.TLS("serving-kube-apiserver.key"),
+		"kubelet-client-certificate":         p.TLS("client-kube-apiserver.crt"),
+		"kubelet-client-key":                 p.TLS("client-kube-apiserver.key"),
+		"kubelet-certificate-authority":      p.TLS("ca.crt"),
+		"kubelet-preferred-address-types":    "InternalIP,ExternalIP,Hostname",
+		"service-account-key-file":           p.TLS("service-account.key"),
+		"service-account-signing-key-file":   p.TLS("service-account.key"),
+		"service-account-issuer":             issuer,
+		"api-audiences":                      issuer,
+		"service-cluster-ip-range":           cfg.ServiceCIDR.String(),
+		"service-node-port-range":            cfg.NodePortRange,
+		"requestheader-client-ca-file":       p.TLS("request-header-ca.crt"),
+		"requestheader-allowed-names":        authProxyUser,
+		"requestheader-extra-headers-prefix": "X-Remote-Extra-",
+		"requestheader-group-headers":        "X-Remote-Group",
+		"requestheader-username-headers":     "X-Remote-User",
+		"proxy-client-cert-file":             p.TLS("client-auth-proxy.crt"),
+		"proxy-client-key-file":              p.TLS("client-auth-proxy.key"),
+		"cert-dir":                           p.TLS("temporary-certs"),
+		"profiling":                          "false",
+	}, cfg.APIServerArgs)
+}
+
+func controllerManagerArgs(cfg *config.Server, p Paths) []string {
+	kubeconfig := p.Cred("controller.kubeconfig")
+	return flagArgs(map[string]string{
+		"kubeconfig":                       kubeconfig,
+		"authentication-kubeconfig":        kubeconfig,
+		"authorization-kubeconfig":         kubeconfig,
+		"bind-address":                     "127.0.0.1",
+		"secure-port":                      "10257",
+		"cluster-cidr":                     cfg.ClusterCIDR.String(),
+		"allocate-node-cidrs":              "true",
+		"service-cluster-ip-range":         cfg.ServiceCIDR.String(),
+		"cluster-signing-cert-file":        p.TLS("ca.crt"),
+		"cluster-signing-key-file":         p.TLS("ca.key"),
+		"root-ca-file":                     p.TLS("ca.crt"),
+		"service-account-private-key-file": p.TLS("service-account.key"),
+		"use-service-account-credentials":  "true",
+		"configure-cloud-routes":           "false",
+		"leader-elect":                     "true",
+		"profiling":                        "false",
+	}, cfg.ControllerArgs)
+}
+
+func schedulerArgs(cfg *config.Server, p Paths) []string {
+	kubeconfig := p.Cred("scheduler.kubeconfig")
+	return flagArgs(map[string]string{
+		"kubeconfig":                kubeconfig,
+		"authentication-kubeconfig": kubeconfig,
+		"authorization-kubeconfig":  kubeconfig,
+		"bind-address":              "127.0.0.1",
+		"secure-port":               "10259",
+		"leader-elect":              "true",
+		"profiling":                 "false",
+	}, cfg.SchedulerArgs)
+}
