@@ -106,7 +106,7 @@ func TestIntegrationBadInput(t *testing.T) {
 				if err := os.WriteFile(s.ConfigFile(), []byte(tt.config), 0o600); err != nil {
 					t.Fatal(err)
 				}
-				defer os.WriteFile(s.ConfigFile(), nil, 0o600)
+				defer func() { _ = os.WriteFile(s.ConfigFile(), nil, 0o600) }()
 			}
 			args := append(s.Args(), tt.args...)
 			cmd := s.Command(args...)

@@ -191,12 +191,18 @@ func TestIntegrationControlPlane(t *testing.T) {
 		}
 		eventually(t, 60*time.Second, func() error {
 			rs, err := c.AppsV1().ReplicaSets("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
-			if err != nil || len(rs.Items) != 1 {
-				return fmt.Errorf("replicasets: %v %d", err, len(rs.Items))
+			if err != nil {
+				return err
+			}
+			if len(rs.Items) != 1 {
+				return fmt.Errorf("%d replicasets, want 1", len(rs.Items))
 			}
 			pods, err := c.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
-			if err != nil || len(pods.Items) != 2 {
-				return fmt.Errorf("pods: %v", err)
+			if err != nil {
+				return err
+			}
+			if len(pods.Items) != 2 {
+				return fmt.Errorf("%d pods, want 2", len(pods.Items))
 			}
 			for _, p := range pods.Items {
 				if p.Status.Phase != corev1.PodPending {

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# gofmt, go vet (every build tag the tests use) and golangci-lint.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GOLANGCI_VERSION=v2.15.0
+tags=integration,e2e
+
+unformatted=$(gofmt -l cmd pkg tests)
+if [ -n "$unformatted" ]; then
+	echo "not gofmt-formatted:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+echo "gofmt: ok"
+
+go vet -tags "$tags" ./...
+echo "go vet: ok"
+
+lint=bin/tools/golangci-lint
+if ! "$lint" version 2>/dev/null | grep -q "${GOLANGCI_VERSION#v}"; then
+	echo "installing golangci-lint $GOLANGCI_VERSION into bin/tools"
+	GOBIN="$PWD/bin/tools" go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$GOLANGCI_VERSION"
+fi
+"$lint" run --build-tags "$tags" ./...
+echo "golangci-lint: ok"

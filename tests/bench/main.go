@@ -1,0 +1,196 @@
+// Command bench measures kasa and prints the figures that docs/benchmarks.md
+// records: start-up times, idle memory and API throughput. It runs the real
+// binary ($KASA_BIN) in temporary data dirs on free ports. Benchmarks are
+// measurements, not tests: nothing here fails because the machine was slow.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kasa-io/kasa/tests/harness"
+)
+
+func main() {
+	idle := flag.Duration("idle", time.Minute, "how long after start to read idle memory")
+	starts := flag.Int("starts", 3, "cold and warm starts to take the median of")
+	creates := flag.Int("creates", 2000, "ConfigMaps to create per throughput run")
+	flag.Parse()
+	if err := run(*idle, *starts, *creates); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type row struct{ name, value, target string }
+
+func run(idle time.Duration, starts, creates int) error {
+	bin, err := harness.Binary()
+	if err != nil {
+		return err
+	}
+	var rows []row
+	add := func(name, value, target string) {
+		rows = append(rows, row{name, value, target})
+		fmt.Fprintf(os.Stderr, "%-58s %s\n", name, value)
+	}
+
+	// Cold starts: a fresh data dir each time, certificates included.
+	var cold, warm []time.Duration
+	var s *harness.Server
+	for i := range starts {
+		srv, err := harness.NewServer(bin)
+		if err != nil {
+			return err
+		}
+		d, err := timeStart(srv)
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		cold = append(cold, d)
+		if i < starts-1 {
+			srv.Close()
+		} else {
+			s = srv
+		}
+	}
+	defer s.Close()
+	add("control plane: cold start to /readyz (with certificates)", median(cold), "< 3 s")
+
+	// Warm starts: the same data dir, stopped with SIGTERM.
+	for range starts {
+		if _, err := s.Stop(20 * time.Second); err != nil {
+			return err
+		}
+		d, err := timeStart(s)
+		if err != nil {
+			return err
+		}
+		warm = append(warm, d)
+	}
+	add("control plane: warm start to /readyz", median(warm), "< 1.5 s")
+
+	if wait := idle - time.Since(s.Started); wait > 0 {
+		time.Sleep(wait)
+	}
+	rss, err := rssKiB(s.PID())
+	if err != nil {
+		return err
+	}
+	add(fmt.Sprintf("control plane: idle RSS %s after start", idle), fmt.Sprintf("%d MiB", rss/1024), "< 350 MiB")
+
+	c, err := s.Client()
+	if err != nil {
+		return err
+	}
+	for _, clients := range []int{1, 8} {
+		rate, p50, p99, err := createLoad(c, fmt.Sprintf("c%d", clients), creates, clients)
+		if err != nil {
+			return err
+		}
+		target := ""
+		if clients == 8 {
+			target = "> 1200/s, p99 < 20 ms"
+		}
+		add(fmt.Sprintf("ConfigMap creates, %d client(s), %d objects", clients, creates),
+			fmt.Sprintf("%.0f/s, p50 %s, p99 %s", rate, ms(p50), ms(p99)), target)
+	}
+
+	fmt.Printf("Measured %s on %s, %d cores, with `make bench` (tests/bench, %d starts each, median).\n\n",
+		time.Now().UTC().Format("2006-01-02"), runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), starts)
+	fmt.Println("| figure | value | target |")
+	fmt.Println("| --- | --- | --- |")
+	for _, r := range rows {
+		fmt.Printf("| %s | %s | %s |\n", r.name, r.value, r.target)
+	}
+	return nil
+}
+
+func timeStart(s *harness.Server) (time.Duration, error) {
+	if err := s.Start(); err != nil {
+		return 0, err
+	}
+	if err := s.WaitReady(2 * time.Minute); err != nil {
+		return 0, err
+	}
+	return time.Since(s.Started), nil
+}
+
+func median(ds []time.Duration) string {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return fmt.Sprintf("%.2f s", s[len(s)/2].Seconds())
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+// rssKiB reads a process's resident set size.
+func rssKiB(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			return strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+}
+
+// createLoad creates n ConfigMaps from the given number of concurrent
+// clients and returns the rate and the latency percentiles.
+func createLoad(c kubernetes.Interface, prefix string, n, clients int) (float64, time.Duration, time.Duration, error) {
+	ctx := context.Background()
+	lat := make([]time.Duration, n)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	next := make(chan int)
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				t0 := time.Now()
+				_, err := c.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{
+					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%05d", prefix, i)},
+					Data:       map[string]string{"k": "v"},
+				}, metav1.CreateOptions{})
+				lat[i] = time.Since(t0)
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	elapsed := time.Since(start)
+	if firstErr != nil {
+		return 0, 0, 0, firstErr
+	}
+	slices.Sort(lat)
+	return float64(n) / elapsed.Seconds(), lat[n/2], lat[n*99/100], nil
+}
