@@ -41,11 +41,11 @@ unit:
 
 # Tests that run the built binary as real processes (no root needed).
 integration: build
-	KASA_BIN=$(CURDIR)/$(BIN)/kasa $(GO) test -count=1 -timeout 20m ./tests/integration/...
+	KASA_BIN=$(CURDIR)/$(BIN)/kasa $(GO) test -tags integration -count=1 -timeout 20m ./tests/integration/...
 
 # End-to-end suites: the real binary, as root, on this machine.
 e2e: build
-	KASA_BIN=$(CURDIR)/$(BIN)/kasa $(GO) test -count=1 -timeout 40m ./tests/e2e/...
+	KASA_BIN=$(CURDIR)/$(BIN)/kasa $(GO) test -tags e2e -count=1 -timeout 40m ./tests/e2e/...
 
 check: tidy-check lint
 

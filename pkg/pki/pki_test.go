@@ -12,7 +12,7 @@ import (
 func TestCAAndLeafLifecycle(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	ca, err := LoadOrCreateCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"), "test-ca", now)
+	ca, err := LoadOrCreateCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"), "test-ca", RSA2048, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,7 +24,7 @@ func TestCAAndLeafLifecycle(t *testing.T) {
 	}
 
 	// Loading again gives the same CA.
-	again, err := LoadOrCreateCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"), "test-ca", now)
+	again, err := LoadOrCreateCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"), "test-ca", RSA2048, now)
 	if err != nil || again.Hash() != ca.Hash() {
 		t.Fatalf("reload: %v, hash changed %v", err, again.Hash() != ca.Hash())
 	}
@@ -67,7 +67,7 @@ func TestCAAndLeafLifecycle(t *testing.T) {
 		t.Fatalf("Ensure with a new SAN: wrote=%v err=%v", wrote, err)
 	}
 	// A certificate from another CA is replaced.
-	other, err := LoadOrCreateCA(filepath.Join(dir, "o.crt"), filepath.Join(dir, "o.key"), "other", now)
+	other, err := LoadOrCreateCA(filepath.Join(dir, "o.crt"), filepath.Join(dir, "o.key"), "other", ECDSAP256, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,13 +79,13 @@ func TestCAAndLeafLifecycle(t *testing.T) {
 func TestDamagedCAIsAnErrorNotAReplacement(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Now()
-	if _, err := LoadOrCreateCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"), "x", now); err != nil {
+	if _, err := LoadOrCreateCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"), "x", ECDSAP256, now); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), []byte("garbage"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadOrCreateCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"), "x", now); err == nil {
+	if _, err := LoadOrCreateCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"), "x", ECDSAP256, now); err == nil {
 		t.Fatal("a damaged CA loaded")
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "ca.crt")); string(b) != "garbage" {
@@ -94,18 +94,18 @@ func TestDamagedCAIsAnErrorNotAReplacement(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "ca.key")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadOrCreateCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"), "x", now); err == nil {
+	if _, err := LoadOrCreateCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"), "x", ECDSAP256, now); err == nil {
 		t.Fatal("a CA without its key loaded")
 	}
 }
 
 func TestGenerateKeyFileKeepsExisting(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "sa.key")
-	if err := GenerateKeyFile(f); err != nil {
+	if err := GenerateKeyFile(f, RSA2048); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := os.ReadFile(f)
-	if err := GenerateKeyFile(f); err != nil {
+	if err := GenerateKeyFile(f, RSA2048); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(f)

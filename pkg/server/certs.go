@@ -62,15 +62,17 @@ func serverNames(cfg *config.Server) ([]string, []net.IP) {
 // start, and on later starts renews those that expire within 120 days or
 // whose names changed. CAs are never replaced.
 func ensureCerts(cfg *config.Server, p Paths, now time.Time, log *slog.Logger) (*certs, error) {
-	ca, err := pki.LoadOrCreateCA(p.TLS("ca.crt"), p.TLS("ca.key"), "kasa-ca", now)
+	ca, err := pki.LoadOrCreateCA(p.TLS("ca.crt"), p.TLS("ca.key"), "kasa-ca", pki.RSA2048, now)
 	if err != nil {
 		return nil, err
 	}
-	proxyCA, err := pki.LoadOrCreateCA(p.TLS("request-header-ca.crt"), p.TLS("request-header-ca.key"), "kasa-request-header-ca", now)
+	proxyCA, err := pki.LoadOrCreateCA(p.TLS("request-header-ca.crt"), p.TLS("request-header-ca.key"), "kasa-request-header-ca", pki.ECDSAP256, now)
 	if err != nil {
 		return nil, err
 	}
-	if err := pki.GenerateKeyFile(p.TLS("service-account.key")); err != nil {
+	// RSA for the two keys whose signatures the API server checks on most
+	// requests: the CA of client certificates and the service-account key.
+	if err := pki.GenerateKeyFile(p.TLS("service-account.key"), pki.RSA2048); err != nil {
 		return nil, err
 	}
 	dns, ips := serverNames(cfg)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"slices"
@@ -19,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/kasa-io/kasa/tests/harness"
 )
@@ -27,8 +29,11 @@ func main() {
 	idle := flag.Duration("idle", time.Minute, "how long after start to read idle memory")
 	starts := flag.Int("starts", 3, "cold and warm starts to take the median of")
 	creates := flag.Int("creates", 2000, "ConfigMaps to create per throughput run")
+	profile := flag.String("cpuprofile", "", "write the server's CPU profile during the 8-client load to this file")
+	var env envList
+	flag.Var(&env, "env", "NAME=VALUE for the server's environment, for experiments (repeatable)")
 	flag.Parse()
-	if err := run(*idle, *starts, *creates); err != nil {
+	if err := run(*idle, *starts, *creates, *profile, env); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -36,7 +41,12 @@ func main() {
 
 type row struct{ name, value, target string }
 
-func run(idle time.Duration, starts, creates int) error {
+type envList []string
+
+func (e *envList) String() string     { return strings.Join(*e, " ") }
+func (e *envList) Set(v string) error { *e = append(*e, v); return nil }
+
+func run(idle time.Duration, starts, creates int, profile string, env []string) error {
 	bin, err := harness.Binary()
 	if err != nil {
 		return err
@@ -54,6 +64,10 @@ func run(idle time.Duration, starts, creates int) error {
 		srv, err := harness.NewServer(bin)
 		if err != nil {
 			return err
+		}
+		srv.Env = env
+		if profile != "" {
+			srv.ExtraArgs = []string{"--kube-apiserver-arg", "profiling=true"}
 		}
 		d, err := timeStart(srv)
 		if err != nil {
@@ -97,9 +111,19 @@ func run(idle time.Duration, starts, creates int) error {
 		return err
 	}
 	for _, clients := range []int{1, 8} {
+		var prof chan error
+		if profile != "" && clients == 8 {
+			prof = make(chan error, 1)
+			go func() { prof <- cpuProfile(s, profile, 4) }()
+		}
 		rate, p50, p99, err := createLoad(c, fmt.Sprintf("c%d", clients), creates, clients)
 		if err != nil {
 			return err
+		}
+		if prof != nil {
+			if err := <-prof; err != nil {
+				return err
+			}
 		}
 		target := ""
 		if clients == 8 {
@@ -193,4 +217,32 @@ func createLoad(c kubernetes.Interface, prefix string, n, clients int) (float64,
 	}
 	slices.Sort(lat)
 	return float64(n) / elapsed.Seconds(), lat[n/2], lat[n*99/100], nil
+}
+
+// cpuProfile saves the server process's CPU profile over the next seconds
+// (the API server serves it when started with profiling=true).
+func cpuProfile(s *harness.Server, file string, seconds int) error {
+	cfg, err := s.RESTConfig()
+	if err != nil {
+		return err
+	}
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", cfg.Host, seconds))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("profile: %s", resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
 }
