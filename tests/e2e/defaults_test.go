@@ -63,7 +63,7 @@ func TestE2EServerWithDefaults(t *testing.T) {
 	}
 	defer os.Remove(log.Name())
 	cmd := exec.Command(bin, "server", "--disable-agent")
-	cmd.Env = cleanEnv()
+	cmd.Env = harness.HermeticEnv()
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -140,19 +140,9 @@ func exists(p string) bool {
 	return err == nil
 }
 
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "KASA_") && !strings.HasPrefix(kv, "KUBECONFIG=") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
 func run(bin string, args ...string) (string, error) {
 	cmd := exec.Command(bin, args...)
-	cmd.Env = cleanEnv()
+	cmd.Env = harness.HermeticEnv()
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

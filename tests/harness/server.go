@@ -95,11 +95,13 @@ func (s *Server) Args() []string {
 // Command returns a kasa command with the harness's hermetic environment.
 func (s *Server) Command(args ...string) *exec.Cmd {
 	cmd := exec.Command(s.Bin, args...)
-	cmd.Env = append(hermeticEnv(), s.Env...)
+	cmd.Env = append(HermeticEnv(), s.Env...)
 	return cmd
 }
 
-func hermeticEnv() []string {
+// HermeticEnv is the test process's environment without the KASA_* and
+// KUBECONFIG variables that would change what kasa does.
+func HermeticEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "KASA_") && !strings.HasPrefix(kv, "KUBECONFIG=") {
