@@ -28,12 +28,21 @@ LDFLAGS := -s -w \
 # No -trimpath: it has its own build cache, and tests share this one.
 export CGO_ENABLED := 1
 
-.PHONY: all build unit integration e2e test check lint tidy-check bench clean
+.PHONY: all build bundle unit integration e2e test check lint tidy-check bench clean
 
 all: build
 
-build:
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/kasa ./cmd/kasa
+# bin/kasa is the Go program with the bundle (airgap/README.md) appended.
+build: bundle
+	$(GO) build -ldflags '$(LDFLAGS)' -o build/kasa.program ./cmd/kasa
+	cat build/kasa.program build/bundle.bin > $(BIN)/.kasa.tmp
+	chmod 0755 $(BIN)/.kasa.tmp
+	mv $(BIN)/.kasa.tmp $(BIN)/kasa
+
+# Built from source once per version (stamps in build/stamps).
+bundle:
+	@mkdir -p $(BIN)
+	scripts/build-bundle.sh
 
 # Fast tests: no root, no binary.
 unit:
@@ -61,4 +70,4 @@ bench: build
 	KASA_BIN=$(CURDIR)/$(BIN)/kasa $(GO) run ./tests/bench
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) build

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Builds what kasa bundles (airgap/README.md) into build/bundle/ and packs it
+# into build/bundle.bin, the payload that the Makefile appends to bin/kasa.
+# Everything is built from source; a part already built at its version is kept.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. airgap/versions.env
+out=build/bundle
+mkdir -p "$out/bin" "$out/images" build/stamps
+
+# runc needs cgo and a static libseccomp.
+if ! pkg-config --exists libseccomp 2>/dev/null || [ ! -e /usr/lib/x86_64-linux-gnu/libseccomp.a ]; then
+	if [ "$(id -u)" = 0 ]; then
+		echo "installing libseccomp-dev (to build runc)"
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libseccomp-dev >/dev/null
+	else
+		echo "runc needs libseccomp-dev to build: sudo apt-get install libseccomp-dev" >&2
+		exit 1
+	fi
+fi
+
+# build NAME VERSION CMD...: runs CMD unless the stamp says NAME is at VERSION.
+build() {
+	local name=$1 version=$2
+	shift 2
+	local stamp=build/stamps/$name
+	if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$version" ]; then
+		return
+	fi
+	echo "building $name $version"
+	"$@"
+	echo "$version" >"$stamp"
+}
+
+gobin="$PWD/$out/bin"
+build runc "$RUNC_VERSION" env CGO_ENABLED=1 GOBIN="$gobin" go install \
+	-tags "seccomp urfave_cli_no_docs netgo osusergo" \
+	-ldflags "-s -w -X main.version=${RUNC_VERSION#v} -linkmode external -extldflags -static" \
+	"github.com/opencontainers/runc@$RUNC_VERSION"
+build cni "$CNI_PLUGINS_VERSION" env CGO_ENABLED=0 GOBIN="$gobin" go install -ldflags "-s -w" \
+	"github.com/containernetworking/plugins/plugins/main/bridge@$CNI_PLUGINS_VERSION" \
+	"github.com/containernetworking/plugins/plugins/main/loopback@$CNI_PLUGINS_VERSION" \
+	"github.com/containernetworking/plugins/plugins/ipam/host-local@$CNI_PLUGINS_VERSION" \
+	"github.com/containernetworking/plugins/plugins/meta/portmap@$CNI_PLUGINS_VERSION"
+build shim "$CONTAINERD_VERSION" env CGO_ENABLED=0 GOBIN="$gobin" go install -ldflags "-s -w" \
+	"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION"
+build crictl "$CRICTL_VERSION" env CGO_ENABLED=0 GOBIN="$gobin" go install -ldflags "-s -w" \
+	"sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
+
+# The pause image, from the C source that registry.k8s.io/pause is built from.
+build_pause() {
+	local k8s src tmp
+	k8s=$(go list -m -f '{{.Dir}}' k8s.io/kubernetes)
+	src="$k8s/build/pause/linux/pause.c"
+	tmp=$(mktemp -d)
+	gcc -Os -Wall -Werror -static -DVERSION="v$PAUSE_VERSION-kasa" -o "$tmp/pause" "$src"
+	strip "$tmp/pause"
+	go run ./airgap/mkimage -o "$out/images/pause.tar" -ref "kasa.local/pause:$PAUSE_VERSION" \
+		-entrypoint /pause "$tmp/pause=/pause"
+	rm -rf "$tmp"
+}
+build pause-image "$PAUSE_VERSION" build_pause
+
+# Pack again only when a part changed.
+sum=$(cd "$out" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+if [ ! -f build/bundle.bin ] || [ "$(cat build/stamps/bundle 2>/dev/null)" != "$sum" ]; then
+	echo "packing build/bundle.bin"
+	go run ./airgap/mkbundle -o build/bundle.bin -C "$out"
+	echo "$sum" >build/stamps/bundle
+fi
