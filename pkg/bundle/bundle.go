@@ -27,9 +27,9 @@ import (
 )
 
 const (
-	magic       = "KASABNDL"
+	magic             = "KASABNDL"
 	trailerSize int64 = sha256.Size + 8 + int64(len(magic))
-	doneMarker  = ".complete"
+	doneMarker        = ".complete"
 )
 
 // ErrNoBundle is returned for a binary built without its payload (a plain
