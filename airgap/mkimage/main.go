@@ -50,7 +50,7 @@ func run(args []string) error {
 		return err
 	}
 	if *out == "" || *ref == "" || fs.NArg() == 0 {
-		return errors.New("usage: mkimage -o OUT -ref REF [-entrypoint W]... FILE=PATH...")
+		return errors.New("usage: mkimage -o OUT -ref REF [-entrypoint WORD] FILE=PATH [FILE=PATH]")
 	}
 	r, err := name.ParseReference(*ref)
 	if err != nil {
