@@ -42,8 +42,13 @@ build cni "$CNI_PLUGINS_VERSION" env CGO_ENABLED=0 GOBIN="$gobin" go install -ld
 	"github.com/containernetworking/plugins/plugins/main/loopback@$CNI_PLUGINS_VERSION" \
 	"github.com/containernetworking/plugins/plugins/ipam/host-local@$CNI_PLUGINS_VERSION" \
 	"github.com/containernetworking/plugins/plugins/meta/portmap@$CNI_PLUGINS_VERSION"
-build shim "$CONTAINERD_VERSION" env CGO_ENABLED=0 GOBIN="$gobin" go install -ldflags "-s -w" \
-	"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION"
+# containerd runs as kasa's child from its own, much smaller binary: every
+# process of the 200 MB kasa binary maps most of it (docs/benchmarks.md).
+build containerd "$CONTAINERD_VERSION" env CGO_ENABLED=0 GOBIN="$gobin" go install -ldflags "-s -w" \
+	-tags "no_btrfs no_zfs no_devmapper no_aufs" \
+	"github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION" \
+	"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" \
+	"github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD_VERSION"
 build crictl "$CRICTL_VERSION" env CGO_ENABLED=0 GOBIN="$gobin" go install -ldflags "-s -w" \
 	"sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
 
