@@ -128,11 +128,11 @@ func (c Config) Process() (*supervisor.Process, error) {
 		ComponentName: "containerd",
 		Path:          filepath.Join(c.BinDir, "containerd"),
 		Args:          []string{"--config", file},
-		Env:         withPath(c.Env, c.BinDir),
-		Output:      c.Output,
-		Ready:       func(ctx context.Context) error { return Ping(ctx, c.Socket()) },
-		StopTimeout: 10 * time.Second,
-		Log:         c.Log,
+		Env:           withPath(c.Env, c.BinDir),
+		Output:        c.Output,
+		Ready:         func(ctx context.Context) error { return Ping(ctx, c.Socket()) },
+		StopTimeout:   10 * time.Second,
+		Log:           c.Log,
 	}, nil
 }
 
