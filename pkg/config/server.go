@@ -58,6 +58,8 @@ type ServerOptions struct {
 	Disable              []string
 	Debug                bool
 	Verbosity            int
+	// Agent holds the flags of this machine's node.
+	Agent AgentOptions
 }
 
 // AddFlags defines the server's flags, with k3s's names, on fs.
@@ -95,6 +97,7 @@ func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.Disable, "disable", nil, "packaged components not to deploy: "+strings.Join(disableable, ", "))
 	fs.BoolVar(&o.Debug, "debug", false, "log at debug level")
 	fs.IntVarP(&o.Verbosity, "v", "v", 0, "log verbosity of the Kubernetes components")
+	o.Agent.AddFlags(fs)
 }
 
 // Server is the validated, typed configuration of `kasa server`.
@@ -122,6 +125,8 @@ type Server struct {
 	Disable             []string
 	Debug               bool
 	Verbosity           int
+	// Agent is this machine's node; nil with --disable-agent.
+	Agent *Agent
 }
 
 // Datastore says where kine keeps the cluster's state.
@@ -250,10 +255,8 @@ func (o *ServerOptions) Complete(h Host) (*Server, error) {
 		name string
 		args []string
 	}{{"--kube-apiserver-arg", o.APIServerArgs}, {"--kube-controller-manager-arg", o.ControllerManagerArg}, {"--kube-scheduler-arg", o.SchedulerArgs}} {
-		for _, a := range flag.args {
-			if name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "="); name == "" {
-				return nil, fmt.Errorf("invalid %s %q: want name=value", flag.name, a)
-			}
+		if err := checkPassthrough(flag.name, flag.args); err != nil {
+			return nil, err
 		}
 	}
 	for _, d := range o.Disable {
@@ -264,13 +267,12 @@ func (o *ServerOptions) Complete(h Host) (*Server, error) {
 		s.Disable = append(s.Disable, d)
 	}
 	if !o.DisableAgent {
-		return nil, ErrAgentNotYet
+		if s.Agent, err = o.Agent.Complete(); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
-
-// ErrAgentNotYet is returned while the node part of `kasa server` does not exist.
-var ErrAgentNotYet = errors.New("this kasa cannot run a node yet: start the control plane alone with --disable-agent")
 
 func absPath(flag, p string) (string, error) {
 	if p == "" {

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -60,10 +59,30 @@ func TestCompleteErrors(t *testing.T) {
 	}
 }
 
-func TestCompleteNeedsDisableAgentForNow(t *testing.T) {
-	o, _ := newFlags(t)
-	if _, err := o.Complete(host); !errors.Is(err, ErrAgentNotYet) {
-		t.Fatalf("got %v", err)
+func TestCompleteAgent(t *testing.T) {
+	o, _ := newFlags(t, "--node-label", "tier=edge", "--node-taint", "dedicated=db:NoSchedule")
+	s, err := o.Complete(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Agent == nil || s.Agent.NodeLabels["tier"] != "edge" || s.Agent.FlannelBackend != "vxlan" {
+		t.Fatalf("agent settings: %+v", s.Agent)
+	}
+	o, _ = newFlags(t, "--disable-agent")
+	if s, err := o.Complete(host); err != nil || s.Agent != nil {
+		t.Fatalf("--disable-agent: %v %+v", err, s)
+	}
+	for args, want := range map[string]string{
+		"--node-label=nokey":          "invalid --node-label",
+		"--node-taint=a=b":            "invalid --node-taint",
+		"--node-taint=a=b:Sometimes":  "invalid --node-taint",
+		"--flannel-backend=wireguard": "invalid --flannel-backend",
+		"--kubelet-arg==1":            "invalid --kubelet-arg",
+	} {
+		o, _ := newFlags(t, args)
+		if _, err := o.Complete(host); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", args, err, want)
+		}
 	}
 }
 

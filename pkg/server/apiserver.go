@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/pflag"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/klog/v2"
 	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	apiserveroptions "k8s.io/kubernetes/cmd/kube-apiserver/app/options"
 
@@ -60,10 +61,34 @@ func (a *APIServer) Run(ctx context.Context, ready func()) error {
 		return err
 	}
 	ready()
-	if err := <-done; err != nil && ctx.Err() == nil {
-		return err
+	select {
+	case err := <-done:
+		if ctx.Err() == nil {
+			return fmt.Errorf("exited: %w", errOrNil(err))
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	// The API server stops listening at once, then waits for open streams
+	// to end. The node's in-process kubelet and kube-proxy cannot be stopped
+	// (upstream) and keep theirs open; give the drain a bounded time and
+	// leave the rest to the process's exit.
+	select {
+	case <-done:
+	case <-time.After(drainTimeout):
+		klog.Info("kube-apiserver: connections still open after the drain time; leaving them to the process exit")
 	}
 	return nil
+}
+
+// drainTimeout bounds kube-apiserver's graceful stop.
+const drainTimeout = 5 * time.Second
+
+func errOrNil(err error) error {
+	if err == nil {
+		return errors.New("without an error")
+	}
+	return err
 }
 
 // waitReady polls url until it answers 200, the component ends (done) or ctx

@@ -39,6 +39,9 @@ type Options struct {
 	// OnReady is called once the control plane serves and the admin
 	// kubeconfig is written.
 	OnReady func()
+	// Env is the base environment of child processes (containerd): kasa's
+	// own, without its KASA_* settings.
+	Env []string
 }
 
 // Run starts the control plane described by cfg and blocks until ctx is
@@ -118,6 +121,13 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 			<-ctx.Done()
 			return nil
 		}},
+	}
+	if cfg.Agent != nil {
+		node, err := nodeComponents(cfg, p, c, serverURL, o.Env, log, now())
+		if err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+		components = append(components, node...)
 	}
 	m := &component.Manager{ReadyTimeout: 3 * time.Minute, StopTimeout: StopTimeout, Log: log}
 	return m.Run(ctx, components, o.OnReady)

@@ -3,6 +3,7 @@ package server
 
 import (
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -28,9 +29,21 @@ func NewCommand() *cobra.Command {
 				return err
 			}
 			log := logging.Setup(cmd.ErrOrStderr(), cfg.Debug, cfg.Verbosity)
-			return server.Run(cmd.Context(), cfg, server.Options{Log: log})
+			return server.Run(cmd.Context(), cfg, server.Options{Log: log, Env: childEnv()})
 		},
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd
+}
+
+// childEnv is kasa's environment for its child processes, without the KASA_*
+// settings (which may hold secrets).
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KASA_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }

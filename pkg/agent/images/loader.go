@@ -1,0 +1,94 @@
+package images
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/kasa-io/kasa/pkg/component"
+)
+
+// Loader imports every archive found in its folders at start, and then
+// every archive added or changed while it runs. A file that fails to import
+// is reported with its name and skipped; it is tried again when it changes.
+type Loader struct {
+	Importer Importer
+	Dirs     []string
+	// Interval between scans of the folders; 5 s when zero.
+	Interval time.Duration
+	Log      *slog.Logger
+}
+
+var _ component.Component = (*Loader)(nil)
+
+// Name implements component.Component.
+func (l *Loader) Name() string { return "images" }
+
+type stamp struct {
+	size int64
+	mod  time.Time
+}
+
+// Run implements component.Component: ready after the first scan.
+func (l *Loader) Run(ctx context.Context, ready func()) error {
+	interval := l.Interval
+	if interval <= 0 {
+		interval = 5 * time.Second
+	}
+	seen := map[string]stamp{}
+	l.scan(ctx, seen)
+	ready()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			l.scan(ctx, seen)
+		}
+	}
+}
+
+func (l *Loader) scan(ctx context.Context, seen map[string]stamp) {
+	var files []string
+	for _, d := range l.Dirs {
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			if !e.Type().IsRegular() || !IsArchive(e.Name()) {
+				continue
+			}
+			files = append(files, filepath.Join(d, e.Name()))
+		}
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		st, err := os.Stat(f)
+		if err != nil {
+			continue
+		}
+		now := stamp{st.Size(), st.ModTime()}
+		if prev, ok := seen[f]; ok && prev == now {
+			continue
+		}
+		// A file still being written changes between scans; wait for it.
+		if time.Since(st.ModTime()) < time.Second {
+			continue
+		}
+		seen[f] = now
+		start := time.Now()
+		if err := l.Importer.Import(ctx, f); err != nil {
+			if ctx.Err() == nil {
+				l.Log.Error("image archive not imported; fix or remove the file", "file", f, "err", err)
+			}
+			continue
+		}
+		l.Log.Info("imported image archive", "file", f, "took", time.Since(start).Round(time.Millisecond))
+	}
+}

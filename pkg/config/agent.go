@@ -1,0 +1,100 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// Flannel backends kasa supports.
+var flannelBackends = []string{"vxlan", "host-gw", "none"}
+
+// AgentOptions are the flags of a node's parts, shared by `kasa server` and
+// `kasa agent`.
+type AgentOptions struct {
+	NodeLabels                     []string
+	NodeTaints                     []string
+	KubeletArgs                    []string
+	KubeProxyArgs                  []string
+	FlannelBackend                 string
+	FlannelIface                   string
+	ResolvConf                     string
+	DisableDefaultRegistryEndpoint bool
+	PrivateRegistry                string
+}
+
+// AddFlags defines the node's flags, with k3s's names.
+func (o *AgentOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringArrayVar(&o.NodeLabels, "node-label", nil, "label for this node, as key=value (repeatable)")
+	fs.StringArrayVar(&o.NodeTaints, "node-taint", nil, "taint for this node, as key=value:Effect (repeatable)")
+	fs.StringArrayVar(&o.KubeletArgs, "kubelet-arg", nil, "extra kubelet flag, as name=value (repeatable)")
+	fs.StringArrayVar(&o.KubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag, as name=value (repeatable)")
+	fs.StringVar(&o.FlannelBackend, "flannel-backend", "vxlan", "pod network backend: "+strings.Join(flannelBackends, ", "))
+	fs.StringVar(&o.FlannelIface, "flannel-iface", "", "interface for the pod network between nodes (default: the node IP's)")
+	fs.StringVar(&o.ResolvConf, "resolv-conf", "", "resolv.conf for pods (default: the host's, unless it names loopback servers)")
+	fs.BoolVar(&o.DisableDefaultRegistryEndpoint, "disable-default-registry-endpoint", false, "never fall back to a registry's own endpoint when its mirrors fail")
+	fs.StringVar(&o.PrivateRegistry, "private-registry", "/etc/kasa/registries.yaml", "registry mirrors, rewrites, auth and TLS")
+}
+
+// Agent is the validated configuration of this machine's node.
+type Agent struct {
+	NodeLabels                     map[string]string
+	NodeTaints                     []string
+	KubeletArgs                    []string
+	KubeProxyArgs                  []string
+	FlannelBackend                 string
+	FlannelIface                   string
+	ResolvConf                     string
+	DisableDefaultRegistryEndpoint bool
+	PrivateRegistry                string
+}
+
+// Complete validates the node's options.
+func (o *AgentOptions) Complete() (*Agent, error) {
+	a := &Agent{
+		NodeLabels:                     map[string]string{},
+		NodeTaints:                     o.NodeTaints,
+		KubeletArgs:                    o.KubeletArgs,
+		KubeProxyArgs:                  o.KubeProxyArgs,
+		FlannelBackend:                 o.FlannelBackend,
+		FlannelIface:                   o.FlannelIface,
+		ResolvConf:                     o.ResolvConf,
+		DisableDefaultRegistryEndpoint: o.DisableDefaultRegistryEndpoint,
+		PrivateRegistry:                o.PrivateRegistry,
+	}
+	for _, l := range o.NodeLabels {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("invalid --node-label %q: want key=value", l)
+		}
+		a.NodeLabels[k] = v
+	}
+	for _, t := range o.NodeTaints {
+		kv, effect, ok := strings.Cut(t, ":")
+		if !ok || kv == "" || !slices.Contains([]string{"NoSchedule", "PreferNoSchedule", "NoExecute"}, effect) {
+			return nil, fmt.Errorf("invalid --node-taint %q: want key=value:NoSchedule (or PreferNoSchedule, NoExecute)", t)
+		}
+	}
+	if !slices.Contains(flannelBackends, o.FlannelBackend) {
+		return nil, fmt.Errorf("invalid --flannel-backend %q: want one of %s", o.FlannelBackend, strings.Join(flannelBackends, ", "))
+	}
+	if err := checkPassthrough("--kubelet-arg", o.KubeletArgs); err != nil {
+		return nil, err
+	}
+	if err := checkPassthrough("--kube-proxy-arg", o.KubeProxyArgs); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// checkPassthrough checks flags meant for an upstream component.
+func checkPassthrough(flag string, args []string) error {
+	for _, arg := range args {
+		if name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "="); name == "" {
+			return fmt.Errorf("invalid %s %q: want name=value", flag, arg)
+		}
+	}
+	return nil
+}
