@@ -41,6 +41,9 @@ var ErrConfig = errors.New("config file")
 type Sources struct {
 	// LookupEnv returns an environment variable, as os.LookupEnv does.
 	LookupEnv func(string) (string, bool)
+	// IgnoreUnknownKeys lets a command that takes a few of the settings
+	// (kasa killall's --data-dir) read the server's config file.
+	IgnoreUnknownKeys bool
 }
 
 // EnvAlias binds extra environment variables to a flag (KASA_URL for --server,
@@ -115,6 +118,9 @@ func Resolve(fs *pflag.FlagSet, src Sources) error {
 	}
 	for _, kv := range values {
 		f := fs.Lookup(kv.Key)
+		if f == nil && src.IgnoreUnknownKeys {
+			continue
+		}
 		if f == nil || kv.Key == ConfigFlag {
 			return fmt.Errorf("%w %s: unknown key %q: keys are the flag names of this command (see --help)", ErrConfig, kv.File, kv.Key)
 		}

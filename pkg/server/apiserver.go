@@ -74,7 +74,10 @@ func (a *APIServer) Run(ctx context.Context, ready func()) error {
 	// (upstream) and keep theirs open; give the drain a bounded time and
 	// leave the rest to the process's exit.
 	select {
-	case <-done:
+	case err := <-done:
+		if err != nil {
+			klog.InfoS("kube-apiserver stopped", "err", err)
+		}
 	case <-time.After(drainTimeout):
 		klog.Info("kube-apiserver: connections still open after the drain time; leaving them to the process exit")
 	}

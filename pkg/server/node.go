@@ -84,6 +84,9 @@ func nodeComponents(cfg *config.Server, p Paths, c *certs, serverURL string, env
 	if err != nil {
 		return nil, fmt.Errorf("--node-taint: %w", err)
 	}
+	if err := agent.SaveSysctls(agent.SysctlStateFile(cfg.DataDir), agent.ChangedSysctls); err != nil {
+		return nil, err
+	}
 	cgroupV1 := !exists("/sys/fs/cgroup/cgroup.controllers")
 	if cgroupV1 {
 		log.Warn("this host has cgroup v1, which Kubernetes 1.37 has deprecated; kasa sets the kubelet's failCgroupV1: false")

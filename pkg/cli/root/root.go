@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kasa-io/kasa/pkg/cli/killall"
 	"github.com/kasa-io/kasa/pkg/cli/kubectl"
 	"github.com/kasa-io/kasa/pkg/cli/server"
 	"github.com/kasa-io/kasa/pkg/version"
@@ -27,6 +28,7 @@ func NewCommand() *cobra.Command {
 	cmd.AddCommand(
 		server.NewCommand(),
 		kubectl.NewCommand(kubectl.OSEnv()),
+		killall.NewCommand(),
 	)
 	return cmd
 }

@@ -1,0 +1,407 @@
+// Package killall stops everything a kasa node runs on this machine and
+// undoes what it changed outside its data dir, leaving the data in place:
+// kasa's processes, containerd, the shims and every pod's processes; the
+// mounts; the pod network's interfaces; the iptables chains and rules of
+// Kubernetes, flannel and the CNI plugins; the kubelet's cgroups; and the
+// kernel settings kasa changed, restored to what they were.
+package killall
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/kasa-io/kasa/pkg/agent"
+)
+
+// Options say what to clean.
+type Options struct {
+	DataDir string
+	RunDir  string
+	// Self is the pid of the calling process, never killed.
+	Self int
+	// KasaExe is the kasa binary; processes running it are kasa's.
+	KasaExe string
+	Log     *slog.Logger
+}
+
+// Run does the whole clean-up; it goes on after a failed step and returns
+// every failure at the end.
+func Run(o Options) error {
+	var errs []error
+	step := func(name string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	step("stop kasa", stopKasa(o))
+	step("kill containers", killUnder(filepath.Join(o.DataDir, "data"), o))
+	step("unmount", unmountAll(o))
+	step("network interfaces", deleteInterfaces())
+	step("iptables", cleanIptables())
+	step("cgroups", removeCgroups())
+	step("kernel settings", agent.RestoreSysctls(agent.SysctlStateFile(o.DataDir), agent.WriteSysctl))
+	step("run dir", os.RemoveAll(o.RunDir))
+	return errors.Join(errs...)
+}
+
+type proc struct {
+	pid, ppid int
+	exe       string
+	cmdline   []string
+}
+
+func processes() []proc {
+	entries, _ := os.ReadDir("/proc")
+	var out []proc
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		p := proc{pid: pid}
+		p.exe, _ = os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		p.exe = strings.TrimSuffix(p.exe, " (deleted)")
+		if b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); err == nil {
+			p.cmdline = strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		}
+		if b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
+			// pid (comm) state ppid ...; comm may hold spaces.
+			if i := bytes.LastIndexByte(b, ')'); i > 0 {
+				f := strings.Fields(string(b[i+1:]))
+				if len(f) > 1 {
+					p.ppid, _ = strconv.Atoi(f[1])
+				}
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// stopKasa stops running kasa servers and agents: SIGTERM, then SIGKILL.
+func stopKasa(o Options) error {
+	var pids []int
+	for _, p := range processes() {
+		if p.pid == o.Self || p.exe != o.KasaExe || len(p.cmdline) < 2 {
+			continue
+		}
+		if p.cmdline[1] == "server" || p.cmdline[1] == "agent" {
+			pids = append(pids, p.pid)
+		}
+	}
+	return terminate(pids, 20*time.Second, o.Log)
+}
+
+// killUnder kills every process whose program lies under dir (containerd,
+// the shims) and all their descendants (the pods), with SIGKILL: workloads
+// are stopped, as asked.
+func killUnder(dir string, o Options) error {
+	all := processes()
+	children := map[int][]int{}
+	for _, p := range all {
+		children[p.ppid] = append(children[p.ppid], p.pid)
+	}
+	var roots []int
+	for _, p := range all {
+		if p.pid != o.Self && strings.HasPrefix(p.exe, dir+"/") {
+			roots = append(roots, p.pid)
+		}
+	}
+	var victims []int
+	var walk func(int)
+	walk = func(pid int) {
+		if slices.Contains(victims, pid) {
+			return
+		}
+		victims = append(victims, pid)
+		for _, c := range children[pid] {
+			walk(c)
+		}
+	}
+	for _, r := range roots {
+		walk(r)
+	}
+	for _, pid := range victims {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	return waitGone(victims, 10*time.Second)
+}
+
+func terminate(pids []int, timeout time.Duration, log *slog.Logger) error {
+	for _, pid := range pids {
+		log.Info("stopping kasa", "pid", pid)
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	}
+	if waitGone(pids, timeout) == nil {
+		return nil
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	return waitGone(pids, 5*time.Second)
+}
+
+func waitGone(pids []int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		var alive []int
+		for _, pid := range pids {
+			if syscall.Kill(pid, 0) == nil && !zombie(pid) {
+				alive = append(alive, pid)
+			}
+		}
+		if len(alive) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes still running: %v", alive)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func zombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i > 0 && len(b) > i+2 && b[i+2] == 'Z'
+}
+
+// unmountAll unmounts, deepest first, everything under the data dir and the
+// run dir, the pods' network namespaces and the kubelet's pod mounts.
+func unmountAll(o Options) error {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	prefixes := []string{o.DataDir + "/", o.RunDir + "/", "/run/netns/cni-", "/var/lib/kubelet/pods/"}
+	var points []string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescape(fields[4])
+		for _, pre := range prefixes {
+			if strings.HasPrefix(mp, pre) || mp+"/" == pre {
+				points = append(points, mp)
+				break
+			}
+		}
+	}
+	// Deepest first: a longer path is never the parent of a shorter one.
+	slices.SortFunc(points, func(a, b string) int { return len(b) - len(a) })
+	var errs []error
+	for _, p := range slices.Compact(points) {
+		if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+			errs = append(errs, fmt.Errorf("%s: %w", p, err))
+		}
+	}
+	if entries, err := filepath.Glob("/run/netns/cni-*"); err == nil {
+		for _, e := range entries {
+			_ = os.Remove(e)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unescape undoes mountinfo's octal escapes (\040 for a space).
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// deleteInterfaces removes the bridge, flannel's devices and the pods'
+// veths (those enslaved to the bridge).
+func deleteInterfaces() error {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return err
+	}
+	bridge := -1
+	for _, l := range links {
+		if l.Attrs().Name == "cni0" {
+			bridge = l.Attrs().Index
+		}
+	}
+	var errs []error
+	for _, l := range links {
+		a := l.Attrs()
+		ours := a.Name == "cni0" || a.Name == "flannel.1" || a.Name == "flannel-v6.1" || a.Name == "flannel-wg" ||
+			(bridge > 0 && a.MasterIndex == bridge && l.Type() == "veth")
+		if !ours {
+			continue
+		}
+		if err := netlink.LinkDel(l); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", a.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// OurChain reports whether an iptables chain belongs to Kubernetes, flannel
+// or the CNI plugins.
+func OurChain(name string) bool {
+	for _, p := range []string{"KUBE-", "FLANNEL", "CNI-"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// FilterRules removes from iptables-save output every chain of ours and
+// every rule that mentions one, and reports the tables left with nothing
+// but empty built-in chains.
+func FilterRules(save string) (kept string, emptyTables []string) {
+	var out []string
+	table := ""
+	tableHasRules := false
+	for _, line := range strings.Split(save, "\n") {
+		switch {
+		case strings.HasPrefix(line, "*"):
+			table, tableHasRules = line[1:], false
+		case strings.HasPrefix(line, ":"):
+			f := strings.Fields(line[1:])
+			if len(f) == 0 || OurChain(f[0]) {
+				continue
+			}
+			// Someone else's chain, or a built-in chain whose policy is
+			// not the default: the table is in use.
+			if len(f) > 1 && f[1] != "ACCEPT" {
+				tableHasRules = true
+			}
+		case strings.HasPrefix(line, "-A "):
+			f := strings.Fields(line)
+			if len(f) > 1 && OurChain(f[1]) || mentionsOurs(f) {
+				continue
+			}
+			tableHasRules = true
+		case line == "COMMIT":
+			if !tableHasRules && table != "" {
+				emptyTables = append(emptyTables, table)
+			}
+		}
+		out = append(out, line)
+	}
+	return strings.Join(out, "\n"), emptyTables
+}
+
+func mentionsOurs(fields []string) bool {
+	for i, f := range fields {
+		if (f == "-j" || f == "-g") && i+1 < len(fields) && OurChain(fields[i+1]) {
+			return true
+		}
+		if strings.Contains(f, "KUBE-") || strings.Contains(f, "FLANNEL") || strings.Contains(f, "CNI-") {
+			return true
+		}
+	}
+	return false
+}
+
+// cleanIptables applies FilterRules to IPv4 and IPv6, with both iptables
+// back ends where present, and deletes nf_tables tables left empty.
+func cleanIptables() error {
+	var errs []error
+	for _, family := range []struct{ save, restore, nft string }{
+		{"iptables-save", "iptables-restore", "ip"},
+		{"ip6tables-save", "ip6tables-restore", "ip6"},
+		{"iptables-legacy-save", "iptables-legacy-restore", ""},
+		{"ip6tables-legacy-save", "ip6tables-legacy-restore", ""},
+	} {
+		if _, err := exec.LookPath(family.save); err != nil {
+			continue
+		}
+		out, err := exec.Command(family.save).Output()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", family.save, err))
+			continue
+		}
+		if !strings.Contains(string(out), "KUBE-") && !strings.Contains(string(out), "FLANNEL") && !strings.Contains(string(out), "CNI-") {
+			continue
+		}
+		kept, empty := FilterRules(string(out))
+		cmd := exec.Command(family.restore)
+		cmd.Stdin = strings.NewReader(kept)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w: %s", family.restore, err, bytes.TrimSpace(b)))
+			continue
+		}
+		if family.nft != "" && isNft(family.save) {
+			for _, t := range empty {
+				_ = exec.Command("nft", "delete", "table", family.nft, t).Run()
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isNft(save string) bool {
+	out, err := exec.Command(save, "--version").Output()
+	return err == nil && strings.Contains(string(out), "nf_tables")
+}
+
+// removeCgroups removes the cgroups the kubelet and containerd made
+// (kubepods, k8s.io) in every hierarchy, deepest first.
+func removeCgroups() error {
+	roots := []string{"/sys/fs/cgroup"}
+	if entries, err := os.ReadDir("/sys/fs/cgroup"); err == nil {
+		for _, e := range entries {
+			if e.IsDir() {
+				roots = append(roots, filepath.Join("/sys/fs/cgroup", e.Name()))
+			}
+		}
+	}
+	var errs []error
+	for _, r := range roots {
+		for _, name := range []string{"kubepods", "kubepods.slice", "k8s.io"} {
+			dir := filepath.Join(r, name)
+			if _, err := os.Stat(dir); err != nil {
+				continue
+			}
+			var dirs []string
+			_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					dirs = append(dirs, p)
+				}
+				return nil
+			})
+			for i := len(dirs) - 1; i >= 0; i-- {
+				if err := syscall.Rmdir(dirs[i]); err != nil && !errors.Is(err, syscall.ENOENT) {
+					errs = append(errs, fmt.Errorf("%s: %w", dirs[i], err))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
