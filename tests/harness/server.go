@@ -43,6 +43,9 @@ type Server struct {
 	// Port is the API server's port; ControllerPort and SchedulerPort are
 	// the secure ports of the controller-manager and the scheduler.
 	Port, ControllerPort, SchedulerPort int
+	// Node runs the server with its node (containerd, kubelet...); the
+	// default is the control plane alone (--disable-agent).
+	Node bool
 	// ExtraArgs are appended to the server's arguments.
 	ExtraArgs []string
 	// Env is added to the process environment (KASA_* variables of the
@@ -81,13 +84,16 @@ func (s *Server) LogPath() string { return filepath.Join(s.DataDir, "server.log"
 
 // Args are the arguments the server is started with.
 func (s *Server) Args() []string {
-	args := []string{"server", "--disable-agent",
+	args := []string{"server",
 		"--data-dir", s.DataDir,
 		"--config", s.ConfigFile(),
 		"--write-kubeconfig", s.Kubeconfig(),
 		"--https-listen-port", strconv.Itoa(s.Port),
 		"--kube-controller-manager-arg", "secure-port=" + strconv.Itoa(s.ControllerPort),
 		"--kube-scheduler-arg", "secure-port=" + strconv.Itoa(s.SchedulerPort),
+	}
+	if !s.Node {
+		args = append(args, "--disable-agent")
 	}
 	return append(args, s.ExtraArgs...)
 }

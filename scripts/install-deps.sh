@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages kasa needs on a fresh machine of this kind:
+# iptables (kube-proxy, the kubelet and the CNI plugins call it) and, to
+# build runc for the bundle, libseccomp-dev. Safe to run again.
+set -euo pipefail
+want=(iptables libseccomp-dev)
+missing=()
+for p in "${want[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "kasa needs: ${missing[*]} (run: sudo apt-get install ${missing[*]})" >&2
+	exit 1
+fi
+echo "installing ${missing[*]}"
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -1,0 +1,249 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"github.com/kasa-io/kasa/tests/harness"
+)
+
+// startNode starts `kasa server` with its node in a temporary data dir. A
+// node owns machine-wide things (the kubelet's ports, /run/kasa, cni0), so
+// the machine must not run another kasa node. Cleanup runs `kasa killall`.
+func startNode(t *testing.T) *harness.Server {
+	t.Helper()
+	requireRoot(t)
+	bin, err := harness.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, port := range []string{"10250", "10256"} {
+		l, err := net.Listen("tcp", ":"+port)
+		if err != nil {
+			t.Fatalf("port %s is taken: this suite needs a machine without a running kasa node", port)
+		}
+		l.Close()
+	}
+	s, err := harness.NewServer(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Node = true
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server log (tail):\n%s", s.LogTail(80))
+		}
+		s.Kill()
+		if out, code, err := s.Run("killall", "--data-dir", s.DataDir); code != 0 || err != nil {
+			t.Errorf("kasa killall at cleanup: %d %v\n%s", code, err, out)
+		}
+		os.RemoveAll(s.DataDir)
+	})
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitReady(2 * time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s: %v", what, timeout, err)
+}
+
+func nodeReady(ctx context.Context, c kubernetes.Interface) error {
+	nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	if len(nodes.Items) != 1 {
+		return fmt.Errorf("%d nodes", len(nodes.Items))
+	}
+	for _, cond := range nodes.Items[0].Status.Conditions {
+		if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+			return nil
+		}
+	}
+	return fmt.Errorf("node %s not Ready", nodes.Items[0].Name)
+}
+
+func runningPods(ctx context.Context, c kubernetes.Interface, selector string, n int) (map[string]string, error) {
+	pods, err := c.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return nil, err
+	}
+	uids := map[string]string{}
+	for _, p := range pods.Items {
+		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
+			return nil, fmt.Errorf("pod %s is %s", p.Name, p.Status.Phase)
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			if !cs.Ready {
+				return nil, fmt.Errorf("pod %s not ready", p.Name)
+			}
+		}
+		uids[p.Name] = string(p.UID)
+	}
+	if len(uids) != n {
+		return nil, fmt.Errorf("%d running pods, want %d", len(uids), n)
+	}
+	return uids, nil
+}
+
+// TestE2ENodeLifecycle: the node comes up Ready with nothing pulled, runs
+// pods, keeps them through a SIGTERM and restart of kasa, and `kasa killall`
+// leaves the host clean.
+func TestE2ENodeLifecycle(t *testing.T) {
+	s := startNode(t)
+	ctx := context.Background()
+	c, err := s.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 90*time.Second, "node Ready", func() error { return nodeReady(ctx, c) })
+
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "sleeper"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](2),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "sleeper"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "sleeper"}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: "pause", Image: "kasa.local/pause:3.10.2", ImagePullPolicy: corev1.PullNever,
+				}}},
+			},
+		},
+	}
+	if _, err := c.AppsV1().Deployments("default").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var before map[string]string
+	waitFor(t, 90*time.Second, "2 pods running", func() (err error) {
+		before, err = runningPods(ctx, c, "app=sleeper", 2)
+		return err
+	})
+
+	// SIGTERM stops kasa's own processes; the pods keep running in their shims.
+	if _, err := s.Stop(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n := countProcs("pause"); n < 4 { // 2 sandboxes + 2 containers
+		t.Fatalf("%d pause processes after kasa stopped; the pods did not survive", n)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitReady(2 * time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = s.Client()
+	waitFor(t, 90*time.Second, "node Ready after restart", func() error { return nodeReady(ctx, c) })
+	after, err := runningPods(ctx, c, "app=sleeper", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, uid := range before {
+		if after[name] != uid {
+			t.Fatalf("pod %s was replaced across the restart", name)
+		}
+	}
+
+	// kasa killall leaves the host clean, data in place.
+	out, code, err := s.Run("killall", "--data-dir", s.DataDir)
+	if err != nil || code != 0 {
+		t.Fatalf("kasa killall: %d %v\n%s", code, err, out)
+	}
+	assertClean(t, s.DataDir)
+	if _, err := os.Stat(filepath.Join(s.DataDir, "server/db/state.db")); err != nil {
+		t.Fatalf("killall removed data: %v", err)
+	}
+}
+
+// countProcs counts live (not zombie) processes named comm.
+func countProcs(comm string) int {
+	n := 0
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ...
+		st := string(b)
+		open, closing := strings.IndexByte(st, '('), strings.LastIndexByte(st, ')')
+		if open < 0 || closing < open || len(st) < closing+3 {
+			continue
+		}
+		if st[open+1:closing] == comm && st[closing+2] != 'Z' {
+			n++
+		}
+	}
+	return n
+}
+
+// assertClean checks what issue 3 lists: no kasa, containerd or shim
+// processes; no cni0, flannel.1 or pod veths; no KUBE-, FLANNEL- or CNI-
+// chains; nothing mounted under the data dir or /run/kasa.
+func assertClean(t *testing.T, dataDir string) {
+	t.Helper()
+	if pids := processesUnder(dataDir); len(pids) > 0 {
+		t.Errorf("processes still run from the data dir: %v", pids)
+	}
+	if n := countProcs("pause"); n > 0 {
+		t.Errorf("%d pause processes still run", n)
+	}
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && (strings.HasPrefix(f[4], dataDir) || strings.HasPrefix(f[4], "/run/kasa") || strings.HasPrefix(f[4], "/run/netns/cni-")) {
+			t.Errorf("still mounted: %s", f[4])
+		}
+	}
+	links, _ := exec.Command("ip", "-o", "link").Output()
+	for _, name := range []string{"cni0", "flannel.1", "veth"} {
+		if strings.Contains(string(links), " "+name) {
+			t.Errorf("interface %s* still exists", name)
+		}
+	}
+	for _, save := range []string{"iptables-save", "ip6tables-save"} {
+		out, err := exec.Command(save).Output()
+		if err != nil {
+			t.Errorf("%s: %v", save, err)
+			continue
+		}
+		for _, chain := range []string{"KUBE-", "FLANNEL", "CNI-"} {
+			if strings.Contains(string(out), chain) {
+				t.Errorf("%s still shows %s chains", save, chain)
+			}
+		}
+	}
+	if _, err := os.Stat("/run/kasa"); err == nil {
+		t.Error("/run/kasa still exists")
+	}
+}
