@@ -66,6 +66,16 @@ build_pause() {
 }
 build pause-image "$PAUSE_VERSION" build_pause
 
+build_coredns() {
+	local tmp
+	tmp=$(mktemp -d)
+	CGO_ENABLED=0 GOBIN="$tmp" go install -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
+	go run ./airgap/mkimage -o "$out/images/coredns.tar" -ref "kasa.local/coredns:${COREDNS_VERSION#v}" \
+		-user 65532 -entrypoint /coredns "$tmp/coredns=/coredns"
+	rm -rf "$tmp"
+}
+build coredns-image "$COREDNS_VERSION" build_coredns
+
 # Pack again only when a part changed.
 sum=$(cd "$out" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
 if [ ! -f build/bundle.bin ] || [ "$(cat build/stamps/bundle 2>/dev/null)" != "$sum" ]; then

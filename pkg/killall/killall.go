@@ -254,16 +254,22 @@ func deleteInterfaces() error {
 			bridge = l.Attrs().Index
 		}
 	}
-	var errs []error
+	// The pods' veths first, then the devices they hang on. A veth may go
+	// by itself when its pod's namespace goes; that is no error.
+	var veths, devices []netlink.Link
 	for _, l := range links {
 		a := l.Attrs()
-		ours := a.Name == "cni0" || a.Name == "flannel.1" || a.Name == "flannel-v6.1" || a.Name == "flannel-wg" ||
-			(bridge > 0 && a.MasterIndex == bridge && l.Type() == "veth")
-		if !ours {
-			continue
+		switch {
+		case bridge > 0 && a.MasterIndex == bridge && l.Type() == "veth":
+			veths = append(veths, l)
+		case a.Name == "cni0" || a.Name == "flannel.1" || a.Name == "flannel-v6.1" || a.Name == "flannel-wg":
+			devices = append(devices, l)
 		}
-		if err := netlink.LinkDel(l); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", a.Name, err))
+	}
+	var errs []error
+	for _, l := range append(veths, devices...) {
+		if err := netlink.LinkDel(l); err != nil && !errors.Is(err, syscall.ENODEV) {
+			errs = append(errs, fmt.Errorf("%s: %w", l.Attrs().Name, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -122,6 +122,11 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 			return nil
 		}},
 	}
+	deployer, err := addons(cfg, p, log)
+	if err != nil {
+		return err
+	}
+	components = append(components, deployer)
 	if cfg.Agent != nil {
 		node, err := nodeComponents(cfg, p, c, serverURL, o.Env, log, now())
 		if err != nil {

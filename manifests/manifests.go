@@ -1,0 +1,42 @@
+// Package manifests holds the system add-ons that kasa deploys, as YAML
+// templates embedded in the binary.
+package manifests
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"text/template"
+)
+
+//go:embed *.yaml
+var files embed.FS
+
+// Values fill the templates.
+type Values struct {
+	ClusterDNS    string
+	ClusterDomain string
+	CoreDNSImage  string
+}
+
+// Component names, as --disable takes them, with their files.
+var Components = map[string]string{
+	"coredns": "coredns.yaml",
+}
+
+// Render returns the manifest of a component with the values filled in.
+func Render(component string, v Values) ([]byte, error) {
+	name, ok := Components[component]
+	if !ok {
+		return nil, fmt.Errorf("no manifest for component %q", component)
+	}
+	t, err := template.New(name).Option("missingkey=error").ParseFS(files, name)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, v); err != nil {
+		return nil, fmt.Errorf("render %s: %w", name, err)
+	}
+	return b.Bytes(), nil
+}

@@ -1,0 +1,230 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"github.com/kasa-io/kasa/tests/harness"
+)
+
+const testImage = "kasa.local/e2e/web:1"
+
+// buildTestImage builds tests/e2e/testimage from source into an image archive.
+func buildTestImage(t *testing.T, out string) {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "testimage")
+	build := exec.Command("go", "build", "-o", bin, "./testimage")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the test image's program: %v\n%s", err, b)
+	}
+	mk := exec.Command("go", "run", "../../airgap/mkimage", "-o", out, "-ref", testImage,
+		"-user", "65534", "-entrypoint", "/testimage", bin+"=/testimage")
+	if b, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("make the test image: %v\n%s", err, b)
+	}
+}
+
+func deploymentAvailable(ctx context.Context, c kubernetes.Interface, ns, name string) error {
+	d, err := c.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if d.Spec.Replicas == nil || d.Status.AvailableReplicas != *d.Spec.Replicas {
+		return fmt.Errorf("%s/%s: %d of %d available", ns, name, d.Status.AvailableReplicas, ptr.Deref(d.Spec.Replicas, 0))
+	}
+	return nil
+}
+
+// TestE2EWorkloads: CoreDNS comes up from the bundled image; a test image
+// built from source and dropped into the images folder is imported while the
+// node runs; a Deployment of it is reached through its Service's name from
+// another pod and through a NodePort from the host; logs, exec and
+// port-forward work.
+func TestE2EWorkloads(t *testing.T) {
+	s := startNode(t)
+	ctx := context.Background()
+	c, err := s.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 90*time.Second, "node Ready", func() error { return nodeReady(ctx, c) })
+	waitFor(t, 120*time.Second, "CoreDNS available", func() error { return deploymentAvailable(ctx, c, "kube-system", "coredns") })
+
+	// Drop the test image into the running node's images folder.
+	imagesDir := filepath.Join(s.DataDir, "agent/images")
+	tmp := filepath.Join(t.TempDir(), "web.tar")
+	buildTestImage(t, tmp)
+	if err := os.MkdirAll(imagesDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(imagesDir, "web.tar")); err != nil {
+		// Across file systems: copy.
+		b, err := os.ReadFile(tmp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(imagesDir, "web.tar"), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dropped := time.Now()
+
+	labels := map[string]string{"app": "web"}
+	_, err = c.AppsV1().Deployments("default").Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](2),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: "web", Image: testImage, ImagePullPolicy: corev1.PullNever,
+					Args:           []string{"serve", ":8080"},
+					Ports:          []corev1.ContainerPort{{ContainerPort: 8080}},
+					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1},
+				}}},
+			},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, svc := range []*corev1.Service{
+		{ObjectMeta: metav1.ObjectMeta{Name: "web"}, Spec: corev1.ServiceSpec{Selector: labels,
+			Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "web-np"}, Spec: corev1.ServiceSpec{Selector: labels, Type: corev1.ServiceTypeNodePort,
+			Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}}},
+	} {
+		if _, err := c.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 90*time.Second, "web available", func() error { return deploymentAvailable(ctx, c, "default", "web") })
+	t.Logf("test image imported and 2 pods ready %s after the archive was dropped", time.Since(dropped).Round(time.Second))
+
+	t.Run("service name from another pod", func(t *testing.T) {
+		_, err := c.CoreV1().Pods("default").Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "client"},
+			Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{
+				Name: "get", Image: testImage, ImagePullPolicy: corev1.PullNever,
+				Args: []string{"get", "http://web.default.svc.cluster.local/"},
+			}}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 60*time.Second, "client pod done", func() error {
+			p, err := c.CoreV1().Pods("default").Get(ctx, "client", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			switch p.Status.Phase {
+			case corev1.PodSucceeded:
+				return nil
+			case corev1.PodFailed:
+				t.Fatalf("client pod failed: %s", podLogs(ctx, c, "client"))
+			}
+			return fmt.Errorf("client pod %s", p.Status.Phase)
+		})
+		if out := podLogs(ctx, c, "client"); !strings.Contains(out, "hello from web-") {
+			t.Fatalf("client got %q", out)
+		}
+	})
+
+	t.Run("NodePort from the host", func(t *testing.T) {
+		svc, err := c.CoreV1().Services("default").Get(ctx, "web-np", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		node, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ip := ""
+		for _, a := range node.Items[0].Status.Addresses {
+			if a.Type == corev1.NodeInternalIP {
+				ip = a.Address
+			}
+		}
+		url := fmt.Sprintf("http://%s:%d/", ip, svc.Spec.Ports[0].NodePort)
+		waitFor(t, 30*time.Second, "NodePort answers", func() error {
+			body, err := httpGet(url)
+			if err == nil && !strings.Contains(body, "hello from web-") {
+				err = fmt.Errorf("body %q", body)
+			}
+			return err
+		})
+	})
+
+	t.Run("kubectl logs, exec and port-forward", func(t *testing.T) {
+		kubectl := func(args ...string) (string, error) {
+			out, _, err := s.Run(append([]string{"kubectl", "--kubeconfig", s.Kubeconfig()}, args...)...)
+			return out, err
+		}
+		out, err := kubectl("logs", "deployment/web")
+		if err != nil || !strings.Contains(out, "serving on :8080") {
+			t.Fatalf("kubectl logs: %v\n%s", err, out)
+		}
+		out, err = kubectl("exec", "deployment/web", "--", "/testimage", "get", "http://127.0.0.1:8080/")
+		if err != nil || !strings.Contains(out, "hello from web-") {
+			t.Fatalf("kubectl exec: %v\n%s", err, out)
+		}
+		ports, err := harness.FreePorts(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pf := s.Command("kubectl", "--kubeconfig", s.Kubeconfig(), "port-forward", "deployment/web", fmt.Sprintf("%d:8080", ports[0]))
+		if err := pf.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = pf.Process.Kill(); _ = pf.Wait() }()
+		waitFor(t, 20*time.Second, "port-forward answers", func() error {
+			body, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/", ports[0]))
+			if err == nil && !strings.Contains(body, "hello from web-") {
+				err = fmt.Errorf("body %q", body)
+			}
+			return err
+		})
+	})
+}
+
+func podLogs(ctx context.Context, c kubernetes.Interface, name string) string {
+	b, err := c.CoreV1().Pods("default").GetLogs(name, &corev1.PodLogOptions{}).DoRaw(ctx)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}
+
+func httpGet(url string) (string, error) {
+	c := &http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return string(b), fmt.Errorf("%s", resp.Status)
+	}
+	return string(b), err
+}
