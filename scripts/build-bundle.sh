@@ -44,12 +44,14 @@ build cni "$CNI_PLUGINS_VERSION" env CGO_ENABLED=0 GOBIN="$gobin" go install -ld
 	"github.com/containernetworking/plugins/plugins/meta/portmap@$CNI_PLUGINS_VERSION"
 # containerd runs as kasa's child from its own, much smaller binary: every
 # process of the 200 MB kasa binary maps most of it (docs/benchmarks.md).
-build containerd "$CONTAINERD_VERSION" env CGO_ENABLED=0 GOBIN="$gobin" go install -ldflags "-s -w" \
+build containerd "$CONTAINERD_VERSION" env CGO_ENABLED=0 GOBIN="$gobin" go install \
+	-ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION -X github.com/containerd/containerd/v2/version.Revision=release" \
 	-tags "no_btrfs no_zfs no_devmapper no_aufs" \
 	"github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION" \
 	"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" \
 	"github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD_VERSION"
-build crictl "$CRICTL_VERSION" env CGO_ENABLED=0 GOBIN="$gobin" go install -ldflags "-s -w" \
+build crictl "$CRICTL_VERSION" env CGO_ENABLED=0 GOBIN="$gobin" go install \
+	-ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
 	"sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
 
 # The pause image, from the C source that registry.k8s.io/pause is built from.

@@ -16,11 +16,19 @@ import (
 
 	"github.com/kasa-io/kasa/pkg/cli/kubectl"
 	"github.com/kasa-io/kasa/pkg/cli/root"
+	clitools "github.com/kasa-io/kasa/pkg/cli/tools"
 )
 
 // tools are the programs this binary becomes when called by their name.
 var tools = map[string]func(args []string) error{
 	"kubectl": func(args []string) error { return kubectl.Run(kubectl.OSEnv(), args) },
+	"crictl":  bundled("crictl"),
+	"ctr":     bundled("ctr"),
+}
+
+func bundled(name string) func([]string) error {
+	t, _ := clitools.Lookup(name)
+	return func(args []string) error { return clitools.Exec(t, args) }
 }
 
 func main() {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -66,6 +67,13 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 		return err
 	}
 	defer lock.release()
+	if cfg.Agent != nil {
+		nodeLock, err := lockNode(filepath.Join(RunDir, "node.lock"))
+		if err != nil {
+			return err
+		}
+		defer nodeLock.release()
+	}
 
 	local := localAddr(cfg)
 	kcmArgs, schedArgs := controllerManagerArgs(cfg, p), schedulerArgs(cfg, p)
@@ -164,6 +172,15 @@ func checkPorts(cfg *config.Server, kcmArgs, schedArgs []string) error {
 		if port != "" && port != "0" {
 			wants = append(wants, want{net.JoinHostPort(host, port), c.flag})
 		}
+	}
+	if cfg.Agent != nil {
+		kubeletPort := "10250"
+		for _, a := range cfg.Agent.KubeletArgs {
+			if v, ok := strings.CutPrefix(strings.TrimLeft(a, "-"), "port="); ok {
+				kubeletPort = v
+			}
+		}
+		wants = append(wants, want{":" + kubeletPort, "--kubelet-arg port=N"})
 	}
 	for _, w := range wants {
 		l, err := net.Listen("tcp", w.addr)

@@ -121,6 +121,48 @@ func TestE2EWorkloads(t *testing.T) {
 	waitFor(t, 90*time.Second, "web available", func() error { return deploymentAvailable(ctx, c, "default", "web") })
 	t.Logf("test image imported and 2 pods ready %s after the archive was dropped", time.Since(dropped).Round(time.Second))
 
+	t.Run("a corrupt archive is reported by name and harms nothing", func(t *testing.T) {
+		broken := filepath.Join(imagesDir, "broken.tar.gz")
+		if err := os.WriteFile(broken, []byte("this is not an image archive"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 20*time.Second, "the corrupt archive reported", func() error {
+			if log := s.LogTail(400); !strings.Contains(log, "image archive not imported") || !strings.Contains(log, "broken.tar.gz") {
+				return fmt.Errorf("no report yet")
+			}
+			return nil
+		})
+		if err := nodeReady(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		if err := deploymentAvailable(ctx, c, "default", "web"); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("a second server on this machine is refused and harms nothing", func(t *testing.T) {
+		second, err := harness.NewServer(s.Bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer second.Close()
+		second.Node = true
+		out, code, err := second.Run(second.Args()...)
+		if err != nil || code == 0 {
+			t.Fatalf("second server: code %d %v\n%s", code, err, out)
+		}
+		msg := strings.TrimSpace(out)
+		if !strings.Contains(msg, "a kasa node already runs on this machine") || strings.Contains(msg, "\n") {
+			t.Fatalf("want one line naming the running node, got:\n%s", msg)
+		}
+		if err := nodeReady(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := runningPods(ctx, c, "app=web", 2); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("service name from another pod", func(t *testing.T) {
 		_, err := c.CoreV1().Pods("default").Create(ctx, &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: "client"},

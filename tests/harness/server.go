@@ -70,6 +70,11 @@ func NewServer(bin string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The server reads this config file (empty unless a test writes it), so
+	// that /etc/kasa/config.yaml on the machine never applies.
+	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), nil, 0o600); err != nil {
+		return nil, err
+	}
 	return &Server{Bin: bin, DataDir: dir, Port: ports[0], ControllerPort: ports[1], SchedulerPort: ports[2]}, nil
 }
 
@@ -121,11 +126,6 @@ func HermeticEnv() []string {
 func (s *Server) Start() error {
 	if s.cmd != nil {
 		return errors.New("server already started")
-	}
-	if _, err := os.Stat(s.ConfigFile()); errors.Is(err, os.ErrNotExist) {
-		if err := os.WriteFile(s.ConfigFile(), nil, 0o600); err != nil {
-			return err
-		}
 	}
 	f, err := os.OpenFile(s.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {

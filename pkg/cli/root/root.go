@@ -9,6 +9,7 @@ import (
 	"github.com/kasa-io/kasa/pkg/cli/killall"
 	"github.com/kasa-io/kasa/pkg/cli/kubectl"
 	"github.com/kasa-io/kasa/pkg/cli/server"
+	"github.com/kasa-io/kasa/pkg/cli/tools"
 	"github.com/kasa-io/kasa/pkg/version"
 )
 
@@ -30,5 +31,8 @@ func NewCommand() *cobra.Command {
 		kubectl.NewCommand(kubectl.OSEnv()),
 		killall.NewCommand(),
 	)
+	for _, t := range tools.Tools {
+		cmd.AddCommand(tools.NewCommand(t))
+	}
 	return cmd
 }
