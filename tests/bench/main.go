@@ -30,10 +30,12 @@ func main() {
 	starts := flag.Int("starts", 3, "cold and warm starts to take the median of")
 	creates := flag.Int("creates", 2000, "ConfigMaps to create per throughput run")
 	profile := flag.String("cpuprofile", "", "write the server's CPU profile during the 8-client load to this file")
+	node := flag.Bool("node", os.Geteuid() == 0, "also measure a node (needs root and a machine without a kasa node)")
+	pods := flag.Int("pods", 50, "pods for the pod start latency")
 	var env envList
 	flag.Var(&env, "env", "NAME=VALUE for the server's environment, for experiments (repeatable)")
 	flag.Parse()
-	if err := run(*idle, *starts, *creates, *profile, env); err != nil {
+	if err := run(*idle, *starts, *creates, *profile, env, *node, *pods); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -46,7 +48,7 @@ type envList []string
 func (e *envList) String() string     { return strings.Join(*e, " ") }
 func (e *envList) Set(v string) error { *e = append(*e, v); return nil }
 
-func run(idle time.Duration, starts, creates int, profile string, env []string) error {
+func run(idle time.Duration, starts, creates int, profile string, env []string, node bool, pods int) error {
 	bin, err := harness.Binary()
 	if err != nil {
 		return err
@@ -131,6 +133,13 @@ func run(idle time.Duration, starts, creates int, profile string, env []string) 
 		}
 		add(fmt.Sprintf("ConfigMap creates, %d client(s), %d objects", clients, creates),
 			fmt.Sprintf("%.0f/s, p50 %s, p99 %s", rate, ms(p50), ms(p99)), target)
+	}
+
+	s.Close()
+	if node {
+		if err := benchNode(bin, idle, pods, add); err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
 	}
 
 	fmt.Printf("Measured %s on %s, %d cores, with `make bench` (tests/bench, %d starts each, median).\n\n",

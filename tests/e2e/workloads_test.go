@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,24 +23,7 @@ import (
 	"github.com/kasa-io/kasa/tests/harness"
 )
 
-const testImage = "kasa.local/e2e/web:1"
-
-// buildTestImage builds tests/e2e/testimage from source into an image archive.
-func buildTestImage(t *testing.T, out string) {
-	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "testimage")
-	build := exec.Command("go", "build", "-o", bin, "./testimage")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the test image's program: %v\n%s", err, b)
-	}
-	mk := exec.Command("go", "run", "../../airgap/mkimage", "-o", out, "-ref", testImage,
-		"-user", "65534", "-entrypoint", "/testimage", bin+"=/testimage")
-	if b, err := mk.CombinedOutput(); err != nil {
-		t.Fatalf("make the test image: %v\n%s", err, b)
-	}
-}
+const testImage = harness.TestImage
 
 func deploymentAvailable(ctx context.Context, c kubernetes.Interface, ns, name string) error {
 	d, err := c.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
@@ -71,20 +53,12 @@ func TestE2EWorkloads(t *testing.T) {
 
 	// Drop the test image into the running node's images folder.
 	imagesDir := filepath.Join(s.DataDir, "agent/images")
-	tmp := filepath.Join(t.TempDir(), "web.tar")
-	buildTestImage(t, tmp)
-	if err := os.MkdirAll(imagesDir, 0o700); err != nil {
+	archive := filepath.Join(t.TempDir(), "web.tar")
+	if err := harness.BuildTestImage(archive); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Rename(tmp, filepath.Join(imagesDir, "web.tar")); err != nil {
-		// Across file systems: copy.
-		b, err := os.ReadFile(tmp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(imagesDir, "web.tar"), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
+	if err := s.DropImage(archive); err != nil {
+		t.Fatal(err)
 	}
 	dropped := time.Now()
 

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kasa-io/kasa/tests/harness"
+)
+
+// memoryCgroup is a v1 memory cgroup that the bench puts the server in, so
+// that kasa, containerd and the shims (but not the pods, which the kubelet
+// puts in kubepods) are counted together.
+const memoryCgroup = "/sys/fs/cgroup/memory/kasa-bench"
+
+// benchNode measures a node: cold start to node Ready and CoreDNS ready,
+// warm restart to node Ready, idle memory, and pod start latency.
+func benchNode(bin string, idle time.Duration, pods int, add func(name, value, target string)) error {
+	s, err := harness.NewServer(bin)
+	if err != nil {
+		return err
+	}
+	s.Node = true
+	defer func() {
+		s.Kill()
+		_, _, _ = s.Run("killall", "--data-dir", s.DataDir)
+		_ = os.RemoveAll(s.DataDir)
+		_ = os.Remove(memoryCgroup)
+	}()
+	ctx := context.Background()
+	cgroup := os.MkdirAll(memoryCgroup, 0o755) == nil
+
+	start := func() (*kubernetes.Clientset, error) {
+		if err := s.Start(); err != nil {
+			return nil, err
+		}
+		if cgroup {
+			_ = os.WriteFile(filepath.Join(memoryCgroup, "cgroup.procs"), []byte(strconv.Itoa(s.PID())), 0o644)
+		}
+		if err := s.WaitReady(2 * time.Minute); err != nil {
+			return nil, err
+		}
+		return s.Client()
+	}
+	c, err := start()
+	if err != nil {
+		return err
+	}
+	ready, err := until(2*time.Minute, func() error { return nodeReady(ctx, c) })
+	if err != nil {
+		return err
+	}
+	add("node: cold start to node Ready (fresh data dir)", secs(ready.Sub(s.Started)), "< 15 s")
+	dns, err := until(3*time.Minute, func() error { return available(ctx, c, "kube-system", "coredns") })
+	if err != nil {
+		return err
+	}
+	add("node: cold start to CoreDNS Ready", secs(dns.Sub(s.Started)), "< 25 s")
+
+	if _, err := s.Stop(20 * time.Second); err != nil {
+		return err
+	}
+	if c, err = start(); err != nil {
+		return err
+	}
+	warm, err := until(2*time.Minute, func() error { return nodeReady(ctx, c) })
+	if err != nil {
+		return err
+	}
+	add("node: warm restart to node Ready", secs(warm.Sub(s.Started)), "")
+
+	if wait := idle - time.Since(s.Started); wait > 0 {
+		time.Sleep(wait)
+	}
+	rss, names, err := rssOf(s.PID(), s.DataDir)
+	if err != nil {
+		return err
+	}
+	add(fmt.Sprintf("node: idle memory %s after start, sum of RSS (%s)", idle, names), fmt.Sprintf("%d MiB", rss/1024), "< 600 MiB")
+	if cgroup {
+		if b, err := os.ReadFile(filepath.Join(memoryCgroup, "memory.usage_in_bytes")); err == nil {
+			n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+			add("node: idle memory, cgroup total of kasa + containerd + shims", fmt.Sprintf("%d MiB", n>>20), "")
+		}
+	}
+
+	archive := filepath.Join(s.DataDir, "web.tar")
+	if err := harness.BuildTestImage(archive); err != nil {
+		return err
+	}
+	if err := s.DropImage(archive); err != nil {
+		return err
+	}
+	if err := waitImage(ctx, c); err != nil {
+		return err
+	}
+	p50, p99, err := podStartLatency(ctx, c, pods)
+	if err != nil {
+		return err
+	}
+	add(fmt.Sprintf("node: pod start, create to Running, %d pods of a local image", pods), fmt.Sprintf("p50 %s, p99 %s", secs(p50), secs(p99)), "p99 < 2 s")
+	return nil
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+
+// until polls f every 100 ms and returns when it first succeeded.
+func until(timeout time.Duration, f func() error) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return time.Now(), nil
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("not within %s: %w", timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func nodeReady(ctx context.Context, c kubernetes.Interface) error {
+	nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes.Items {
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+				return nil
+			}
+		}
+	}
+	return errors.New("no Ready node")
+}
+
+func available(ctx context.Context, c kubernetes.Interface, ns, name string) error {
+	d, err := c.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if d.Status.AvailableReplicas < 1 {
+		return fmt.Errorf("%s/%s not available", ns, name)
+	}
+	return nil
+}
+
+// rssOf sums VmRSS of the server and every process run from its data dir.
+func rssOf(pid int, dataDir string) (int, string, error) {
+	total, err := rssKiB(pid)
+	if err != nil {
+		return 0, "", err
+	}
+	counts := map[string]int{"kasa": 1}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		if err != nil || !strings.HasPrefix(exe, dataDir+"/") {
+			continue
+		}
+		p, _ := strconv.Atoi(e.Name())
+		if kib, err := rssKiB(p); err == nil {
+			total += kib
+			counts[filepath.Base(exe)]++
+		}
+	}
+	var parts []string
+	for k, v := range counts {
+		parts = append(parts, fmt.Sprintf("%d %s", v, k))
+	}
+	slices.Sort(parts)
+	return total, strings.Join(parts, ", "), nil
+}
+
+func waitImage(ctx context.Context, c kubernetes.Interface) error {
+	_, err := until(time.Minute, func() error {
+		nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, n := range nodes.Items {
+			for _, img := range n.Status.Images {
+				if slices.Contains(img.Names, harness.TestImage) {
+					return nil
+				}
+			}
+		}
+		return errors.New("test image not on the node yet")
+	})
+	return err
+}
+
+// podStartLatency creates n pods at once and times each from its create
+// call to the watch event that shows it Running.
+func podStartLatency(ctx context.Context, c kubernetes.Interface, n int) (time.Duration, time.Duration, error) {
+	w, err := c.CoreV1().Pods("default").Watch(ctx, metav1.ListOptions{LabelSelector: "bench=podstart"})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer w.Stop()
+	var mu sync.Mutex
+	created := map[string]time.Time{}
+	go func() {
+		for i := range n {
+			name := fmt.Sprintf("podstart-%03d", i)
+			mu.Lock()
+			created[name] = time.Now()
+			mu.Unlock()
+			_, err := c.CoreV1().Pods("default").Create(ctx, &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"bench": "podstart"}},
+				Spec: corev1.PodSpec{
+					TerminationGracePeriodSeconds: new(int64),
+					Containers: []corev1.Container{{Name: "web", Image: harness.TestImage,
+						ImagePullPolicy: corev1.PullNever, Args: []string{"serve", ":8080"}}},
+				},
+			}, metav1.CreateOptions{})
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "create:", err)
+			}
+		}
+	}()
+	var lat []time.Duration
+	seen := map[string]bool{}
+	timeout := time.After(5 * time.Minute)
+	for len(lat) < n {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return 0, 0, errors.New("watch closed")
+			}
+			p, isPod := ev.Object.(*corev1.Pod)
+			if !isPod || ev.Type == watch.Deleted || seen[p.Name] || p.Status.Phase != corev1.PodRunning {
+				continue
+			}
+			seen[p.Name] = true
+			mu.Lock()
+			lat = append(lat, time.Since(created[p.Name]))
+			mu.Unlock()
+		case <-timeout:
+			return 0, 0, fmt.Errorf("only %d of %d pods Running after 5 minutes", len(lat), n)
+		}
+	}
+	slices.Sort(lat)
+	_ = c.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}, metav1.ListOptions{LabelSelector: "bench=podstart"})
+	return lat[len(lat)/2], lat[len(lat)*99/100], nil
+}
