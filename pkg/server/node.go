@@ -23,6 +23,7 @@ import (
 	"github.com/kasa-io/kasa/pkg/agent/containerd"
 	"github.com/kasa-io/kasa/pkg/agent/images"
 	"github.com/kasa-io/kasa/pkg/bundle"
+	"github.com/kasa-io/kasa/pkg/checkconfig"
 	"github.com/kasa-io/kasa/pkg/component"
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/pki"
@@ -42,6 +43,15 @@ func (n nodePaths) join(elem ...string) string {
 // plane: containerd, image import, kubelet, the pod network and kube-proxy.
 func nodeComponents(cfg *config.Server, p Paths, c *certs, serverURL string, env []string, log *slog.Logger, now time.Time) ([]component.Component, error) {
 	a := cfg.Agent
+	results := checkconfig.Run(checkconfig.Host{})
+	if err := checkconfig.Failed(results); err != nil {
+		return nil, err
+	}
+	for _, r := range results {
+		if r.Level == checkconfig.Warn && r.Name != "cgroups" { // cgroup v1 is logged below
+			log.Warn("host check", "check", r.Name, "detail", r.Detail, "fix", r.Fix)
+		}
+	}
 	np := nodePaths{root: filepath.Join(cfg.DataDir, "agent")}
 	exe, err := os.Executable()
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -133,6 +134,28 @@ func TestE2EWorkloads(t *testing.T) {
 			t.Fatal(err)
 		}
 		if _, err := runningPods(ctx, c, "app=web", 2); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("a missing kernel feature is named by check-config and harms nothing", func(t *testing.T) {
+		// Simulated: in a mount namespace of its own, /proc/filesystems lacks overlay.
+		fake := filepath.Join(t.TempDir(), "filesystems")
+		if err := os.WriteFile(fake, []byte("nodev\tsysfs\nnodev\tproc\n\text4\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c",
+			`mount --bind "$1" /proc/filesystems && exec "$2" check-config`, "sh", fake, s.Bin)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Fatalf("check-config passed without overlay:\n%s", out)
+		}
+		for _, want := range []string{"FAIL     overlayfs", "modprobe overlay", "kasa: this host cannot run a kasa node: overlayfs"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("output lacks %q:\n%s", want, out)
+			}
+		}
+		if err := nodeReady(ctx, c); err != nil {
 			t.Fatal(err)
 		}
 	})

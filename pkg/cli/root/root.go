@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kasa-io/kasa/pkg/cli/checkconfig"
 	"github.com/kasa-io/kasa/pkg/cli/killall"
 	"github.com/kasa-io/kasa/pkg/cli/kubectl"
 	"github.com/kasa-io/kasa/pkg/cli/server"
@@ -30,6 +31,7 @@ func NewCommand() *cobra.Command {
 		server.NewCommand(),
 		kubectl.NewCommand(kubectl.OSEnv()),
 		killall.NewCommand(),
+		checkconfig.NewCommand(),
 	)
 	for _, t := range tools.Tools {
 		cmd.AddCommand(tools.NewCommand(t))
