@@ -122,6 +122,13 @@ func nodeComponents(cfg *config.Server, p Paths, c *certs, serverURL string, env
 	if err != nil {
 		return nil, err
 	}
+	registries, err := containerd.LoadRegistries(a.PrivateRegistry)
+	if err != nil {
+		return nil, fmt.Errorf("--private-registry %w", err)
+	}
+	if err := registries.WriteHosts(ctrd.RegistryDir, a.DisableDefaultRegistryEndpoint); err != nil {
+		return nil, err
+	}
 	// For `kasa crictl`, as k3s writes one too.
 	crictlConf := fmt.Sprintf("runtime-endpoint: %s\nimage-endpoint: %s\ntimeout: 10\n", ctrd.Endpoint(), ctrd.Endpoint())
 	if err := pki.WriteFile(np.join("etc", "crictl.yaml"), []byte(crictlConf), 0o644); err != nil {

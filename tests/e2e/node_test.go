@@ -25,7 +25,7 @@ import (
 // startNode starts `kasa server` with its node in a temporary data dir. A
 // node owns machine-wide things (the kubelet's ports, /run/kasa, cni0), so
 // the machine must not run another kasa node. Cleanup runs `kasa killall`.
-func startNode(t *testing.T) *harness.Server {
+func startNode(t *testing.T, extraArgs ...string) *harness.Server {
 	t.Helper()
 	requireRoot(t)
 	bin, err := harness.Binary()
@@ -44,6 +44,7 @@ func startNode(t *testing.T) *harness.Server {
 		t.Fatal(err)
 	}
 	s.Node = true
+	s.ExtraArgs = extraArgs
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("server log (tail):\n%s", s.LogTail(80))
@@ -119,13 +120,51 @@ func runningPods(ctx context.Context, c kubernetes.Interface, selector string, n
 // pods, keeps them through a SIGTERM and restart of kasa, and `kasa killall`
 // leaves the host clean.
 func TestE2ENodeLifecycle(t *testing.T) {
-	s := startNode(t)
+	// Every registry goes to a mirror on a closed loopback port, with no
+	// fallback to the registries' own endpoints.
+	registries := filepath.Join(t.TempDir(), "registries.yaml")
+	closed, err := harness.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(registries, []byte(fmt.Sprintf("mirrors:\n  \"*\":\n    endpoint: [\"http://127.0.0.1:%d\"]\n", closed[0])), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startNode(t, "--private-registry", registries, "--disable-default-registry-endpoint")
 	ctx := context.Background()
 	c, err := s.Client()
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 90*time.Second, "node Ready", func() error { return nodeReady(ctx, c) })
+
+	// An image that exists nowhere fails fast instead of hanging on the internet.
+	created := time.Now()
+	if _, err := c.CoreV1().Pods("default").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "nowhere"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: "registry.example.com/nothing/here:1"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "ErrImagePull", func() error {
+		p, err := c.CoreV1().Pods("default").Get(ctx, "nowhere", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			if w := cs.State.Waiting; w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff") {
+				if !strings.Contains(w.Message, fmt.Sprint(closed[0])) {
+					t.Errorf("the pull error does not name the mirror: %s", w.Message)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("pod not failing yet")
+	})
+	t.Logf("the pull failed %s after the pod was created", time.Since(created).Round(100*time.Millisecond))
+	if err := c.CoreV1().Pods("default").Delete(ctx, "nowhere", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
 
 	dep := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: "sleeper"},
