@@ -19,10 +19,14 @@ type Values struct {
 	CoreDNSImage  string
 }
 
-// Component names, as --disable takes them, with their files.
+// Components are the add-ons, by the names --disable takes, with their files.
 var Components = map[string]string{
 	"coredns": "coredns.yaml",
+	"rbac":    "rbac.yaml",
 }
+
+// Core are the components that cannot be disabled: kasa's own parts need them.
+var Core = []string{"rbac"}
 
 // Render returns the manifest of a component with the values filled in.
 func Render(component string, v Values) ([]byte, error) {

@@ -33,7 +33,7 @@ func addons(cfg *config.Server, p Paths, log *slog.Logger) (*deploy.Deployer, er
 	}
 	for name, file := range manifests.Components {
 		target := filepath.Join(dir, file)
-		if slices.Contains(cfg.Disable, name) {
+		if slices.Contains(cfg.Disable, name) && !slices.Contains(manifests.Core, name) {
 			if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return nil, err
 			}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -74,7 +75,7 @@ func nodeComponents(cfg *config.Server, p Paths, c *certs, serverURL string, env
 	if err := ensureNodeCerts(cfg, np, c, nodeIP, now); err != nil {
 		return nil, fmt.Errorf("node certificates: %w", err)
 	}
-	for _, kc := range []struct{ file, client string }{{"kubelet.kubeconfig", "kubelet"}, {"kube-proxy.kubeconfig", "kube-proxy"}} {
+	for _, kc := range []struct{ file, client string }{{"kubelet.kubeconfig", "kubelet"}, {"kube-proxy.kubeconfig", "kube-proxy"}, {"flannel.kubeconfig", "flannel"}} {
 		if err := writeKubeconfig(np.join(kc.file), 0o600, kubeconfigSpec{
 			Server: serverURL, CAFile: p.TLS("ca.crt"),
 			CertFile: np.join("tls", "client-"+kc.client+".crt"), KeyFile: np.join("tls", "client-"+kc.client+".key"),
@@ -135,7 +136,35 @@ func nodeComponents(cfg *config.Server, p Paths, c *certs, serverURL string, env
 		return nil, err
 	}
 	node := cfg.NodeName
-	return []component.Component{
+	iface := a.FlannelIface
+	if iface == "" {
+		iface = nodeIP.String()
+	}
+	var network []component.Component
+	if a.FlannelBackend != "none" {
+		network = append(network, &agent.Flannel{
+			NodeName:    node,
+			Kubeconfig:  np.join("flannel.kubeconfig"),
+			ClusterCIDR: cfg.ClusterCIDR.String(),
+			Backend:     a.FlannelBackend,
+			Iface:       iface,
+			RunDir:      filepath.Join(RunDir, "flannel"),
+			ConfDir:     ctrd.CNIConfDir,
+			IPAMDir:     np.join("cni", "networks"),
+			Sysctl:      agent.WriteSysctl,
+			PodCIDR: func(ctx context.Context) error {
+				n, err := client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				if n.Spec.PodCIDR == "" {
+					return errors.New("no pod CIDR yet")
+				}
+				return nil
+			},
+		})
+	}
+	components := []component.Component{
 		proc,
 		&images.Loader{
 			Importer: images.Importer{Ctr: filepath.Join(binDir, "ctr"), Socket: ctrd.Socket()},
@@ -170,21 +199,6 @@ func nodeComponents(cfg *config.Server, p Paths, c *certs, serverURL string, env
 				return nil
 			},
 		}},
-		&agent.PodNetwork{
-			PodCIDR: func(ctx context.Context) (string, error) {
-				n, err := client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
-				if err != nil {
-					return "", err
-				}
-				if n.Spec.PodCIDR == "" {
-					return "", errors.New("no pod CIDR yet")
-				}
-				return n.Spec.PodCIDR, nil
-			},
-			ConfDir: ctrd.CNIConfDir,
-			IPAMDir: np.join("cni", "networks"),
-			Sysctl:  agent.WriteSysctl,
-		},
 		&agent.KubeProxy{
 			NodeName:    node,
 			NodeIP:      nodeIP.String(),
@@ -192,7 +206,10 @@ func nodeComponents(cfg *config.Server, p Paths, c *certs, serverURL string, env
 			Kubeconfig:  np.join("kube-proxy.kubeconfig"),
 			Args:        a.KubeProxyArgs,
 		},
-	}, nil
+	}
+	// The pod network comes after the kubelet (which registers the node that
+	// flannel leases for) and before kube-proxy.
+	return slices.Insert(components, len(components)-1, network...), nil
 }
 
 // ensureNodeCerts makes the kubelet's client and serving certificates and
@@ -209,6 +226,8 @@ func ensureNodeCerts(cfg *config.Server, np nodePaths, c *certs, nodeIP netip.Ad
 			CertFile: np.join("tls", "serving-kubelet.crt"), KeyFile: np.join("tls", "serving-kubelet.key")},
 		{CommonName: "system:kube-proxy", Client: true,
 			CertFile: np.join("tls", "client-kube-proxy.crt"), KeyFile: np.join("tls", "client-kube-proxy.key")},
+		{CommonName: "system:kasa-flannel", Client: true,
+			CertFile: np.join("tls", "client-flannel.crt"), KeyFile: np.join("tls", "client-flannel.key")},
 	}
 	for _, l := range leaves {
 		if _, err := c.CA.Ensure(l, now); err != nil {

@@ -1,0 +1,34 @@
+package agent
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+func TestConflist(t *testing.T) {
+	b, err := Conflist("10.42.3.0/24", "/var/lib/kasa/agent/cni/networks", 1450)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conf struct {
+		CNIVersion string `json:"cniVersion"`
+		Plugins    []struct {
+			Type string `json:"type"`
+			MTU  int    `json:"mtu"`
+			IPAM struct {
+				Ranges [][]struct {
+					Subnet string `json:"subnet"`
+				} `json:"ranges"`
+			} `json:"ipam"`
+		} `json:"plugins"`
+	}
+	if err := json.Unmarshal(b, &conf); err != nil {
+		t.Fatal(err)
+	}
+	if len(conf.Plugins) != 2 || conf.Plugins[0].Type != "bridge" || conf.Plugins[1].Type != "portmap" {
+		t.Fatalf("plugins: %+v", conf.Plugins)
+	}
+	if conf.Plugins[0].MTU != 1450 || conf.Plugins[0].IPAM.Ranges[0][0].Subnet != "10.42.3.0/24" {
+		t.Fatalf("bridge: %+v", conf.Plugins[0])
+	}
+}
