@@ -117,8 +117,8 @@ func runningPods(ctx context.Context, c kubernetes.Interface, selector string, n
 }
 
 // TestE2ENodeLifecycle: the node comes up Ready with nothing pulled, runs
-// pods, keeps them through a SIGTERM and restart of kasa, and `kasa killall`
-// leaves the host clean.
+// pods, keeps them through a SIGTERM and restart of kasa; `kasa killall`
+// leaves the host clean, and the next start brings the pods back.
 func TestE2ENodeLifecycle(t *testing.T) {
 	// Every registry goes to a mirror on a closed loopback port, with no
 	// fallback to the registries' own endpoints.
@@ -222,6 +222,28 @@ func TestE2ENodeLifecycle(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(s.DataDir, "server/db/state.db")); err != nil {
 		t.Fatalf("killall removed data: %v", err)
 	}
+
+	// Started again, the node brings the same pods back.
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitReady(2 * time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = s.Client()
+	waitFor(t, 90*time.Second, "node Ready after killall", func() error { return nodeReady(ctx, c) })
+	waitFor(t, 90*time.Second, "the pods back after killall", func() error {
+		back, err := runningPods(ctx, c, "app=sleeper", 2)
+		if err != nil {
+			return err
+		}
+		for name, uid := range before {
+			if back[name] != uid {
+				return fmt.Errorf("pod %s was replaced", name)
+			}
+		}
+		return nil
+	})
 }
 
 // countProcs counts live (not zombie) processes named comm.

@@ -124,9 +124,10 @@ func HermeticEnv() []string {
 
 // Start starts the server process; it does not wait for readiness.
 func (s *Server) Start() error {
-	if s.cmd != nil {
+	if s.Running() {
 		return errors.New("server already started")
 	}
+	s.finish() // a process that ended by other means (kasa killall)
 	f, err := os.OpenFile(s.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
