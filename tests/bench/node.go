@@ -106,11 +106,16 @@ func benchNode(bin string, idle time.Duration, pods int, add func(name, value, t
 	if err := waitImage(ctx, c); err != nil {
 		return err
 	}
-	p50, p99, err := podStartLatency(ctx, c, pods)
+	p50, p99, err := podStartLatency(ctx, c, pods, 1)
 	if err != nil {
 		return err
 	}
-	add(fmt.Sprintf("node: pod start, create to Running, %d pods of a local image", pods), fmt.Sprintf("p50 %s, p99 %s", secs(p50), secs(p99)), "p99 < 2 s")
+	add(fmt.Sprintf("node: pod start, create to Running, %d pods one after another", pods), fmt.Sprintf("p50 %s, p99 %s", secs(p50), secs(p99)), "p99 < 2 s")
+	p50, p99, err = podStartLatency(ctx, c, pods, pods)
+	if err != nil {
+		return err
+	}
+	add(fmt.Sprintf("node: pod start, create to Running, %d pods created at once", pods), fmt.Sprintf("p50 %s, p99 %s", secs(p50), secs(p99)), "")
 	return nil
 }
 
@@ -202,9 +207,10 @@ func waitImage(ctx context.Context, c kubernetes.Interface) error {
 	return err
 }
 
-// podStartLatency creates n pods at once and times each from its create
-// call to the watch event that shows it Running.
-func podStartLatency(ctx context.Context, c kubernetes.Interface, n int) (time.Duration, time.Duration, error) {
+// podStartLatency creates n pods, at most inFlight of them not yet Running
+// at a time, and times each from its create call to the watch event that
+// shows it Running.
+func podStartLatency(ctx context.Context, c kubernetes.Interface, n, inFlight int) (time.Duration, time.Duration, error) {
 	w, err := c.CoreV1().Pods("default").Watch(ctx, metav1.ListOptions{LabelSelector: "bench=podstart"})
 	if err != nil {
 		return 0, 0, err
@@ -212,8 +218,10 @@ func podStartLatency(ctx context.Context, c kubernetes.Interface, n int) (time.D
 	defer w.Stop()
 	var mu sync.Mutex
 	created := map[string]time.Time{}
+	slots := make(chan struct{}, inFlight)
 	go func() {
 		for i := range n {
+			slots <- struct{}{}
 			name := fmt.Sprintf("podstart-%03d", i)
 			mu.Lock()
 			created[name] = time.Now()
@@ -248,11 +256,24 @@ func podStartLatency(ctx context.Context, c kubernetes.Interface, n int) (time.D
 			mu.Lock()
 			lat = append(lat, time.Since(created[p.Name]))
 			mu.Unlock()
+			<-slots
 		case <-timeout:
 			return 0, 0, fmt.Errorf("only %d of %d pods Running after 5 minutes", len(lat), n)
 		}
 	}
 	slices.Sort(lat)
-	_ = c.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}, metav1.ListOptions{LabelSelector: "bench=podstart"})
+	if err := c.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}, metav1.ListOptions{LabelSelector: "bench=podstart"}); err != nil {
+		return 0, 0, err
+	}
+	// Wait for them to be gone, so that the next run starts from an idle node.
+	if _, err := until(2*time.Minute, func() error {
+		l, err := c.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "bench=podstart"})
+		if err == nil && len(l.Items) > 0 {
+			err = fmt.Errorf("%d pods left", len(l.Items))
+		}
+		return err
+	}); err != nil {
+		return 0, 0, err
+	}
 	return lat[len(lat)/2], lat[len(lat)*99/100], nil
 }

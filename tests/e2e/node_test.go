@@ -308,3 +308,28 @@ func assertClean(t *testing.T, dataDir string) {
 		t.Error("/run/kasa still exists")
 	}
 }
+
+// TestE2EFlannelHostGW: with --flannel-backend host-gw the node comes up
+// without a vxlan device, and CoreDNS, which reaches the API through its
+// service address, becomes ready over the pod network.
+func TestE2EFlannelHostGW(t *testing.T) {
+	s := startNode(t, "--flannel-backend", "host-gw")
+	ctx := context.Background()
+	c, err := s.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 90*time.Second, "node Ready", func() error { return nodeReady(ctx, c) })
+	waitFor(t, 120*time.Second, "CoreDNS available", func() error { return deploymentAvailable(ctx, c, "kube-system", "coredns") })
+	links, _ := exec.Command("ip", "-o", "link").Output()
+	if strings.Contains(string(links), "flannel.1") {
+		t.Error("host-gw made a vxlan device")
+	}
+	node, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bt := node.Items[0].Annotations["flannel.alpha.coreos.com/backend-type"]; bt != "host-gw" {
+		t.Errorf("flannel's backend annotation is %q", bt)
+	}
+}
