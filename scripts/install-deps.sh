@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages kasa needs on a fresh machine of this kind:
-# iptables (kube-proxy, the kubelet and the CNI plugins call it) and, to
-# build runc for the bundle, libseccomp-dev. Safe to run again.
+# iptables (kube-proxy, the kubelet and the CNI plugins call it); to build
+# runc for the bundle, libseccomp-dev; for the tests, zstd. Safe to run again.
 set -euo pipefail
-want=(iptables libseccomp-dev)
+want=(iptables libseccomp-dev zstd)
 missing=()
 for p in "${want[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

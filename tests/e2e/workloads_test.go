@@ -58,10 +58,24 @@ func TestE2EWorkloads(t *testing.T) {
 	if err := harness.BuildTestImage(archive); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DropImage(archive); err != nil {
+	// Compressed with zstd, one of the forms the images folder takes.
+	if out, err := exec.Command("zstd", "-q", "--rm", archive).CombinedOutput(); err != nil {
+		t.Fatalf("zstd: %v\n%s", err, out)
+	}
+	if err := s.DropImage(archive + ".zst"); err != nil {
 		t.Fatal(err)
 	}
 	dropped := time.Now()
+	waitFor(t, 60*time.Second, "the dropped archive imported", func() error {
+		cmd := s.Command("ctr", "images", "ls", "-q")
+		cmd.Env = append(cmd.Env, "KASA_DATA_DIR="+s.DataDir)
+		out, err := cmd.Output()
+		if err == nil && !strings.Contains(string(out), testImage) {
+			err = fmt.Errorf("not yet")
+		}
+		return err
+	})
+	t.Logf("the dropped archive was imported %s after it appeared (the folder is scanned every 5 s)", time.Since(dropped).Round(100*time.Millisecond))
 
 	labels := map[string]string{"app": "web"}
 	_, err = c.AppsV1().Deployments("default").Create(ctx, &appsv1.Deployment{
@@ -94,7 +108,7 @@ func TestE2EWorkloads(t *testing.T) {
 		}
 	}
 	waitFor(t, 90*time.Second, "web available", func() error { return deploymentAvailable(ctx, c, "default", "web") })
-	t.Logf("test image imported and 2 pods ready %s after the archive was dropped", time.Since(dropped).Round(time.Second))
+	t.Logf("2 pods of the test image ready %s after the archive was dropped", time.Since(dropped).Round(time.Second))
 
 	t.Run("a corrupt archive is reported by name and harms nothing", func(t *testing.T) {
 		broken := filepath.Join(imagesDir, "broken.tar.gz")
@@ -212,6 +226,24 @@ func TestE2EWorkloads(t *testing.T) {
 			}
 			return err
 		})
+	})
+
+	t.Run("kasa crictl and kasa ctr see the node's containers and images", func(t *testing.T) {
+		run := func(args ...string) string {
+			cmd := s.Command(args...)
+			cmd.Env = append(cmd.Env, "KASA_DATA_DIR="+s.DataDir)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("kasa %v: %v\n%s", args, err, out)
+			}
+			return string(out)
+		}
+		if out := run("crictl", "ps", "--name", "web", "-q"); len(strings.Fields(out)) != 2 {
+			t.Errorf("kasa crictl ps found %q, want the 2 web containers", out)
+		}
+		if out := run("ctr", "images", "ls", "-q"); !strings.Contains(out, testImage) {
+			t.Errorf("kasa ctr images ls lacks %s:\n%s", testImage, out)
+		}
 	})
 
 	t.Run("kubectl logs, exec and port-forward", func(t *testing.T) {
