@@ -108,9 +108,11 @@ func Resolve(fs *pflag.FlagSet, src Sources) error {
 		return envErr
 	}
 
+	// The --config flag's value is the file (its default DefaultConfigFile);
+	// only a file named on purpose must exist.
 	path, explicit := DefaultConfigFile, false
-	if f := fs.Lookup(ConfigFlag); f != nil && (f.Changed || fromEnv[f.Name]) {
-		path, explicit = f.Value.String(), true
+	if f := fs.Lookup(ConfigFlag); f != nil {
+		path, explicit = f.Value.String(), f.Changed || fromEnv[f.Name]
 	}
 	values, err := LoadFiles(path, explicit)
 	if err != nil {
