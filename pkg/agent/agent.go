@@ -5,28 +5,12 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"time"
+
+	"github.com/kasa-io/kasa/pkg/component"
 )
 
-// pollReady polls ready every 250 ms until it returns nil, the component
-// ends (done) or ctx is cancelled.
+// pollReady polls ready every 250 ms; see component.PollReady.
 func pollReady(ctx context.Context, ready func(context.Context) error, done <-chan error) error {
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
-		if ready == nil || ready(ctx) == nil {
-			return nil
-		}
-		select {
-		case err := <-done:
-			if err == nil {
-				err = errors.New("exited before it was ready")
-			}
-			return err
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	return component.PollReady(ctx, 250*time.Millisecond, ready, done)
 }

@@ -136,3 +136,23 @@ func TestCancelDuringStart(t *testing.T) {
 		t.Fatalf("events %q", got)
 	}
 }
+
+func TestPollReady(t *testing.T) {
+	calls := 0
+	err := PollReady(context.Background(), time.Millisecond, func(context.Context) error {
+		calls++
+		if calls < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	}, nil)
+	if err != nil || calls != 3 {
+		t.Fatalf("err %v after %d calls", err, calls)
+	}
+	done := make(chan error, 1)
+	done <- nil
+	err = PollReady(context.Background(), time.Millisecond, func(context.Context) error { return errors.New("never") }, done)
+	if err == nil || !strings.Contains(err.Error(), "exited before it was ready") {
+		t.Fatalf("got %v", err)
+	}
+}

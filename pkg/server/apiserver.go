@@ -97,28 +97,22 @@ func errOrNil(err error) error {
 // waitReady polls url until it answers 200, the component ends (done) or ctx
 // is cancelled.
 func waitReady(ctx context.Context, c *http.Client, url string, done <-chan error) error {
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if resp, err := c.Do(req); err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case err := <-done:
-			if err == nil {
-				err = errors.New("exited before it was ready")
-			}
+	return component.PollReady(ctx, 50*time.Millisecond, func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
 			return err
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
 		}
-	}
+		resp, err := c.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return errors.New(resp.Status)
+		}
+		return nil
+	}, done)
 }
 
 // adminHTTPClient is a client that verifies the API server against the

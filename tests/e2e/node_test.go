@@ -66,15 +66,9 @@ func startNode(t *testing.T, extraArgs ...string) *harness.Server {
 
 func waitFor(t *testing.T, timeout time.Duration, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(500 * time.Millisecond)
+	if err := harness.Eventually(timeout, f); err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
-	t.Fatalf("%s: not within %s: %v", what, timeout, err)
 }
 
 func nodeReady(ctx context.Context, c kubernetes.Interface) error {

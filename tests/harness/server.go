@@ -329,3 +329,19 @@ func (s *Server) Run(args ...string) (string, int, error) {
 	}
 	return string(out), 0, nil
 }
+
+// Eventually calls f every 250 ms until it returns nil or timeout passes;
+// then it returns f's last error.
+func Eventually(timeout time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not within %s: %w", timeout, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}

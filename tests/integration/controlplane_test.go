@@ -385,15 +385,9 @@ func TestIntegrationKillKeepsAcknowledgedWrites(t *testing.T) {
 
 func eventually(t *testing.T, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(250 * time.Millisecond)
+	if err := harness.Eventually(timeout, f); err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("not true within %s: %v", timeout, err)
 }
 
 // exec runs a program and returns its combined output.
