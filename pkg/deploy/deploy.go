@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -42,7 +43,10 @@ type Deployer struct {
 	RESTConfig *rest.Config
 	// Interval between scans of the folder; 5 s when zero.
 	Interval time.Duration
-	Log      *slog.Logger
+	// Remove holds the manifests of disabled add-ons, by name: their objects
+	// are deleted at start, so a disabled add-on stays gone.
+	Remove map[string][]byte
+	Log    *slog.Logger
 }
 
 var _ component.Component = (*Deployer)(nil)
@@ -66,6 +70,13 @@ func (d *Deployer) Run(ctx context.Context, ready func()) error {
 	interval := d.Interval
 	if interval <= 0 {
 		interval = 5 * time.Second
+	}
+	for name, data := range d.Remove {
+		if err := a.deleteAll(ctx, data); err != nil {
+			d.Log.Error("disabled add-on not fully removed", "addon", name, "err", err)
+		} else {
+			d.Log.Info("disabled add-on removed", "addon", name)
+		}
 	}
 	applied := map[string][32]byte{}
 	d.pass(ctx, a, applied)
@@ -134,6 +145,27 @@ type applier struct {
 // applyAll server-side applies every object of a multi-document YAML or
 // JSON file.
 func (a *applier) applyAll(ctx context.Context, data []byte) error {
+	return a.each(ctx, data, func(r dynamic.ResourceInterface, u *unstructured.Unstructured) error {
+		_, err := r.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+		return err
+	})
+}
+
+// deleteAll deletes every object of a file; objects already gone are fine.
+func (a *applier) deleteAll(ctx context.Context, data []byte) error {
+	return a.each(ctx, data, func(r dynamic.ResourceInterface, u *unstructured.Unstructured) error {
+		policy := metav1.DeletePropagationBackground
+		err := r.Delete(ctx, u.GetName(), metav1.DeleteOptions{PropagationPolicy: &policy})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	})
+}
+
+// each calls f for every object of a multi-document file, with the client of
+// its resource; it goes on after a failed object and returns every failure.
+func (a *applier) each(ctx context.Context, data []byte, f func(dynamic.ResourceInterface, *unstructured.Unstructured) error) error {
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	var errs []error
 	for i := 1; ; i++ {
@@ -147,30 +179,33 @@ func (a *applier) applyAll(ctx context.Context, data []byte) error {
 		if len(u.Object) == 0 {
 			continue
 		}
-		if err := a.apply(ctx, &u); err != nil {
+		r, err := a.resource(&u)
+		if err == nil {
+			err = f(r, &u)
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("document %d (%s %s): %w", i, u.GetKind(), u.GetName(), err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (a *applier) apply(ctx context.Context, u *unstructured.Unstructured) error {
+// resource finds the client of an object's resource, in its namespace.
+func (a *applier) resource(u *unstructured.Unstructured) (dynamic.ResourceInterface, error) {
 	gvk := u.GroupVersionKind()
 	m, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 	if err != nil {
 		a.mapper.Reset() // a CRD may have appeared since
 		if m, err = a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	var r dynamic.ResourceInterface = a.dyn.Resource(m.Resource)
-	if m.Scope.Name() == meta.RESTScopeNameNamespace {
-		ns := u.GetNamespace()
-		if ns == "" {
-			ns = metav1.NamespaceDefault
-		}
-		r = a.dyn.Resource(m.Resource).Namespace(ns)
+	if m.Scope.Name() != meta.RESTScopeNameNamespace {
+		return a.dyn.Resource(m.Resource), nil
 	}
-	_, err = r.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
-	return err
+	ns := u.GetNamespace()
+	if ns == "" {
+		ns = metav1.NamespaceDefault
+	}
+	return a.dyn.Resource(m.Resource).Namespace(ns), nil
 }

@@ -31,17 +31,19 @@ func addons(cfg *config.Server, p Paths, log *slog.Logger) (*deploy.Deployer, er
 		ClusterDomain: cfg.ClusterDomain,
 		CoreDNSImage:  CoreDNSImage,
 	}
+	remove := map[string][]byte{}
 	for name, file := range manifests.Components {
 		target := filepath.Join(dir, file)
+		data, err := manifests.Render(name, values)
+		if err != nil {
+			return nil, err
+		}
 		if slices.Contains(cfg.Disable, name) && !slices.Contains(manifests.Core, name) {
 			if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return nil, err
 			}
+			remove[name] = data
 			continue
-		}
-		data, err := manifests.Render(name, values)
-		if err != nil {
-			return nil, err
 		}
 		if err := pki.WriteFile(target, data, 0o600); err != nil {
 			return nil, err
@@ -51,5 +53,5 @@ func addons(cfg *config.Server, p Paths, log *slog.Logger) (*deploy.Deployer, er
 	if err != nil {
 		return nil, err
 	}
-	return &deploy.Deployer{Dir: dir, RESTConfig: rc, Log: log.With("component", "deploy")}, nil
+	return &deploy.Deployer{Dir: dir, RESTConfig: rc, Remove: remove, Log: log.With("component", "deploy")}, nil
 }
