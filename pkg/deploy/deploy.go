@@ -145,7 +145,7 @@ type applier struct {
 // applyAll server-side applies every object of a multi-document YAML or
 // JSON file.
 func (a *applier) applyAll(ctx context.Context, data []byte) error {
-	return a.each(ctx, data, func(r dynamic.ResourceInterface, u *unstructured.Unstructured) error {
+	return a.each(data, func(r dynamic.ResourceInterface, u *unstructured.Unstructured) error {
 		_, err := r.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
 		return err
 	})
@@ -153,7 +153,7 @@ func (a *applier) applyAll(ctx context.Context, data []byte) error {
 
 // deleteAll deletes every object of a file; objects already gone are fine.
 func (a *applier) deleteAll(ctx context.Context, data []byte) error {
-	return a.each(ctx, data, func(r dynamic.ResourceInterface, u *unstructured.Unstructured) error {
+	return a.each(data, func(r dynamic.ResourceInterface, u *unstructured.Unstructured) error {
 		policy := metav1.DeletePropagationBackground
 		err := r.Delete(ctx, u.GetName(), metav1.DeleteOptions{PropagationPolicy: &policy})
 		if apierrors.IsNotFound(err) {
@@ -165,7 +165,7 @@ func (a *applier) deleteAll(ctx context.Context, data []byte) error {
 
 // each calls f for every object of a multi-document file, with the client of
 // its resource; it goes on after a failed object and returns every failure.
-func (a *applier) each(ctx context.Context, data []byte, f func(dynamic.ResourceInterface, *unstructured.Unstructured) error) error {
+func (a *applier) each(data []byte, f func(dynamic.ResourceInterface, *unstructured.Unstructured) error) error {
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	var errs []error
 	for i := 1; ; i++ {
