@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,7 +20,7 @@ import (
 // TestIntegrationDisableAddon: CoreDNS is deployed by default;
 // --disable coredns removes it and it stays removed across a restart;
 // dropping the flag brings it back. A manifest dropped into the folder is
-// applied, a .skip file is not.
+// applied, a .skip file is not, a malformed one is reported by name.
 func TestIntegrationDisableAddon(t *testing.T) {
 	s := startServer(t)
 	ctx := context.Background()
@@ -79,6 +80,9 @@ func TestIntegrationDisableAddon(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "other.yaml.skip"), []byte(cm("skipped")), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "broken.yaml"), []byte("kind: [unclosed\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, 20*time.Second, func() error {
 		_, err := c.CoreV1().ConfigMaps("default").Get(ctx, "dropped", metav1.GetOptions{})
 		return err
@@ -86,4 +90,10 @@ func TestIntegrationDisableAddon(t *testing.T) {
 	if _, err := c.CoreV1().ConfigMaps("default").Get(ctx, "skipped", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("the .skip manifest was applied: %v", err)
 	}
+	eventually(t, 20*time.Second, func() error {
+		if log := s.LogTail(300); !strings.Contains(log, "manifest not applied") || !strings.Contains(log, "broken.yaml") {
+			return errors.New("the malformed manifest is not reported by name")
+		}
+		return nil
+	})
 }
