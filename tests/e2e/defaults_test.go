@@ -4,6 +4,7 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"net"
 	"os"
@@ -12,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kasa-io/kasa/tests/harness"
 )
@@ -28,10 +32,10 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-// TestE2EServerWithDefaults runs `kasa server --disable-agent` exactly as the
-// README says, with every default: data in /var/lib/kasa, the kubeconfig in
-// /etc/kasa/kasa.yaml, the API on 6443. It needs a machine where kasa is not
-// installed, and leaves it that way.
+// TestE2EServerWithDefaults runs `kasa server` exactly as the README says,
+// with every default: data in /var/lib/kasa, the kubeconfig in
+// /etc/kasa/kasa.yaml, the API on 6443, a node with CoreDNS. It needs a
+// machine where kasa is not installed, and leaves it that way.
 func TestE2EServerWithDefaults(t *testing.T) {
 	requireRoot(t)
 	bin, err := harness.Binary()
@@ -50,6 +54,9 @@ func TestE2EServerWithDefaults(t *testing.T) {
 	}
 	etcKasaExisted := exists("/etc/kasa")
 	t.Cleanup(func() {
+		if out, err := exec.Command(bin, "killall").CombinedOutput(); err != nil {
+			t.Errorf("kasa killall: %v\n%s", err, out)
+		}
 		os.RemoveAll(defaultDataDir)
 		os.Remove(defaultKubeconfig)
 		if !etcKasaExisted {
@@ -62,7 +69,7 @@ func TestE2EServerWithDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.Remove(log.Name())
-	cmd := exec.Command(bin, "server", "--disable-agent")
+	cmd := exec.Command(bin, "server")
 	cmd.Env = harness.HermeticEnv()
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -133,6 +140,19 @@ func TestE2EServerWithDefaults(t *testing.T) {
 			t.Errorf("%s missing from:\n%s", ns, out)
 		}
 	}
+
+	// The node and CoreDNS come up, from nothing but the binary.
+	rc, err := clientcmd.BuildConfigFromFlags("", defaultKubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	waitFor(t, 90*time.Second, "node Ready", func() error { return nodeReady(ctx, c) })
+	waitFor(t, 120*time.Second, "CoreDNS available", func() error { return deploymentAvailable(ctx, c, "kube-system", "coredns") })
 }
 
 func exists(p string) bool {
