@@ -21,8 +21,9 @@ type Values struct {
 
 // Components are the add-ons, by the names --disable takes, with their files.
 var Components = map[string]string{
-	"coredns": "coredns.yaml",
-	"rbac":    "rbac.yaml",
+	"coredns":       "coredns.yaml",
+	"local-storage": "local-storage.yaml",
+	"rbac":          "rbac.yaml",
 }
 
 // Core are the components that cannot be disabled: kasa's own parts need them.

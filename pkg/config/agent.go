@@ -23,6 +23,7 @@ type AgentOptions struct {
 	ResolvConf                     string
 	DisableDefaultRegistryEndpoint bool
 	PrivateRegistry                string
+	LocalStoragePath               string
 }
 
 // AddFlags defines the node's flags, with k3s's names.
@@ -36,6 +37,7 @@ func (o *AgentOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ResolvConf, "resolv-conf", "", "resolv.conf for pods (default: the host's, unless it names loopback servers)")
 	fs.BoolVar(&o.DisableDefaultRegistryEndpoint, "disable-default-registry-endpoint", false, "never fall back to a registry's own endpoint when its mirrors fail")
 	fs.StringVar(&o.PrivateRegistry, "private-registry", "/etc/kasa/registries.yaml", "registry mirrors, rewrites, auth and TLS")
+	fs.StringVar(&o.LocalStoragePath, "default-local-storage-path", "", "folder of local-path volumes (default <data-dir>/storage)")
 }
 
 // Agent is the validated configuration of this machine's node.
@@ -49,6 +51,8 @@ type Agent struct {
 	ResolvConf                     string
 	DisableDefaultRegistryEndpoint bool
 	PrivateRegistry                string
+	// LocalStoragePath is empty for <data-dir>/storage.
+	LocalStoragePath string
 }
 
 // Complete validates the node's options.
@@ -63,6 +67,7 @@ func (o *AgentOptions) Complete() (*Agent, error) {
 		ResolvConf:                     o.ResolvConf,
 		DisableDefaultRegistryEndpoint: o.DisableDefaultRegistryEndpoint,
 		PrivateRegistry:                o.PrivateRegistry,
+		LocalStoragePath:               o.LocalStoragePath,
 	}
 	for _, l := range o.NodeLabels {
 		k, v, ok := strings.Cut(l, "=")

@@ -75,7 +75,7 @@ func nodeComponents(cfg *config.Server, p Paths, c *certs, serverURL string, env
 	if err := ensureNodeCerts(cfg, np, c, nodeIP, now); err != nil {
 		return nil, fmt.Errorf("node certificates: %w", err)
 	}
-	for _, kc := range []struct{ file, client string }{{"kubelet.kubeconfig", "kubelet"}, {"kube-proxy.kubeconfig", "kube-proxy"}, {"flannel.kubeconfig", "flannel"}} {
+	for _, kc := range []struct{ file, client string }{{"kubelet.kubeconfig", "kubelet"}, {"kube-proxy.kubeconfig", "kube-proxy"}, {"flannel.kubeconfig", "flannel"}, {"local-path.kubeconfig", "local-path"}} {
 		if err := writeKubeconfig(np.join(kc.file), 0o600, kubeconfigSpec{
 			Server: serverURL, CAFile: p.TLS("ca.crt"),
 			CertFile: np.join("tls", "client-"+kc.client+".crt"), KeyFile: np.join("tls", "client-"+kc.client+".key"),
@@ -207,9 +207,20 @@ func nodeComponents(cfg *config.Server, p Paths, c *certs, serverURL string, env
 			Args:        a.KubeProxyArgs,
 		},
 	}
+	if !slices.Contains(cfg.Disable, "local-storage") {
+		storage := a.LocalStoragePath
+		if storage == "" {
+			storage = filepath.Join(cfg.DataDir, "storage")
+		}
+		lpClient, err := clientFor(np.join("local-path.kubeconfig"))
+		if err != nil {
+			return nil, err
+		}
+		components = append(components, &agent.LocalPath{NodeName: node, Dir: storage, Client: lpClient})
+	}
 	// The pod network comes after the kubelet (which registers the node that
 	// flannel leases for) and before kube-proxy.
-	return slices.Insert(components, len(components)-1, network...), nil
+	return slices.Insert(components, 3, network...), nil
 }
 
 // ensureNodeCerts makes the kubelet's client and serving certificates and
@@ -228,6 +239,8 @@ func ensureNodeCerts(cfg *config.Server, np nodePaths, c *certs, nodeIP netip.Ad
 			CertFile: np.join("tls", "client-kube-proxy.crt"), KeyFile: np.join("tls", "client-kube-proxy.key")},
 		{CommonName: "system:kasa-flannel", Client: true,
 			CertFile: np.join("tls", "client-flannel.crt"), KeyFile: np.join("tls", "client-flannel.key")},
+		{CommonName: "system:kasa-local-path", Client: true,
+			CertFile: np.join("tls", "client-local-path.crt"), KeyFile: np.join("tls", "client-local-path.key")},
 	}
 	for _, l := range leaves {
 		if _, err := c.CA.Ensure(l, now); err != nil {

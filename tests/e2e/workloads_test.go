@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
@@ -244,6 +246,111 @@ func TestE2EWorkloads(t *testing.T) {
 		if out := run("ctr", "images", "ls", "-q"); !strings.Contains(out, testImage) {
 			t.Errorf("kasa ctr images ls lacks %s:\n%s", testImage, out)
 		}
+	})
+
+	t.Run("local-path volumes", func(t *testing.T) {
+		pvc := func(name string, mode corev1.PersistentVolumeAccessMode) *corev1.PersistentVolumeClaim {
+			return &corev1.PersistentVolumeClaim{
+				ObjectMeta: metav1.ObjectMeta{Name: name},
+				Spec: corev1.PersistentVolumeClaimSpec{
+					AccessModes: []corev1.PersistentVolumeAccessMode{mode},
+					Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Mi")}},
+				},
+			}
+		}
+		pod := func(name, claim string, args ...string) *corev1.Pod {
+			return &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: name},
+				Spec: corev1.PodSpec{
+					RestartPolicy: corev1.RestartPolicyNever,
+					Containers: []corev1.Container{{Name: "c", Image: testImage, ImagePullPolicy: corev1.PullNever, Args: args,
+						VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}}},
+					Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+						PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim}}}},
+				},
+			}
+		}
+		succeeded := func(name string) func() error {
+			return func() error {
+				p, err := c.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				if p.Status.Phase == corev1.PodFailed {
+					t.Fatalf("pod %s failed: %s", name, podLogs(ctx, c, name))
+				}
+				if p.Status.Phase != corev1.PodSucceeded {
+					return fmt.Errorf("pod %s is %s", name, p.Status.Phase)
+				}
+				return nil
+			}
+		}
+		if _, err := c.CoreV1().PersistentVolumeClaims("default").Create(ctx, pvc("data", corev1.ReadWriteOnce), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// WaitForFirstConsumer: nothing is bound before a pod uses the claim.
+		time.Sleep(2 * time.Second)
+		if p, _ := c.CoreV1().PersistentVolumeClaims("default").Get(ctx, "data", metav1.GetOptions{}); p.Status.Phase != corev1.ClaimPending {
+			t.Fatalf("claim is %s before any pod uses it", p.Status.Phase)
+		}
+		if _, err := c.CoreV1().Pods("default").Create(ctx, pod("writer", "data", "write", "/data/hello", "kept by kasa"), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 60*time.Second, "writer done", succeeded("writer"))
+		claim, err := c.CoreV1().PersistentVolumeClaims("default").Get(ctx, "data", metav1.GetOptions{})
+		if err != nil || claim.Status.Phase != corev1.ClaimBound {
+			t.Fatalf("claim: %v %v", err, claim.Status.Phase)
+		}
+		pv, err := c.CoreV1().PersistentVolumes().Get(ctx, claim.Spec.VolumeName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := pv.Spec.HostPath.Path
+		if !strings.HasPrefix(dir, filepath.Join(s.DataDir, "storage")+"/") || pv.Spec.NodeAffinity == nil {
+			t.Fatalf("volume at %s, node affinity %v", dir, pv.Spec.NodeAffinity)
+		}
+		if err := c.CoreV1().Pods("default").Delete(ctx, "writer", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.CoreV1().Pods("default").Create(ctx, pod("reader", "data", "cat", "/data/hello"), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 60*time.Second, "reader done", succeeded("reader"))
+		if out := podLogs(ctx, c, "reader"); out != "kept by kasa" {
+			t.Fatalf("reader read %q", out)
+		}
+		if err := c.CoreV1().Pods("default").Delete(ctx, "reader", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.CoreV1().PersistentVolumeClaims("default").Delete(ctx, "data", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 60*time.Second, "the volume's folder removed", func() error {
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				return fmt.Errorf("%s still there (stat: %w)", dir, err)
+			}
+			return nil
+		})
+
+		// ReadWriteMany cannot be a local folder: a clear provisioning error.
+		if _, err := c.CoreV1().PersistentVolumeClaims("default").Create(ctx, pvc("shared", corev1.ReadWriteMany), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.CoreV1().Pods("default").Create(ctx, pod("sharer", "shared", "cat", "/data/x"), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 60*time.Second, "a ProvisioningFailed event", func() error {
+			evs, err := c.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=shared"})
+			if err != nil {
+				return err
+			}
+			for _, e := range evs.Items {
+				if e.Reason == "ProvisioningFailed" && strings.Contains(e.Message, "ask for ReadWriteOnce") {
+					return nil
+				}
+			}
+			return errors.New("no such event yet")
+		})
 	})
 
 	t.Run("kubectl logs, exec and port-forward", func(t *testing.T) {

@@ -4,6 +4,8 @@
 //
 //	testimage serve [:8080]   answer GET / with "hello from <hostname>"
 //	testimage get URL         print the body of URL; exit 1 on failure
+//	testimage write FILE TEXT write TEXT to FILE
+//	testimage cat FILE        print FILE
 package main
 
 import (
@@ -54,8 +56,28 @@ func main() {
 			fmt.Fprintln(os.Stderr, resp.Status)
 			os.Exit(1)
 		}
+	case "write":
+		if len(args) < 3 {
+			fmt.Fprintln(os.Stderr, "usage: testimage write FILE TEXT")
+			os.Exit(2)
+		}
+		if err := os.WriteFile(args[1], []byte(args[2]), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	case "cat":
+		if len(args) < 2 {
+			fmt.Fprintln(os.Stderr, "usage: testimage cat FILE")
+			os.Exit(2)
+		}
+		b, err := os.ReadFile(args[1])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Print(string(b))
 	default:
-		fmt.Fprintln(os.Stderr, "usage: testimage serve [ADDR] | get URL")
+		fmt.Fprintln(os.Stderr, "usage: testimage serve [ADDR] | get URL | write FILE TEXT | cat FILE")
 		os.Exit(2)
 	}
 }
