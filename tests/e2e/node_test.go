@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -325,5 +326,38 @@ func TestE2EFlannelHostGW(t *testing.T) {
 	}
 	if bt := node.Items[0].Annotations["flannel.alpha.coreos.com/backend-type"]; bt != "host-gw" {
 		t.Errorf("flannel's backend annotation is %q", bt)
+	}
+}
+
+// TestE2EFlannelNone: with --flannel-backend none kasa brings no pod network
+// (the user installs one): the node registers but stays NotReady, saying the
+// network is not ready, and kasa makes no flannel or bridge device.
+func TestE2EFlannelNone(t *testing.T) {
+	s := startNode(t, "--flannel-backend", "none")
+	ctx := context.Background()
+	c, err := s.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "node NotReady for want of a network", func() error {
+		nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		if len(nodes.Items) != 1 {
+			return fmt.Errorf("%d nodes", len(nodes.Items))
+		}
+		for _, cond := range nodes.Items[0].Status.Conditions {
+			if cond.Type == corev1.NodeReady && cond.Status != corev1.ConditionTrue && strings.Contains(strings.ToLower(cond.Message), "network") {
+				return nil
+			}
+		}
+		return errors.New("no NotReady condition about the network yet")
+	})
+	links, _ := exec.Command("ip", "-o", "link").Output()
+	for _, dev := range []string{"flannel.1", "cni0"} {
+		if strings.Contains(string(links), " "+dev+":") {
+			t.Errorf("%s exists with --flannel-backend none", dev)
+		}
 	}
 }
