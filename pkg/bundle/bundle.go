@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -98,7 +99,7 @@ func Write(w io.Writer, dir string) error {
 		}
 		hdr.Name = filepath.ToSlash(rel)
 		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
-		hdr.ModTime = hdr.ModTime.Truncate(0).UTC()
+		hdr.ModTime = time.Unix(0, 0) // the same parts make the same payload, and the same hash
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -76,5 +77,18 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestWriteIsReproducible(t *testing.T) {
+	src := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(src, "f"), []byte("same"), 0o644))
+	var a, b bytes.Buffer
+	must(t, Write(&a, src))
+	// The same content with another modification time packs the same.
+	must(t, os.Chtimes(filepath.Join(src, "f"), time.Now(), time.Now().Add(-time.Hour)))
+	must(t, Write(&b, src))
+	if !bytes.Equal(a.Bytes(), b.Bytes()) {
+		t.Fatal("the payload depends on file times")
 	}
 }
