@@ -18,7 +18,7 @@ import (
 	"github.com/flannel-io/flannel/pkg/trafficmngr/iptables"
 
 	"github.com/kasa-io/kasa/pkg/component"
-	"github.com/kasa-io/kasa/pkg/pki"
+	"github.com/kasa-io/kasa/pkg/fileutil"
 )
 
 // Flannel runs upstream flannel in this process with the Kubernetes subnet
@@ -68,7 +68,7 @@ func (f *Flannel) Run(ctx context.Context, ready func()) error {
 		return err
 	}
 	netConfFile := filepath.Join(f.RunDir, "net-conf.json")
-	if err := pki.WriteFile(netConfFile, netConf, 0o644); err != nil {
+	if err := fileutil.WriteFile(netConfFile, netConf, 0o644); err != nil {
 		return err
 	}
 	// Upstream's Kubernetes subnet manager learns its node's name from the
@@ -121,7 +121,7 @@ func (f *Flannel) Run(ctx context.Context, ready func()) error {
 	if err != nil {
 		return err
 	}
-	if err := pki.WriteFile(filepath.Join(f.ConfDir, ConflistName), conf, 0o644); err != nil {
+	if err := fileutil.WriteFile(filepath.Join(f.ConfDir, ConflistName), conf, 0o644); err != nil {
 		return err
 	}
 	wg.Add(1)

@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kasa-io/kasa/pkg/component"
-	"github.com/kasa-io/kasa/pkg/pki"
+	"github.com/kasa-io/kasa/pkg/fileutil"
 )
 
 // KubeletConfig is what kasa decides about its node's kubelet.
@@ -99,7 +99,7 @@ func (k *Kubelet) Run(ctx context.Context, ready func()) error {
 	if err != nil {
 		return err
 	}
-	if err := pki.WriteFile(c.ConfigFile, data, 0o600); err != nil {
+	if err := fileutil.WriteFile(c.ConfigFile, data, 0o600); err != nil {
 		return err
 	}
 	loader, err := configfiles.NewFsLoader(&utilfs.DefaultFs{}, c.ConfigFile)

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/kasa-io/kasa/pkg/pki"
+	"github.com/kasa-io/kasa/pkg/fileutil"
 )
 
 // ChangedSysctls are the kernel settings that a node changes: kasa for the
@@ -46,7 +46,7 @@ func SaveSysctls(file string, keys []string) error {
 	if err != nil {
 		return err
 	}
-	return pki.WriteFile(file, data, 0o600)
+	return fileutil.WriteFile(file, data, 0o600)
 }
 
 // RestoreSysctls writes the recorded values back and removes the record.

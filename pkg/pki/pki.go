@@ -19,9 +19,10 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/kasa-io/kasa/pkg/fileutil"
 )
 
 // Lifetimes and the renewal window.
@@ -111,7 +112,7 @@ func createCA(certFile, keyFile, commonName string, kt KeyType, now time.Time) (
 	if err := writeKey(keyFile, key); err != nil {
 		return nil, err
 	}
-	if err := WriteFile(certFile, certPEM, 0o644); err != nil {
+	if err := fileutil.WriteFile(certFile, certPEM, 0o644); err != nil {
 		return nil, err
 	}
 	return &CA{Cert: cert, CertPEM: certPEM, Key: key}, nil
@@ -154,7 +155,7 @@ func (ca *CA) Ensure(l Leaf, now time.Time) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return true, WriteFile(l.CertFile, certPEM, 0o644)
+	return true, fileutil.WriteFile(l.CertFile, certPEM, 0o644)
 }
 
 // Sign issues a certificate for pub as the leaf describes, in PEM form.
@@ -276,37 +277,7 @@ func writeKey(file string, key crypto.Signer) error {
 	if err != nil {
 		return err
 	}
-	return WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
-}
-
-// WriteFile writes data to file atomically (a temporary file renamed into
-// place), creating the parent folder, with the given mode.
-func WriteFile(file string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(file)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(file)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), file)
+	return fileutil.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 }
 
 func serial() *big.Int {

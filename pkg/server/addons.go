@@ -12,7 +12,7 @@ import (
 	"github.com/kasa-io/kasa/manifests"
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/deploy"
-	"github.com/kasa-io/kasa/pkg/pki"
+	"github.com/kasa-io/kasa/pkg/fileutil"
 )
 
 // CoreDNSImage is built from source into the bundle.
@@ -45,7 +45,7 @@ func addons(cfg *config.Server, p Paths, log *slog.Logger) (*deploy.Deployer, er
 			remove[name] = data
 			continue
 		}
-		if err := pki.WriteFile(target, data, 0o600); err != nil {
+		if err := fileutil.WriteFile(target, data, 0o600); err != nil {
 			return nil, err
 		}
 	}

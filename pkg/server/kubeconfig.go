@@ -7,7 +7,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/kasa-io/kasa/pkg/pki"
+	"github.com/kasa-io/kasa/pkg/fileutil"
 )
 
 // kubeconfigSpec describes a kubeconfig for one client certificate.
@@ -51,7 +51,7 @@ func writeKubeconfig(file string, mode os.FileMode, s kubeconfigSpec) error {
 	if err != nil {
 		return fmt.Errorf("kubeconfig %s: %w", file, err)
 	}
-	if err := pki.WriteFile(file, data, mode); err != nil {
+	if err := fileutil.WriteFile(file, data, mode); err != nil {
 		return fmt.Errorf("kubeconfig %s: %w", file, err)
 	}
 	return nil

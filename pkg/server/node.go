@@ -27,6 +27,7 @@ import (
 	"github.com/kasa-io/kasa/pkg/checkconfig"
 	"github.com/kasa-io/kasa/pkg/component"
 	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/fileutil"
 	"github.com/kasa-io/kasa/pkg/pki"
 )
 
@@ -132,7 +133,7 @@ func nodeComponents(cfg *config.Server, p Paths, c *certs, serverURL string, env
 	}
 	// For `kasa crictl`, as k3s writes one too.
 	crictlConf := fmt.Sprintf("runtime-endpoint: %s\nimage-endpoint: %s\ntimeout: 10\n", ctrd.Endpoint(), ctrd.Endpoint())
-	if err := pki.WriteFile(np.join("etc", "crictl.yaml"), []byte(crictlConf), 0o644); err != nil {
+	if err := fileutil.WriteFile(np.join("etc", "crictl.yaml"), []byte(crictlConf), 0o644); err != nil {
 		return nil, err
 	}
 	node := cfg.NodeName

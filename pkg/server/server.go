@@ -22,6 +22,7 @@ import (
 	"github.com/kasa-io/kasa/pkg/component"
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/datastore"
+	"github.com/kasa-io/kasa/pkg/fileutil"
 	"github.com/kasa-io/kasa/pkg/pki"
 	"github.com/kasa-io/kasa/pkg/token"
 )
@@ -229,7 +230,7 @@ func ensureToken(file string, given config.Secret, ca *pki.CA) error {
 			}
 		}
 		t := token.Token{CAHash: ca.Hash(), User: token.ServerUser, Secret: secret}
-		return pki.WriteFile(file, []byte(t.String()+"\n"), 0o600)
+		return fileutil.WriteFile(file, []byte(t.String()+"\n"), 0o600)
 	default:
 		return fmt.Errorf("server token: %w", err)
 	}

@@ -20,7 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/kasa-io/kasa/pkg/pki"
+	"github.com/kasa-io/kasa/pkg/fileutil"
 	"github.com/kasa-io/kasa/pkg/supervisor"
 )
 
@@ -121,7 +121,7 @@ func (c Config) Process() (*supervisor.Process, error) {
 		return nil, err
 	}
 	file := filepath.Join(c.ConfigDir, "config.toml")
-	if err := pki.WriteFile(file, cfg, 0o600); err != nil {
+	if err := fileutil.WriteFile(file, cfg, 0o600); err != nil {
 		return nil, err
 	}
 	return &supervisor.Process{

@@ -15,7 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/kasa-io/kasa/pkg/pki"
+	"github.com/kasa-io/kasa/pkg/fileutil"
 )
 
 // Registries is registries.yaml, in k3s's format.
@@ -98,7 +98,7 @@ func (r *Registries) WriteHosts(dir string, disableDefault bool) error {
 		if err != nil {
 			return err
 		}
-		if err := pki.WriteFile(filepath.Join(dir, folder, "hosts.toml"), toml, 0o600); err != nil {
+		if err := fileutil.WriteFile(filepath.Join(dir, folder, "hosts.toml"), toml, 0o600); err != nil {
 			return err
 		}
 	}
