@@ -125,9 +125,13 @@ func (h Host) sysctlDir(dir, name, fix string) Result {
 	return Result{Name: name, Level: Fail, Detail: "/proc/sys/" + dir + " does not exist", Fix: fix}
 }
 
+// CgroupV1 reports whether the host has cgroup v1 (no unified hierarchy at
+// /sys/fs/cgroup).
+func (h Host) CgroupV1() bool { return !h.exists("/sys/fs/cgroup/cgroup.controllers") }
+
 func (h Host) cgroups() Result {
 	name := "cgroups"
-	if h.exists("/sys/fs/cgroup/cgroup.controllers") {
+	if !h.CgroupV1() {
 		data, _ := h.read("/sys/fs/cgroup/cgroup.controllers")
 		have := strings.Fields(data)
 		var missing []string

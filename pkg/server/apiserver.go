@@ -64,7 +64,7 @@ func (a *APIServer) Run(ctx context.Context, ready func()) error {
 	select {
 	case err := <-done:
 		if ctx.Err() == nil {
-			return fmt.Errorf("exited: %w", errOrNil(err))
+			return err // the manager reports a nil error as an unexpected exit
 		}
 		return nil
 	case <-ctx.Done():
@@ -86,13 +86,6 @@ func (a *APIServer) Run(ctx context.Context, ready func()) error {
 
 // drainTimeout bounds kube-apiserver's graceful stop.
 const drainTimeout = 5 * time.Second
-
-func errOrNil(err error) error {
-	if err == nil {
-		return errors.New("without an error")
-	}
-	return err
-}
 
 // waitReady polls url until it answers 200, the component ends (done) or ctx
 // is cancelled.

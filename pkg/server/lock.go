@@ -17,14 +17,14 @@ var ErrInUse = errors.New("data dir in use")
 // ErrNodeRunning is returned when another kasa node runs on this machine.
 var ErrNodeRunning = errors.New("a kasa node already runs on this machine")
 
-// dataDirLock is an exclusive lock on a file in the data dir, held for the
+// fileLock is an exclusive lock on a file (the data dir's, the node's), held for the
 // life of the server. The kernel drops it when the process ends, however it
 // ends, so a killed server never leaves a stale lock behind.
-type dataDirLock struct{ f *os.File }
+type fileLock struct{ f *os.File }
 
 // lockDataDir takes the lock or says which process holds it. It creates the
 // folder that holds the lock file and writes nothing else.
-func lockDataDir(dataDir, file string) (*dataDirLock, error) {
+func lockDataDir(dataDir, file string) (*fileLock, error) {
 	return lockFile(file, func(err error) error {
 		return fmt.Errorf("data dir %s is not usable: %w (pick another with --data-dir)", dataDir, err)
 	}, func(pid string) error {
@@ -34,7 +34,7 @@ func lockDataDir(dataDir, file string) (*dataDirLock, error) {
 
 // lockNode takes the machine-wide lock of a node: one kasa node per machine,
 // since a node owns the kubelet's ports, /run/kasa and the pod network.
-func lockNode(file string) (*dataDirLock, error) {
+func lockNode(file string) (*fileLock, error) {
 	return lockFile(file, func(err error) error {
 		return fmt.Errorf("%s is not usable: %w", filepath.Dir(file), err)
 	}, func(pid string) error {
@@ -42,7 +42,7 @@ func lockNode(file string) (*dataDirLock, error) {
 	})
 }
 
-func lockFile(file string, unusable func(error) error, held func(pid string) error) (*dataDirLock, error) {
+func lockFile(file string, unusable func(error) error, held func(pid string) error) (*fileLock, error) {
 	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
 		return nil, unusable(err)
 	}
@@ -62,10 +62,10 @@ func lockFile(file string, unusable func(error) error, held func(pid string) err
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	return &dataDirLock{f: f}, nil
+	return &fileLock{f: f}, nil
 }
 
-func (l *dataDirLock) release() {
+func (l *fileLock) release() {
 	_ = l.f.Truncate(0)
 	_ = l.f.Close()
 }

@@ -45,12 +45,13 @@ func (n nodePaths) join(elem ...string) string {
 // plane: containerd, image import, kubelet, the pod network and kube-proxy.
 func nodeComponents(cfg *config.Server, p Paths, c *certs, serverURL string, env []string, log *slog.Logger, now time.Time) ([]component.Component, error) {
 	a := cfg.Agent
-	results := checkconfig.Run(checkconfig.Host{})
+	host := checkconfig.Host{}
+	results := checkconfig.Run(host)
 	if err := checkconfig.Failed(results); err != nil {
 		return nil, err
 	}
 	for _, r := range results {
-		if r.Level == checkconfig.Warn && r.Name != "cgroups" { // cgroup v1 is logged below
+		if r.Level == checkconfig.Warn {
 			log.Warn("host check", "check", r.Name, "detail", r.Detail, "fix", r.Fix)
 		}
 	}
@@ -99,10 +100,7 @@ func nodeComponents(cfg *config.Server, p Paths, c *certs, serverURL string, env
 	if err := agent.SaveSysctls(agent.SysctlStateFile(cfg.DataDir), agent.ChangedSysctls); err != nil {
 		return nil, err
 	}
-	cgroupV1 := !exists("/sys/fs/cgroup/cgroup.controllers")
-	if cgroupV1 {
-		log.Warn("this host has cgroup v1, which Kubernetes 1.37 has deprecated; kasa sets the kubelet's failCgroupV1: false")
-	}
+	cgroupV1 := host.CgroupV1()       // warned about by the host checks above
 	restrictOOM := !hasCapability(24) // CAP_SYS_RESOURCE
 	if restrictOOM {
 		log.Info("kasa lacks CAP_SYS_RESOURCE here; containerd will not lower oom_score_adj (restrict_oom_score_adj)")
