@@ -156,3 +156,17 @@ func TestPollReady(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestPeriodic(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	passes, readyAt := 0, -1
+	Periodic(ctx, time.Millisecond, func() { readyAt = passes }, func() {
+		passes++
+		if passes == 3 {
+			cancel()
+		}
+	})
+	if readyAt != 1 || passes != 3 {
+		t.Fatalf("ready after pass %d, %d passes", readyAt, passes)
+	}
+}

@@ -29,3 +29,23 @@ func PollReady(ctx context.Context, interval time.Duration, check func(context.C
 		}
 	}
 }
+
+// Periodic runs pass once, calls ready, then runs pass every interval (5 s
+// when zero) until ctx is cancelled: the shape of kasa's folder watchers.
+func Periodic(ctx context.Context, interval time.Duration, ready func(), pass func()) {
+	if interval <= 0 {
+		interval = 5 * time.Second
+	}
+	pass()
+	ready()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			pass()
+		}
+	}
+}

@@ -67,10 +67,6 @@ func (d *Deployer) Run(ctx context.Context, ready func()) error {
 	}
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disc))
 	a := &applier{dyn: dyn, mapper: mapper}
-	interval := d.Interval
-	if interval <= 0 {
-		interval = 5 * time.Second
-	}
 	for name, data := range d.Remove {
 		if err := a.deleteAll(ctx, data); err != nil {
 			d.Log.Error("disabled add-on not fully removed", "addon", name, "err", err)
@@ -79,18 +75,8 @@ func (d *Deployer) Run(ctx context.Context, ready func()) error {
 		}
 	}
 	applied := map[string][32]byte{}
-	d.pass(ctx, a, applied)
-	ready()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			d.pass(ctx, a, applied)
-		}
-	}
+	component.Periodic(ctx, d.Interval, ready, func() { d.pass(ctx, a, applied) })
+	return nil
 }
 
 // Skipped reports whether a file in the folder is not to be applied.

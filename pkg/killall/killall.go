@@ -308,8 +308,7 @@ func FilterRules(save string) (kept string, emptyTables []string) {
 				tableHasRules = true
 			}
 		case strings.HasPrefix(line, "-A "):
-			f := strings.Fields(line)
-			if len(f) > 1 && OurChain(f[1]) || mentionsOurs(f) {
+			if mentionsOurs(strings.Fields(line)) {
 				continue
 			}
 			tableHasRules = true
@@ -323,11 +322,10 @@ func FilterRules(save string) (kept string, emptyTables []string) {
 	return strings.Join(out, "\n"), emptyTables
 }
 
+// mentionsOurs reports whether a rule names one of our chains anywhere
+// (as its target, or in a comment or match).
 func mentionsOurs(fields []string) bool {
-	for i, f := range fields {
-		if (f == "-j" || f == "-g") && i+1 < len(fields) && OurChain(fields[i+1]) {
-			return true
-		}
+	for _, f := range fields {
 		if strings.Contains(f, "KUBE-") || strings.Contains(f, "FLANNEL") || strings.Contains(f, "CNI-") {
 			return true
 		}

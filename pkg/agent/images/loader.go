@@ -34,23 +34,9 @@ type stamp struct {
 
 // Run implements component.Component: ready after the first scan.
 func (l *Loader) Run(ctx context.Context, ready func()) error {
-	interval := l.Interval
-	if interval <= 0 {
-		interval = 5 * time.Second
-	}
 	seen := map[string]stamp{}
-	l.scan(ctx, seen)
-	ready()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			l.scan(ctx, seen)
-		}
-	}
+	component.Periodic(ctx, l.Interval, ready, func() { l.scan(ctx, seen) })
+	return nil
 }
 
 func (l *Loader) scan(ctx context.Context, seen map[string]stamp) {
