@@ -65,6 +65,23 @@ func startNode(t *testing.T, extraArgs ...string) *harness.Server {
 	return s
 }
 
+// startAgain starts a stopped node's server and waits for the node to be Ready.
+func startAgain(t *testing.T, s *harness.Server) *kubernetes.Clientset {
+	t.Helper()
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitReady(2 * time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 90*time.Second, "node Ready after a restart", func() error { return nodeReady(context.Background(), c) })
+	return c
+}
+
 func waitFor(t *testing.T, timeout time.Duration, what string, f func() error) {
 	t.Helper()
 	if err := harness.Eventually(timeout, f); err != nil {
@@ -190,14 +207,7 @@ func TestE2ENodeLifecycle(t *testing.T) {
 	if n := countProcs("pause"); n < 4 { // 2 sandboxes + 2 containers
 		t.Fatalf("%d pause processes after kasa stopped; the pods did not survive", n)
 	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.WaitReady(2 * time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	c, _ = s.Client()
-	waitFor(t, 90*time.Second, "node Ready after restart", func() error { return nodeReady(ctx, c) })
+	c = startAgain(t, s)
 	after, err := runningPods(ctx, c, "app=sleeper", 2)
 	if err != nil {
 		t.Fatal(err)
@@ -219,14 +229,7 @@ func TestE2ENodeLifecycle(t *testing.T) {
 	}
 
 	// Started again, the node brings the same pods back.
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.WaitReady(2 * time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	c, _ = s.Client()
-	waitFor(t, 90*time.Second, "node Ready after killall", func() error { return nodeReady(ctx, c) })
+	c = startAgain(t, s)
 	waitFor(t, 90*time.Second, "the pods back after killall", func() error {
 		back, err := runningPods(ctx, c, "app=sleeper", 2)
 		if err != nil {
