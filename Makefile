@@ -46,7 +46,7 @@ bundle:
 
 # Fast tests: no root, no binary.
 unit:
-	$(GO) test -short ./pkg/... ./cmd/... ./manifests/... ./airgap/...
+	$(GO) test -short ./pkg/... ./cmd/... ./charts/... ./manifests/... ./airgap/...
 
 # Tests that run the built binary as real processes (no root needed).
 integration: build

@@ -14,16 +14,19 @@ var files embed.FS
 
 // Values fill the templates.
 type Values struct {
-	ClusterDNS    string
-	ClusterDomain string
-	CoreDNSImage  string
+	ClusterDNS         string
+	ClusterDomain      string
+	CoreDNSImage       string
+	MetricsServerImage string
 }
 
 // Components are the add-ons, by the names --disable takes, with their files.
 var Components = map[string]string{
-	"coredns":       "coredns.yaml",
-	"local-storage": "local-storage.yaml",
-	"rbac":          "rbac.yaml",
+	"coredns":        "coredns.yaml",
+	"local-storage":  "local-storage.yaml",
+	"metrics-server": "metrics-server.yaml",
+	"rbac":           "rbac.yaml",
+	"traefik":        "traefik.yaml",
 }
 
 // Core are the components that cannot be disabled: kasa's own parts need them.

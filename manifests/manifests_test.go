@@ -36,7 +36,7 @@ func TestRenderCoreDNS(t *testing.T) {
 	if !bytes.Contains(b, []byte("kubernetes cluster.local in-addr.arpa")) {
 		t.Error("the Corefile does not serve the cluster domain")
 	}
-	if _, err := Render("traefik", Values{}); err == nil {
+	if _, err := Render("no-such-addon", Values{}); err == nil {
 		t.Error("an unknown component rendered")
 	}
 }

@@ -78,6 +78,34 @@ build_coredns() {
 }
 build coredns-image "$COREDNS_VERSION" build_coredns
 
+# Traefik's go.mod has replace directives, which go install refuses: build it
+# as the main module from a copy of its published module source.
+build_traefik() {
+	local tmp src
+	tmp=$(mktemp -d)
+	src=$(cd "$tmp" && GOFLAGS=-mod=mod go mod download -json "github.com/traefik/traefik/v3@$TRAEFIK_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	cp -r "$src" "$tmp/src"
+	chmod -R u+w "$tmp/src"
+	(cd "$tmp/src" && CGO_ENABLED=0 go build -trimpath -o "$tmp/traefik" \
+		-ldflags "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION" ./cmd/traefik)
+	go run ./airgap/mkimage -o "$out/images/traefik.tar" -ref "kasa.local/traefik:${TRAEFIK_VERSION#v}" \
+		-user 65532 -entrypoint /traefik "$tmp/traefik=/traefik"
+	rm -rf "$tmp"
+}
+build traefik-image "$TRAEFIK_VERSION" build_traefik
+
+build_metrics_server() {
+	local tmp
+	tmp=$(mktemp -d)
+	CGO_ENABLED=0 GOBIN="$tmp" go install \
+		-ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$METRICS_SERVER_VERSION" \
+		"sigs.k8s.io/metrics-server/cmd/metrics-server@$METRICS_SERVER_VERSION"
+	go run ./airgap/mkimage -o "$out/images/metrics-server.tar" -ref "kasa.local/metrics-server:${METRICS_SERVER_VERSION#v}" \
+		-user 65532 -entrypoint /metrics-server "$tmp/metrics-server=/metrics-server"
+	rm -rf "$tmp"
+}
+build metrics-server-image "$METRICS_SERVER_VERSION" build_metrics_server
+
 # Pack again only when a part changed.
 sum=$(cd "$out" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
 if [ ! -f build/bundle.bin ] || [ "$(cat build/stamps/bundle 2>/dev/null)" != "$sum" ]; then

@@ -7,16 +7,23 @@ import (
 	"path/filepath"
 	"slices"
 
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kasa-io/kasa/manifests"
+	"github.com/kasa-io/kasa/pkg/component"
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/deploy"
 	"github.com/kasa-io/kasa/pkg/fileutil"
+	"github.com/kasa-io/kasa/pkg/helmcontroller"
+	"github.com/kasa-io/kasa/pkg/servicelb"
 )
 
-// CoreDNSImage is built from source into the bundle.
-const CoreDNSImage = "kasa.local/coredns:1.15.0"
+// The system images, built from source into the bundle (airgap/versions.env).
+const (
+	CoreDNSImage       = "kasa.local/coredns:1.15.0"
+	MetricsServerImage = "kasa.local/metrics-server:0.8.0"
+)
 
 // addons writes the system add-ons that are not disabled into the manifests
 // folder (and removes those that are), and returns the component that
@@ -27,9 +34,10 @@ func addons(cfg *config.Server, p Paths, log *slog.Logger) (*deploy.Deployer, er
 		return nil, err
 	}
 	values := manifests.Values{
-		ClusterDNS:    cfg.ClusterDNS.String(),
-		ClusterDomain: cfg.ClusterDomain,
-		CoreDNSImage:  CoreDNSImage,
+		ClusterDNS:         cfg.ClusterDNS.String(),
+		ClusterDomain:      cfg.ClusterDomain,
+		CoreDNSImage:       CoreDNSImage,
+		MetricsServerImage: MetricsServerImage,
 	}
 	remove := map[string][]byte{}
 	for name, file := range manifests.Components {
@@ -54,4 +62,33 @@ func addons(cfg *config.Server, p Paths, log *slog.Logger) (*deploy.Deployer, er
 		return nil, err
 	}
 	return &deploy.Deployer{Dir: dir, RESTConfig: rc, Remove: remove, Log: log.With("component", "deploy")}, nil
+}
+
+// serverControllers are the controllers the server runs in-process: the
+// helm controller (before the manifests, some of which are HelmCharts),
+// the manifests folder, and ServiceLB unless disabled.
+func serverControllers(cfg *config.Server, p Paths, log *slog.Logger) ([]component.Component, error) {
+	deployer, err := addons(cfg, p, log)
+	if err != nil {
+		return nil, err
+	}
+	helmDir := p.join("helm")
+	if err := os.MkdirAll(helmDir, 0o700); err != nil {
+		return nil, err
+	}
+	list := []component.Component{
+		&helmcontroller.Controller{
+			RESTConfig: deployer.RESTConfig, Kubeconfig: p.Cred("admin.kubeconfig"), StateDir: helmDir,
+			Log: log.With("component", "helm-controller"),
+		},
+		deployer,
+	}
+	if !slices.Contains(cfg.Disable, "servicelb") {
+		cs, err := kubernetes.NewForConfig(deployer.RESTConfig)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, &servicelb.Controller{Client: cs, Log: log.With("component", "servicelb")})
+	}
+	return list, nil
 }

@@ -12,12 +12,15 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 
 	"github.com/kasa-io/kasa/pkg/component"
 	"github.com/kasa-io/kasa/pkg/config"
@@ -61,6 +64,7 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 	// The components' own clients would log every deprecation warning the
 	// API server sends them; upstream binaries silence them the same way.
 	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+	endFatalGoroutinesWhenStopping(ctx)
 
 	p := NewPaths(cfg.DataDir)
 	lock, err := lockDataDir(cfg.DataDir, p.Lock())
@@ -131,11 +135,11 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 			return nil
 		}},
 	}
-	deployer, err := addons(cfg, p, log)
+	controllers, err := serverControllers(cfg, p, log)
 	if err != nil {
 		return err
 	}
-	components = append(components, deployer)
+	components = append(components, controllers...)
 	if cfg.Agent != nil {
 		node, err := nodeComponents(cfg, p, c, serverURL, o.Env, log, now())
 		if err != nil {
@@ -306,4 +310,27 @@ func schedulerArgs(cfg *config.Server, p Paths) []string {
 		"leader-elect":              "true",
 		"profiling":                 "false",
 	}, cfg.SchedulerArgs)
+}
+
+// stopping is set once the server has been asked to stop.
+var stopping atomic.Bool
+
+// endFatalGoroutinesWhenStopping: while the server stops, a klog.Fatal in
+// an upstream component's background goroutine ends that goroutine instead
+// of the process. The controller manager builds its controllers' clients
+// with ClientOrDie while it starts them; a stop that comes during that
+// start takes the API server away under it, and the fatal error would turn
+// an orderly stop into exit code 255 with the later components not stopped.
+func endFatalGoroutinesWhenStopping(ctx context.Context) {
+	exit := klog.OsExit
+	klog.OsExit = func(code int) {
+		if stopping.Load() {
+			runtime.Goexit()
+		}
+		exit(code)
+	}
+	go func() {
+		<-ctx.Done()
+		stopping.Store(true)
+	}()
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
@@ -68,6 +70,20 @@ func benchNode(bin string, idle time.Duration, pods int, add func(name, value, t
 		return err
 	}
 	add("node: cold start to CoreDNS Ready", secs(dns.Sub(s.Started)), "< 25 s")
+	addons := dns
+	for _, d := range []string{"traefik", "metrics-server"} {
+		t, err := until(3*time.Minute, func() error { return available(ctx, c, "kube-system", d) })
+		if err != nil {
+			return err
+		}
+		addons = later(addons, t)
+	}
+	add("node: cold start to every default add-on Ready (CoreDNS, Traefik, metrics-server)", secs(addons.Sub(s.Started)), "< 40 s (k3s about 50 s)")
+	top, err := until(3*time.Minute, func() error { _, err := podMemory(ctx, c); return err })
+	if err != nil {
+		return err
+	}
+	add("node: cold start to kubectl top answering", secs(top.Sub(s.Started)), "< 90 s")
 
 	if _, err := s.Stop(20 * time.Second); err != nil {
 		return err
@@ -95,6 +111,19 @@ func benchNode(bin string, idle time.Duration, pods int, add func(name, value, t
 			add("node: idle memory, cgroup total of kasa + containerd + shims", fmt.Sprintf("%d MiB", n>>20), "")
 		}
 	}
+	var podMem map[string]int64
+	if _, err := until(2*time.Minute, func() error { podMem, err = podMemory(ctx, c); return err }); err != nil {
+		return err
+	}
+	var sum int64
+	var parts []string
+	for name, b := range podMem {
+		sum += b
+		parts = append(parts, fmt.Sprintf("%s %d", name, b>>20))
+	}
+	slices.Sort(parts)
+	add(fmt.Sprintf("node: idle memory of the add-on pods, working set (MiB: %s)", strings.Join(parts, ", ")), fmt.Sprintf("%d MiB", sum>>20), "")
+	add("node: idle memory with the add-ons, kasa processes' RSS + add-on pods", fmt.Sprintf("%d MiB", rss/1024+int(sum>>20)), "")
 
 	archive := filepath.Join(s.DataDir, "web.tar")
 	if err := harness.BuildTestImage(archive); err != nil {
@@ -276,4 +305,49 @@ func podStartLatency(ctx context.Context, c kubernetes.Interface, n, inFlight in
 		return 0, 0, err
 	}
 	return lat[len(lat)/2], lat[len(lat)*99/100], nil
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// podMemory reads the working set of kube-system's pods from the metrics
+// API (what kubectl top shows), by the pod's app name.
+func podMemory(ctx context.Context, c kubernetes.Interface) (map[string]int64, error) {
+	raw, err := c.Discovery().RESTClient().Get().AbsPath("/apis/metrics.k8s.io/v1beta1/namespaces/kube-system/pods").DoRaw(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var list struct {
+		Items []struct {
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+			Containers []struct {
+				Usage map[string]resource.Quantity `json:"usage"`
+			} `json:"containers"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, err
+	}
+	if len(list.Items) == 0 {
+		return nil, errors.New("no pod metrics yet")
+	}
+	out := map[string]int64{}
+	for _, p := range list.Items {
+		// A Deployment's pod: name-<replica set hash>-<pod suffix>.
+		name := p.Metadata.Name
+		if parts := strings.Split(name, "-"); len(parts) > 2 {
+			name = strings.Join(parts[:len(parts)-2], "-")
+		}
+		for _, ct := range p.Containers {
+			m := ct.Usage["memory"]
+			out[name] += m.Value()
+		}
+	}
+	return out, nil
 }

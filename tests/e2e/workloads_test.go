@@ -54,30 +54,8 @@ func TestE2EWorkloads(t *testing.T) {
 	waitFor(t, 90*time.Second, "node Ready", func() error { return nodeReady(ctx, c) })
 	waitFor(t, 120*time.Second, "CoreDNS available", func() error { return deploymentAvailable(ctx, c, "kube-system", "coredns") })
 
-	// Drop the test image into the running node's images folder.
 	imagesDir := filepath.Join(s.DataDir, "agent/images")
-	archive := filepath.Join(t.TempDir(), "web.tar")
-	if err := harness.BuildTestImage(archive); err != nil {
-		t.Fatal(err)
-	}
-	// Compressed with zstd, one of the forms the images folder takes.
-	if out, err := exec.Command("zstd", "-q", "--rm", archive).CombinedOutput(); err != nil {
-		t.Fatalf("zstd: %v\n%s", err, out)
-	}
-	if err := s.DropImage(archive + ".zst"); err != nil {
-		t.Fatal(err)
-	}
-	dropped := time.Now()
-	waitFor(t, 60*time.Second, "the dropped archive imported", func() error {
-		cmd := s.Command("ctr", "images", "ls", "-q")
-		cmd.Env = append(cmd.Env, "KASA_DATA_DIR="+s.DataDir)
-		out, err := cmd.Output()
-		if err == nil && !strings.Contains(string(out), testImage) {
-			err = fmt.Errorf("not yet")
-		}
-		return err
-	})
-	t.Logf("the dropped archive was imported %s after it appeared (the folder is scanned every 5 s)", time.Since(dropped).Round(100*time.Millisecond))
+	dropped := importTestImage(t, s)
 
 	labels := map[string]string{"app": "web"}
 	_, err = c.AppsV1().Deployments("default").Create(ctx, &appsv1.Deployment{
@@ -405,4 +383,33 @@ func httpGet(url string) (string, error) {
 		return string(b), fmt.Errorf("%s", resp.Status)
 	}
 	return string(b), err
+}
+
+// importTestImage builds the test image, drops it into the running node's
+// images folder compressed with zstd (one of the forms the folder takes),
+// waits until containerd has it, and returns when it was dropped.
+func importTestImage(t *testing.T, s *harness.Server) time.Time {
+	t.Helper()
+	archive := filepath.Join(t.TempDir(), "web.tar")
+	if err := harness.BuildTestImage(archive); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("zstd", "-q", "--rm", archive).CombinedOutput(); err != nil {
+		t.Fatalf("zstd: %v\n%s", err, out)
+	}
+	if err := s.DropImage(archive + ".zst"); err != nil {
+		t.Fatal(err)
+	}
+	dropped := time.Now()
+	waitFor(t, 60*time.Second, "the dropped archive imported", func() error {
+		cmd := s.Command("ctr", "images", "ls", "-q")
+		cmd.Env = append(cmd.Env, "KASA_DATA_DIR="+s.DataDir)
+		out, err := cmd.Output()
+		if err == nil && !strings.Contains(string(out), testImage) {
+			err = fmt.Errorf("not yet")
+		}
+		return err
+	})
+	t.Logf("the dropped archive was imported %s after it appeared (the folder is scanned every 5 s)", time.Since(dropped).Round(100*time.Millisecond))
+	return dropped
 }
