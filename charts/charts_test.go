@@ -10,27 +10,52 @@ import (
 	"helm.sh/helm/v3/pkg/engine"
 )
 
-// render returns the chart's manifests by template name.
+// render returns the chart's manifests by template name, as the release
+// of the chart's name in kube-system.
 func render(t *testing.T, name string, vals map[string]any) map[string]string {
 	t.Helper()
-	ch, err := Load(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rv, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{Name: name, Namespace: "kube-system", IsInstall: true}, chartutil.DefaultCapabilities)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := engine.Render(ch, rv)
+	out, err := renderRelease(name, release{name: name, namespace: "kube-system"}, vals)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return out
 }
 
+// release says how renderRelease renders a chart.
+type release struct {
+	name, namespace string
+	// upgrade renders an upgrade rather than an install.
+	upgrade bool
+	// cluster answers the templates' lookups; nil: they find nothing, as
+	// when Helm renders without a cluster.
+	cluster engine.ClientProvider
+}
+
+// renderRelease renders a chart as Helm does on install or upgrade: the
+// dependencies its conditions turn off removed, the values coalesced and
+// checked against the schemas, then the templates rendered.
+func renderRelease(name string, r release, vals map[string]any) (map[string]string, error) {
+	ch, err := Load(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := chartutil.ProcessDependenciesWithMerge(ch, vals); err != nil {
+		return nil, err
+	}
+	opts := chartutil.ReleaseOptions{Name: r.name, Namespace: r.namespace, IsInstall: !r.upgrade, IsUpgrade: r.upgrade, Revision: 1}
+	rv, err := chartutil.ToRenderValues(ch, vals, opts, chartutil.DefaultCapabilities)
+	if err != nil {
+		return nil, err
+	}
+	if r.cluster != nil {
+		return engine.RenderWithClientProvider(ch, rv, r.cluster)
+	}
+	return engine.Render(ch, rv)
+}
+
 func TestNames(t *testing.T) {
-	if got := Names(); len(got) == 0 || got[0] != "traefik" {
-		t.Errorf("Names() = %v", got)
+	if got := Names(); !slices.Contains(got, "traefik") || !slices.IsSorted(got) {
+		t.Errorf("Names() = %v, want a sorted list with traefik", got)
 	}
 	if _, err := Load("no-such-chart"); err == nil || !strings.Contains(err.Error(), "traefik") {
 		t.Errorf("an unknown chart: %v (the error should list the charts there are)", err)

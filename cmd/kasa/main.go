@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -37,6 +38,11 @@ func main() {
 
 func run(argv []string) int {
 	var err error
+	// kubectl finds plugins by name: kubectl install mysql runs
+	// kubectl-install mysql, which is kasa install mysql.
+	if strings.HasPrefix(filepath.Base(argv[0]), "kubectl-install") {
+		argv = append([]string{argv[0], "install"}, argv[1:]...)
+	}
 	if tool, ok := tools[filepath.Base(argv[0])]; ok {
 		err = tool(argv[1:])
 	} else {

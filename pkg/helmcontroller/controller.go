@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -247,6 +248,10 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		return c.fail(ctx, u, status, "InstallFailed", err)
 	}
 	if res.Action != "" {
+		// A Helm operation leaves tens of MiB of garbage (rendering,
+		// discovery, OpenAPI schemas) that the runtime would hand back to
+		// the system only slowly: return it now, once per operation.
+		defer debug.FreeOSMemory()
 		c.recorder.Eventf(u, corev1.EventTypeNormal, res.Action, "release %s/%s revision %d: chart %s-%s",
 			target, name, res.Revision, ch.Metadata.Name, ch.Metadata.Version)
 		c.Log.Info("helm release "+res.Action, "release", target+"/"+name, "revision", res.Revision,

@@ -26,12 +26,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kasa-io/kasa/charts"
 	"github.com/kasa-io/kasa/pkg/fileutil"
+	"github.com/kasa-io/kasa/pkg/helmclient"
 )
 
 var schemaCRD = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
@@ -46,17 +46,9 @@ type helm struct {
 }
 
 func (h *helm) config(namespace string) (*action.Configuration, error) {
-	flags := genericclioptions.NewConfigFlags(false)
-	flags.KubeConfig = &h.kubeconfig
-	flags.Namespace = &namespace
-	cacheDir := filepath.Join(h.stateDir, "kube-cache")
-	flags.CacheDir = &cacheDir
-	cfg := new(action.Configuration)
-	debug := func(format string, v ...any) { h.log.Debug(fmt.Sprintf(format, v...)) }
-	if err := cfg.Init(flags, namespace, "secret", debug); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return helmclient.Options{
+		Kubeconfig: h.kubeconfig, CacheDir: filepath.Join(h.stateDir, "kube-cache"), Log: h.log,
+	}.Config(namespace)
 }
 
 // loadChart finds the chart a spec names: its chartContent, a chart

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kasa-io/kasa/pkg/cli/apps"
 	"github.com/kasa-io/kasa/pkg/cli/checkconfig"
 	"github.com/kasa-io/kasa/pkg/cli/killall"
 	"github.com/kasa-io/kasa/pkg/cli/kubectl"
@@ -33,6 +34,7 @@ func NewCommand() *cobra.Command {
 		killall.NewCommand(),
 		checkconfig.NewCommand(),
 	)
+	cmd.AddCommand(apps.NewCommands(kubectl.OSEnv())...)
 	for _, t := range tools.Tools {
 		cmd.AddCommand(tools.NewCommand(t))
 	}

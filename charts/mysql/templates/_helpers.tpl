@@ -1,0 +1,37 @@
+{{/* The name of the objects: the release's, plus nameSuffix when a parent chart embeds this one. */}}
+{{- define "mysql.fullname" -}}
+{{- printf "%s%s" .Release.Name .Values.nameSuffix | trunc 63 | trimSuffix "-" -}}
+{{- end }}
+
+{{- define "mysql.labels" -}}
+{{ include "mysql.selector" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+{{- end }}
+
+{{- define "mysql.selector" -}}
+app.kubernetes.io/name: mysql
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "mysql.secretName" -}}
+{{ include "mysql.fullname" . }}-auth
+{{- end }}
+
+{{/*
+One value of the credentials Secret, base64-encoded. Call with
+(list $existing "key" $given): the value the user gave, else the one the
+Secret already holds (so upgrades keep it), else 20 random characters.
+*/}}
+{{- define "mysql.secretValue" -}}
+{{- $existing := index . 0 -}}
+{{- $key := index . 1 -}}
+{{- $given := index . 2 -}}
+{{- if $given -}}
+{{- $given | b64enc -}}
+{{- else if index $existing $key -}}
+{{- index $existing $key -}}
+{{- else -}}
+{{- randAlphaNum 20 | b64enc -}}
+{{- end -}}
+{{- end }}
