@@ -19,7 +19,10 @@ var ChangedSysctls = []string{
 	"net/ipv4/conf/all/route_localnet",
 	"kernel/panic",
 	"kernel/panic_on_oops",
+	"kernel/keys/root_maxkeys",
+	"kernel/keys/root_maxbytes",
 	"vm/overcommit_memory",
+	"vm/panic_on_oom",
 }
 
 // SysctlStateFile keeps the values the settings had before kasa's first

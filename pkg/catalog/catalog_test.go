@@ -82,3 +82,11 @@ func TestValues(t *testing.T) {
 		}
 	}
 }
+
+func TestPlainMessage(t *testing.T) {
+	a := plainMessage(`Startup probe errored: failed to start exec "d11cbb607867ece4b5f8e5a25d65f1d1fd4fed701f2a458a9288e12f16fe5546": not found`)
+	b := plainMessage(`(combined from similar events): Startup probe errored: failed to start exec "cb41ab9e923329436a2a29c9e1d10478eadc6e8419f39bf6ebae1548c33fb289": not found`)
+	if a != b || strings.Contains(a, "d11cbb") {
+		t.Errorf("repeats differ: %q and %q", a, b)
+	}
+}

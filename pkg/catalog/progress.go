@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -113,7 +114,7 @@ func (c *Client) Observe(ctx context.Context, namespace, name string) (State, er
 		}
 		if involved[e.InvolvedObject.Name] && !t.Before(last) {
 			last = t
-			st.Warning = fmt.Sprintf("%s %s: %s", e.InvolvedObject.Name, e.Reason, strings.TrimSpace(e.Message))
+			st.Warning = fmt.Sprintf("%s %s: %s", e.InvolvedObject.Name, e.Reason, plainMessage(e.Message))
 		}
 	}
 	return st, nil
@@ -206,4 +207,14 @@ func (c *Client) WaitReady(ctx context.Context, namespace, name string, timeout 
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+var hexID = regexp.MustCompile(`"?[0-9a-f]{32,}"?`)
+
+// plainMessage drops what changes between repeats of the same event (exec
+// and container IDs, the aggregation prefix), so a repeated warning is
+// shown once.
+func plainMessage(m string) string {
+	m = strings.TrimPrefix(strings.TrimSpace(m), "(combined from similar events): ")
+	return hexID.ReplaceAllString(m, "…")
 }

@@ -377,6 +377,22 @@ func isNft(save string) bool {
 
 // removeCgroups removes the cgroups the kubelet and containerd made
 // (kubepods, k8s.io) in every hierarchy, deepest first.
+// rmdirCgroup removes an empty cgroup. A cgroup stays busy for a moment
+// after its last process was reaped while the kernel finishes the exit of
+// its threads, so EBUSY is retried for up to two seconds.
+func rmdirCgroup(dir string) error {
+	for i := 0; ; i++ {
+		err := syscall.Rmdir(dir)
+		if err == nil || errors.Is(err, syscall.ENOENT) {
+			return nil
+		}
+		if !errors.Is(err, syscall.EBUSY) || i == 20 {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func removeCgroups() error {
 	roots := []string{"/sys/fs/cgroup"}
 	if entries, err := os.ReadDir("/sys/fs/cgroup"); err == nil {
@@ -401,7 +417,7 @@ func removeCgroups() error {
 				return nil
 			})
 			for i := len(dirs) - 1; i >= 0; i-- {
-				if err := syscall.Rmdir(dirs[i]); err != nil && !errors.Is(err, syscall.ENOENT) {
+				if err := rmdirCgroup(dirs[i]); err != nil {
 					errs = append(errs, fmt.Errorf("%s: %w", dirs[i], err))
 				}
 			}
