@@ -28,7 +28,7 @@ LDFLAGS := -s -w \
 # No -trimpath: it has its own build cache, and tests share this one.
 export CGO_ENABLED := 1
 
-.PHONY: all build bundle unit integration e2e test check lint tidy-check bench clean
+.PHONY: all build bundle test-images host-image unit integration e2e test check lint tidy-check bench clean
 
 all: build
 
@@ -53,8 +53,19 @@ integration: build
 	KASA_BIN=$(CURDIR)/$(BIN)/kasa $(GO) test -tags integration -count=1 -timeout 20m ./tests/integration/...
 
 # End-to-end suites: the real binary, as root, on this machine.
-e2e: build
-	KASA_BIN=$(CURDIR)/$(BIN)/kasa $(GO) test -tags e2e -count=1 -timeout 40m ./tests/e2e/...
+# The multi-host tests run hosts as Docker containers (tests/harness/hosts);
+# the dockerd that the image script started is stopped again afterwards.
+e2e: build test-images host-image
+	KASA_BIN=$(CURDIR)/$(BIN)/kasa KASA_TEST_IMAGES=$(CURDIR)/build/test-images $(GO) test -tags e2e -count=1 -timeout 40m ./tests/e2e/...; \
+	rc=$$?; scripts/build-host-image.sh --stop-docker; exit $$rc
+
+host-image:
+	scripts/build-host-image.sh
+
+# Stand-ins for the catalog apps' official images, from Debian packages
+# (tests/images/README.md); built once, then kept by stamps.
+test-images:
+	scripts/build-test-images.sh build/test-images
 
 check: tidy-check lint
 
@@ -66,8 +77,8 @@ lint:
 
 test: check unit integration e2e
 
-bench: build
-	KASA_BIN=$(CURDIR)/$(BIN)/kasa $(GO) run ./tests/bench
+bench: build test-images
+	KASA_BIN=$(CURDIR)/$(BIN)/kasa KASA_TEST_IMAGES=$(CURDIR)/build/test-images $(GO) run ./tests/bench
 
 clean:
 	rm -rf $(BIN) build

@@ -145,7 +145,7 @@ func benchNode(bin string, idle time.Duration, pods int, add func(name, value, t
 		return err
 	}
 	add(fmt.Sprintf("node: pod start, create to Running, %d pods created at once", pods), fmt.Sprintf("p50 %s, p99 %s", secs(p50), secs(p99)), "")
-	return nil
+	return benchCatalog(s, add)
 }
 
 func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }

@@ -65,6 +65,18 @@ func startNode(t *testing.T, extraArgs ...string) *harness.Server {
 	return s
 }
 
+// readyNode starts a node and waits until it is Ready.
+func readyNode(t *testing.T, extraArgs ...string) (*harness.Server, *kubernetes.Clientset) {
+	t.Helper()
+	s := startNode(t, extraArgs...)
+	c, err := s.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 90*time.Second, "node Ready", func() error { return nodeReady(context.Background(), c) })
+	return s, c
+}
+
 // startAgain starts a stopped node's server and waits for the node to be Ready.
 func startAgain(t *testing.T, s *harness.Server) *kubernetes.Clientset {
 	t.Helper()
@@ -311,13 +323,8 @@ func assertClean(t *testing.T, dataDir string) {
 // without a vxlan device, and CoreDNS, which reaches the API through its
 // service address, becomes ready over the pod network.
 func TestE2EFlannelHostGW(t *testing.T) {
-	s := startNode(t, "--flannel-backend", "host-gw")
+	_, c := readyNode(t, "--flannel-backend", "host-gw")
 	ctx := context.Background()
-	c, err := s.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 90*time.Second, "node Ready", func() error { return nodeReady(ctx, c) })
 	waitFor(t, 120*time.Second, "CoreDNS available", func() error { return deploymentAvailable(ctx, c, "kube-system", "coredns") })
 	links, _ := exec.Command("ip", "-o", "link").Output()
 	if strings.Contains(string(links), "flannel.1") {

@@ -1,7 +1,9 @@
 package harness
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,13 +49,64 @@ func (s *Server) DropImage(archive string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	b, err := os.ReadFile(archive)
+	src, err := os.Open(archive)
 	if err != nil {
 		return err
 	}
+	defer src.Close()
+	// Written under a hidden name and renamed, so the node never reads a
+	// half-copied archive.
 	tmp := filepath.Join(dir, "."+filepath.Base(archive)+".tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	dst, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return err
+	}
+	if err := dst.Close(); err != nil {
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(dir, filepath.Base(archive)))
+}
+
+// AppImages lists the stand-in images of the catalog's apps that
+// scripts/build-test-images.sh made: the archives in $KASA_TEST_IMAGES,
+// which the Makefile sets.
+func AppImages() ([]string, error) {
+	dir := os.Getenv("KASA_TEST_IMAGES")
+	if dir == "" {
+		return nil, errors.New("KASA_TEST_IMAGES is not set: run these tests through make (make e2e builds the images)")
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.tar"))
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("no image archives in %s: scripts/build-test-images.sh makes them", dir)
+	}
+	return files, nil
+}
+
+// AppImage returns the stand-in archive that holds the image reference
+// (images.txt beside the archives lists each archive's references).
+func AppImage(ref string) (string, error) {
+	dir := os.Getenv("KASA_TEST_IMAGES")
+	if dir == "" {
+		return "", errors.New("KASA_TEST_IMAGES is not set: run this through make")
+	}
+	list, err := os.ReadFile(filepath.Join(dir, "images.txt"))
+	if err != nil {
+		return "", fmt.Errorf("%w (scripts/build-test-images.sh writes it)", err)
+	}
+	for _, line := range strings.Split(string(list), "\n") {
+		fields := strings.Fields(line)
+		for _, f := range fields[min(1, len(fields)):] {
+			if f == ref {
+				return filepath.Join(dir, fields[0]), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no archive in %s holds %s", dir, ref)
 }

@@ -1,0 +1,453 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kasa-io/kasa/tests/harness"
+	"github.com/kasa-io/kasa/tests/harness/hosts"
+)
+
+// hostsNetwork is the network of TestE2EHosts; Cleanup of this prefix at
+// the start removes what a killed run left.
+const hostsNetwork = hosts.Prefix + "e2e-hosts"
+
+// globalSysctls are kernel settings that are not per network namespace, so
+// that a host (whose kernel is the machine's) changes them for the
+// machine: the kubelet's (kernel.panic, kernel.panic_on_oops,
+// vm.overcommit_memory, vm.panic_on_oom, kernel.keys.root_maxkeys and
+// root_maxbytes), systemd's (fs.file-max, fs.nr_open) and a few more that
+// a node could touch.
+var globalSysctls = []string{
+	"kernel/panic",
+	"kernel/panic_on_oops",
+	"vm/overcommit_memory",
+	"vm/panic_on_oom",
+	"kernel/keys/root_maxkeys",
+	"kernel/keys/root_maxbytes",
+	"fs/file-max",
+	"fs/nr_open",
+	"fs/inotify/max_user_instances",
+	"fs/inotify/max_user_watches",
+	"kernel/pid_max",
+	"net/netfilter/nf_conntrack_max",
+}
+
+// inHostDataDir is kasa's data dir in the host. Not the default
+// /var/lib/kasa: this machine sees a host's processes with the paths they
+// have in the host, and `kasa killall` for /var/lib/kasa on the machine
+// (TestE2EServerWithDefaults) would take the host's containerd for its own.
+const inHostDataDir = "/var/lib/kasa-host"
+
+// TestE2EHosts: the multi-node harness. Two hosts on one network have
+// their own addresses and file systems and reach each other and this
+// machine; the real kasa runs a Ready node in one of them; a host stopped
+// and started again keeps its file system and address; and at the end
+// nothing of the harness is left on the machine: no container, volume or
+// network, no interface, no iptables rule of the network, the kernel
+// settings and cgroup mounts as they were.
+func TestE2EHosts(t *testing.T) {
+	requireRoot(t)
+	bin, err := harness.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := hosts.Available(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := hosts.Cleanup(hostsNetwork); err != nil {
+		t.Fatalf("remove a killed run's leftovers: %v", err)
+	}
+	before := snapshotMachine(t)
+
+	nw, err := hosts.NewNetwork(hostsNetwork, hosts.DefaultSubnet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw.Logf = t.Logf
+	var ourVeths []string
+	var a *hosts.Host
+	// KASA_E2E_KEEP_HOSTS=1 keeps the hosts of a failed run for a look
+	// (docker exec -it kasa-test-e2e-hosts-a bash); the next run removes them.
+	keep := func() bool { return t.Failed() && os.Getenv("KASA_E2E_KEEP_HOSTS") != "" }
+	t.Cleanup(func() {
+		if !keep() {
+			checkMachineClean(t, before, nw, ourVeths)
+		}
+	})
+	t.Cleanup(func() {
+		if keep() {
+			t.Logf("KASA_E2E_KEEP_HOSTS: the hosts %v stay; the next run of the test removes them", nw.Hosts())
+			return
+		}
+		if a != nil {
+			if t.Failed() {
+				t.Logf("kasa's journal in host a (tail):\n%s", a.Journal(ctx, "kasa", 60))
+			}
+			// kasa restores the kernel settings it recorded. killall
+			// sometimes finds a killed pod's cgroup still busy (the
+			// threads of a process whose leader is already a zombie are
+			// still exiting) and says so; a second run finds it empty.
+			for try := 1; ; try++ {
+				out, stderr, err := a.Exec(ctx, "kasa", "killall", "--data-dir", inHostDataDir)
+				if err == nil {
+					break
+				}
+				if try == 3 || !strings.Contains(stderr, "device or resource busy") {
+					t.Errorf("kasa killall in host a (try %d): %v\n%s%s", try, err, out, stderr)
+					break
+				}
+				t.Logf("kasa killall in host a (try %d) found busy cgroups, trying again: %s", try, lineWith(stderr, "busy"))
+				time.Sleep(2 * time.Second)
+			}
+		}
+		if err := nw.Close(); err != nil {
+			t.Errorf("close the network: %v", err)
+		}
+	})
+
+	started := time.Now()
+	a, err = nw.StartHost(ctx, "a", hosts.HostOptions{Files: map[string]string{"/usr/local/bin/kasa": bin}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("host a up with the %d MB kasa binary copied in, %s after StartHost", fileMB(bin), time.Since(started).Round(100*time.Millisecond))
+	b, err := nw.StartHost(ctx, "b", hosts.HostOptions{Env: []string{"KASA_TEST_GREETING=hello"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ourVeths = vethsOn(t, nw.Bridge)
+	if len(ourVeths) != 2 {
+		t.Errorf("veths on %s: %v, want one per host", nw.Bridge, ourVeths)
+	}
+	checkCgroupMounts(t, before.cgroupMounts, "with two hosts running")
+
+	// Distinct addresses, each the host's own.
+	if a.IP == b.IP {
+		t.Fatalf("both hosts have %s", a.IP)
+	}
+	for _, h := range []*hosts.Host{a, b} {
+		out := mustExec(t, h, "ip", "-4", "-o", "addr", "show", "eth0")
+		if !strings.Contains(out, " "+h.IP+"/") {
+			t.Errorf("host %s: eth0 has not %s:\n%s", h.Name, h.IP, out)
+		}
+		if name := strings.TrimSpace(mustExec(t, h, "hostname")); name != h.Name {
+			t.Errorf("host %s calls itself %q", h.Name, name)
+		}
+	}
+	if out := mustExec(t, b, "sh", "-c", "echo $KASA_TEST_GREETING; systemctl show-environment"); !strings.HasPrefix(out, "hello\n") || !strings.Contains(out, "KASA_TEST_GREETING=hello") {
+		t.Errorf("host b's Env is not set for exec and systemd:\n%s", out)
+	}
+
+	// Own file systems: the root and the /var/lib volume.
+	mustExec(t, a, "sh", "-c", "echo a > /root/only-in-a && echo a > /var/lib/only-in-a")
+	for _, p := range []string{"/root/only-in-a", "/var/lib/only-in-a"} {
+		if _, _, err := b.Exec(ctx, "test", "-e", p); err == nil {
+			t.Errorf("%s, written in host a, exists in host b", p)
+		}
+		if out := mustExec(t, a, "cat", p); out != "a\n" {
+			t.Errorf("host a: %s holds %q", p, out)
+		}
+	}
+
+	// The hosts reach each other (ICMP, TCP to sshd, by name), and their
+	// SSH host keys differ.
+	keys := map[string]string{}
+	for _, pair := range [][2]*hosts.Host{{a, b}, {b, a}} {
+		from, to := pair[0], pair[1]
+		mustExec(t, from, "ping", "-c", "1", "-W", "2", to.IP)
+		if out := mustExec(t, from, "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/22 && head -c 4 <&3", to.IP)); out != "SSH-" {
+			t.Errorf("host %s -> %s:22 said %q", from.Name, to.IP, out)
+		}
+		if out := mustExec(t, from, "getent", "hosts", to.Name); !strings.HasPrefix(out, to.IP+" ") {
+			t.Errorf("host %s resolves %s to %q", from.Name, to.Name, out)
+		}
+		out := mustExec(t, from, "ssh-keyscan", "-T", "5", "-t", "ed25519", to.IP)
+		f := strings.Fields(out)
+		if len(f) != 3 {
+			t.Fatalf("host %s: ssh-keyscan %s: %q", from.Name, to.IP, out)
+		}
+		keys[to.Name] = f[2]
+	}
+	if keys["a"] == keys["b"] {
+		t.Error("hosts a and b have the same SSH host key")
+	}
+	// This machine reaches both.
+	for _, h := range []*hosts.Host{a, b} {
+		if banner, err := sshBanner(h.IP); err != nil || !strings.HasPrefix(banner, "SSH-2.0-") {
+			t.Errorf("this machine -> %s:22: %q %v", h.IP, banner, err)
+		}
+	}
+
+	// A kasa node in host a: Ready, with CoreDNS available (a pod that
+	// runs in the nested containerd and reaches the API through
+	// kube-proxy's service rules over flannel's pod network).
+	started = time.Now()
+	mustExec(t, a, "systemd-run", "--unit", "kasa", "--description", "kasa server",
+		"/usr/local/bin/kasa", "server",
+		"--data-dir", inHostDataDir,
+		"--write-kubeconfig-mode", "0600",
+		"--resolv-conf", hosts.PodResolvConf)
+	waitFor(t, 4*time.Minute, "node a Ready in host a", func() error {
+		out, stderr, err := a.Exec(ctx, "kasa", "kubectl", "get", "nodes", "--no-headers", "-o", "wide")
+		if err != nil {
+			return fmt.Errorf("%w %s", err, stderr)
+		}
+		f := strings.Fields(out)
+		if len(f) < 6 || f[0] != "a" || f[1] != "Ready" {
+			return fmt.Errorf("nodes: %q", out)
+		}
+		if f[5] != a.IP {
+			t.Fatalf("node a has internal IP %s, not the host's %s", f[5], a.IP)
+		}
+		return nil
+	})
+	t.Logf("kasa node Ready in host a %s after systemd-run", time.Since(started).Round(100*time.Millisecond))
+	waitFor(t, 3*time.Minute, "CoreDNS available in host a", func() error {
+		out, stderr, err := a.Exec(ctx, "kasa", "kubectl", "-n", "kube-system", "get", "deployment", "coredns",
+			"-o", "jsonpath={.status.availableReplicas}")
+		if err != nil {
+			return fmt.Errorf("%w %s", err, stderr)
+		}
+		if strings.TrimSpace(out) != "1" {
+			return fmt.Errorf("available replicas %q", out)
+		}
+		return nil
+	})
+	t.Logf("CoreDNS available in host a %s after systemd-run", time.Since(started).Round(100*time.Millisecond))
+	if out := mustExec(t, a, "stat", "-c", "%a", "/etc/kasa/kasa.yaml"); strings.TrimSpace(out) != "600" {
+		t.Errorf("the kubeconfig's mode is %s", out)
+	}
+	checkCgroupMounts(t, before.cgroupMounts, "with a kasa node in a host")
+
+	// Host b goes down and comes back: the same address, its root and
+	// volume kept, /run fresh.
+	mustExec(t, b, "sh", "-c", "echo b > /root/kept && echo b > /var/lib/kept && echo b > /run/gone")
+	started = time.Now()
+	if err := b.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("host b stopped in %s", time.Since(started).Round(100*time.Millisecond))
+	if running, err := b.Running(ctx); err != nil || running {
+		t.Fatalf("host b still running after Stop: %v %v", running, err)
+	}
+	if _, _, err := a.Exec(ctx, "ping", "-c", "1", "-W", "1", b.IP); err == nil {
+		t.Error("host a still reaches host b's address while b is down")
+	}
+	started = time.Now()
+	if err := b.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("host b started again in %s", time.Since(started).Round(100*time.Millisecond))
+	for _, p := range []string{"/root/kept", "/var/lib/kept"} {
+		if out := mustExec(t, b, "cat", p); out != "b\n" {
+			t.Errorf("host b: %s holds %q after the restart", p, out)
+		}
+	}
+	if _, _, err := b.Exec(ctx, "test", "-e", "/run/gone"); err == nil {
+		t.Error("host b: /run/gone survived the restart")
+	}
+	mustExec(t, a, "ping", "-c", "1", "-W", "2", b.IP)
+	if banner, err := sshBanner(b.IP); err != nil || !strings.HasPrefix(banner, "SSH-2.0-") {
+		t.Errorf("this machine -> %s:22 after the restart: %q %v", b.IP, banner, err)
+	}
+	if out := mustExec(t, b, "ssh-keyscan", "-T", "5", "-t", "ed25519", "127.0.0.1"); !strings.Contains(out, keys["b"]) {
+		t.Error("host b's SSH host key changed across the restart")
+	}
+}
+
+func mustExec(t *testing.T, h *hosts.Host, args ...string) string {
+	t.Helper()
+	out, stderr, err := h.Exec(context.Background(), args...)
+	if err != nil {
+		t.Fatalf("%v\n%s%s", err, out, stderr)
+	}
+	return out
+}
+
+func sshBanner(ip string) (string, error) {
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, "22"), 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	n, err := io.ReadAtLeast(c, buf, 8)
+	return strings.TrimSpace(string(buf[:n])), err
+}
+
+func fileMB(p string) int64 {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return 0
+	}
+	return fi.Size() >> 20
+}
+
+// machineState is what the harness must leave as it found it.
+type machineState struct {
+	links        []string
+	sysctls      map[string]string
+	cgroupMounts []string
+}
+
+func snapshotMachine(t *testing.T) machineState {
+	t.Helper()
+	s := machineState{links: linkNames(t), sysctls: map[string]string{}, cgroupMounts: cgroupMounts(t)}
+	for _, k := range globalSysctls {
+		if b, err := os.ReadFile(filepath.Join("/proc/sys", k)); err == nil {
+			s.sysctls[k] = strings.TrimSpace(string(b))
+		}
+	}
+	return s
+}
+
+func linkNames(t *testing.T) []string {
+	t.Helper()
+	out, err := exec.Command("ip", "-br", "link").Output()
+	if err != nil {
+		t.Fatalf("ip -br link: %v", err)
+	}
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			name, _, _ := strings.Cut(f[0], "@")
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// vethsOn lists the interfaces enslaved to bridge: the hosts' veths.
+func vethsOn(t *testing.T, bridge string) []string {
+	t.Helper()
+	out, err := exec.Command("ip", "-br", "link", "show", "master", bridge).Output()
+	if err != nil {
+		t.Fatalf("ip link show master %s: %v", bridge, err)
+	}
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			name, _, _ := strings.Cut(f[0], "@")
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// cgroupMounts are the machine's cgroup mounts with their options: a
+// container's systemd must never remount them.
+func cgroupMounts(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 5 && strings.HasPrefix(f[4], "/sys/fs/cgroup") {
+			out = append(out, f[4]+" "+f[5])
+		}
+	}
+	return out
+}
+
+func checkCgroupMounts(t *testing.T, before []string, when string) {
+	t.Helper()
+	if after := cgroupMounts(t); !slices.Equal(before, after) {
+		t.Errorf("the machine's cgroup mounts changed %s:\nbefore %v\nafter  %v", when, before, after)
+	}
+}
+
+// checkMachineClean runs last: nothing of the network may remain.
+func checkMachineClean(t *testing.T, before machineState, nw *hosts.Network, veths []string) {
+	t.Helper()
+	ctx := context.Background()
+	if left, err := hosts.Leftovers(ctx, nw.Name); err != nil || len(left) > 0 {
+		t.Errorf("left behind: %v %v", left, err)
+		if err := hosts.Cleanup(nw.Name); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	}
+
+	// Interfaces: the bridge and the hosts' veths are gone; anything else
+	// new is reported (another kasa node on the machine explains cni0,
+	// flannel.1 and their veths).
+	after := linkNames(t)
+	for _, name := range append([]string{nw.Bridge}, veths...) {
+		if slices.Contains(after, name) {
+			t.Errorf("interface %s is still there", name)
+		}
+	}
+	for _, name := range after {
+		if !slices.Contains(before.links, name) {
+			t.Logf("interface %s appeared during the test (not the harness's: another kasa node on this machine?)", name)
+		}
+	}
+	for _, name := range before.links {
+		if !slices.Contains(after, name) {
+			t.Errorf("interface %s disappeared during the test", name)
+		}
+	}
+
+	// iptables: no rule of the network's bridge or subnet.
+	for _, save := range []string{"iptables-save", "ip6tables-save"} {
+		out, err := exec.Command(save).Output()
+		if err != nil {
+			t.Errorf("%s: %v", save, err)
+			continue
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, nw.Bridge) || strings.Contains(line, nw.Subnet.String()) {
+				t.Errorf("%s still shows: %s", save, line)
+			}
+		}
+	}
+
+	// Kernel settings: as before. A differing one is put back (this test's
+	// hosts changed it, unless another kasa node started meanwhile).
+	for _, k := range globalSysctls {
+		want, ok := before.sysctls[k]
+		if !ok {
+			continue
+		}
+		p := filepath.Join("/proc/sys", k)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Errorf("%s: %v", k, err)
+			continue
+		}
+		if got := strings.TrimSpace(string(b)); got != want {
+			t.Errorf("kernel setting %s was %s before the test and is %s after it (kasa killall restores only the settings it records); writing %s back", k, want, got, want)
+			if err := os.WriteFile(p, []byte(want), 0o644); err != nil {
+				t.Errorf("restore %s: %v", k, err)
+			}
+		}
+	}
+	checkCgroupMounts(t, before.cgroupMounts, "after the test")
+}
+
+// lineWith returns the first line of s that contains sub.
+func lineWith(s, sub string) string {
+	for _, line := range strings.Split(s, "\n") {
+		if strings.Contains(line, sub) {
+			return strings.TrimSpace(line)
+		}
+	}
+	return ""
+}
