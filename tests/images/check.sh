@@ -68,9 +68,9 @@ ip addr add "$addr/24" dev kasa0
 ip link set kasa0 up
 ip link set kasa1 up
 
-# Per container: its first process (CPID), the unshare that holds its pid
-# namespace (UPID), its tree, image, output and stop signal.
-declare -A CPID UPID CROOT CAPP CLOG CSIG
+# Per container: the unshare that holds its pid namespace (UPID), its tree,
+# image, output and stop signal.
+declare -A UPID CROOT CAPP CLOG CSIG
 passed=0
 
 say() { printf '  %s\n' "$*"; }
@@ -184,38 +184,49 @@ start() {
 		chroot "${chroot_args[@]}" "$m" /usr/bin/env -i -C "$(cat "$meta.workdir")" \
 		"${imgenv[@]}" HOSTNAME="$name" HOME="$home" "${envs[@]}" \
 		"${entrypoint[@]}" "${cmd[@]}" >"$c/output.log" 2>&1 </dev/null &
-	local upid=$! cpid=''
-	UPID[$name]=$upid
-	# The container's first process is unshare's child.
-	for _ in $(seq 100); do
-		cpid=$(awk '{ print $1 }' "/proc/$upid/task/$upid/children" 2>/dev/null || true)
-		if [ -n "$cpid" ] || ! kill -0 "$upid" 2>/dev/null; then
-			break
-		fi
-		sleep 0.05
-	done
-	CPID[$name]=${cpid:-$upid}
+	UPID[$name]=$!
 }
 
 # alive NAME: whether the container runs (its unshare lives as long as the
 # container's first process).
 alive() { kill -0 "${UPID[$1]}" 2>/dev/null; }
 
+# init_pid NAME: the container's first process (pid 1 in its namespace), as
+# this namespace numbers it: unshare's child. Asked each time, as unshare may
+# briefly have another child while it sets the namespace up.
+init_pid() {
+	local upid=${UPID[$1]} kids
+	for _ in $(seq 50); do
+		kids=$(cat "/proc/$upid/task/$upid/children" 2>/dev/null || true)
+		if [ "$(wc -w <<<"$kids")" = 1 ]; then
+			echo "${kids// /}"
+			return 0
+		fi
+		alive "$1" || return 1
+		sleep 0.1
+	done
+	fail "$1: cannot tell its first process (unshare's children: $kids)"
+}
+
 # stop NAME: its stop signal, 30 s, then SIGKILL (the whole pid namespace
 # ends with its first process); unmounts its tree. The first process's exit
 # status is left in RC.
 stop() {
-	local name=$1 p
-	if alive "$name"; then
-		kill -s "${CSIG[$name]#SIG}" "${CPID[$name]}" 2>/dev/null || true
+	local name=$1 p pid
+	if alive "$name" && pid=$(init_pid "$name"); then
+		kill -s "${CSIG[$name]#SIG}" "$pid" 2>/dev/null || true
 		for _ in $(seq 60); do
 			alive "$name" || break
 			sleep 0.5
 		done
 		if alive "$name"; then
 			say "$name did not stop on ${CSIG[$name]} within 30 s: killing it"
-			kill -KILL "${CPID[$name]}" 2>/dev/null || true
+			kill -KILL "$pid" 2>/dev/null || true
 		fi
+	fi
+	if alive "$name"; then
+		# unshare ignores TERM; its death kills the namespace's processes.
+		kill -KILL "${UPID[$name]}" 2>/dev/null || true
 	fi
 	RC=0
 	wait "${UPID[$name]}" 2>/dev/null || RC=$?
@@ -224,7 +235,7 @@ stop() {
 	done
 	sleep 0.2
 	umount -R "${CROOT[$name]}"
-	unset "CPID[$name]" "UPID[$name]" "CROOT[$name]" "CAPP[$name]" "CLOG[$name]" "CSIG[$name]"
+	unset "UPID[$name]" "CROOT[$name]" "CAPP[$name]" "CLOG[$name]" "CSIG[$name]"
 }
 
 # ended NAME SECONDS: waits for the container's first process to end by
@@ -259,9 +270,13 @@ uids_of() {
 	done | sort -u | tr '\n' ' ' | sed 's/ $//'
 }
 
-# main_uid NAME: the uid of the container's first process (the server, once
-# the entrypoint has exec'd it).
-main_uid() { awk '/^Uid:/ { print $2 }' "/proc/${CPID[$1]}/status"; }
+# main_uid NAME: the uid and command name of the container's first process
+# (the server, once the entrypoint has exec'd it).
+main_uid() {
+	local pid
+	pid=$(init_pid "$1")
+	echo "$(awk '/^Uid:/ { print $2 }' "/proc/$pid/status") $(cat "/proc/$pid/comm")"
+}
 
 # run NAME CMD...: CMD in container NAME's mount and pid namespaces and
 # root (as docker exec would), as root.
@@ -270,7 +285,9 @@ run() {
 	shift
 	local imgenv=()
 	mapfile -t imgenv <"$work/meta/${CAPP[$name]}.env"
-	nsenter --target "${CPID[$name]}" --mount --pid --root /usr/bin/env -i -C / "${imgenv[@]}" HOME=/root "$@"
+	local pid
+	pid=$(init_pid "$name")
+	nsenter --target "$pid" --mount --pid --root /usr/bin/env -i -C / "${imgenv[@]}" HOME=/root "$@"
 }
 
 # wait_for NAME SECONDS CMD...: until CMD succeeds, while NAME runs.
@@ -343,7 +360,7 @@ check_mariadb() {
 	ok "healthcheck.sh --connect --innodb_initialized (the mariadb image's probe)"
 	expect "time zone names loaded" 1 \
 		"$(run db mysql -h "$addr" -uroot -p'r00t pw' -N -e 'SELECT COUNT(*) > 0 FROM mysql.time_zone_name')"
-	expect "server runs as uid" "999 mysqld" "$(main_uid db) $(cat "/proc/${CPID[db]}/comm")"
+	expect "server runs as uid" "999 mysqld" "$(main_uid db)"
 	expect "data dir owner" 999:999 "$(stat -c %u:%g "$data/mysql")"
 	stop db
 	expect "stopped by SIGTERM, status" 0 "$RC"
@@ -358,7 +375,7 @@ check_mariadb() {
 	wait_for db 120 run db mysqladmin ping -h "$addr" -uroot -ppw2 --silent
 	expect "as uid 999: root over TCP, MARIADB_DATABASE made" db2 \
 		"$(run db mysql -h "$addr" -uroot -ppw2 -N -e 'SHOW DATABASES LIKE "db2"')"
-	expect "as uid 999: server uid" 999 "$(main_uid db)"
+	expect "as uid 999: server uid" "999 mysqld" "$(main_uid db)"
 	stop db
 
 	# An unknown uid (runAsUser 1001 with fsGroup), a random root password.
@@ -399,7 +416,7 @@ check_postgres() {
 		fail "a wrong password was accepted from $addr"
 	fi
 	ok "a wrong password is refused from a non-loopback address"
-	expect "server runs as uid" "999 postgres" "$(main_uid pg) $(cat "/proc/${CPID[pg]}/comm")"
+	expect "server runs as uid" "999 postgres" "$(main_uid pg)"
 	expect "PGDATA below the volume, owner and mode" "999 700" "$(stat -c '%u %a' "$data/pgdata")"
 	expect "server encoding" UTF8 "$(run pg env PGPASSWORD='pg pw' psql -h "$addr" -U app -d appdb -tA -c 'SHOW server_encoding')"
 	local log=${CLOG[pg]}
@@ -459,7 +476,7 @@ check_redis() {
 	wait_for cache 30 run cache redis-cli -h "$addr" -a s3cret --no-auth-warning ping
 	expect "SET over TCP with the password" OK "$(run cache redis-cli -h "$addr" -a s3cret --no-auth-warning set k v42)"
 	expect "no password: refused" "NOAUTH Authentication required." "$(run cache redis-cli -h "$addr" get k 2>&1)"
-	expect "server runs as uid" 999 "$(main_uid cache)"
+	expect "server runs as uid" "999 redis-server" "$(main_uid cache)"
 	expect "/data owner" 999 "$(stat -c %u "$data")"
 	stop cache
 	start cache redis -v "$data:/data" -- redis-server --requirepass s3cret --appendonly yes
