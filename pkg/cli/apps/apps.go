@@ -247,7 +247,7 @@ func newUninstall(env kubectl.Env) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "uninstall NAME",
-		Short: "Remove an installed app; its volumes (and data) are kept unless --purge",
+		Short: "Remove an installed app; its volumes and credentials are kept unless --purge",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := cl.client(cmd.Context(), env, cmd.OutOrStdout())
@@ -259,7 +259,7 @@ func newUninstall(env kubectl.Env) *cobra.Command {
 		ValidArgsFunction: releaseNames(env),
 	}
 	cl.bind(cmd)
-	cmd.Flags().BoolVar(&purge, "purge", false, "also delete the app's volume claims and their data")
+	cmd.Flags().BoolVar(&purge, "purge", false, "also delete the app's volume claims (and their data) and its credentials")
 	return cmd
 }
 
