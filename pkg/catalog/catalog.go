@@ -27,12 +27,9 @@ import (
 	"github.com/kasa-io/kasa/pkg/helmclient"
 )
 
-// Labels and annotations the catalog's charts carry (charts/README.md).
-const (
-	InstanceLabel    = "app.kubernetes.io/instance"
-	CredentialsLabel = "kasa.io/credentials"
-	httpAnnotation   = "kasa.io/http"
-)
+// InstanceLabel carries the release's name on every object of a catalog
+// chart (charts/README.md).
+const InstanceLabel = "app.kubernetes.io/instance"
 
 // Errors callers may test for.
 var (
@@ -192,7 +189,7 @@ func (v ValueOptions) Values(ch *chart.Chart) (map[string]any, error) {
 		if err := yaml.Unmarshal(data, &layer); err != nil {
 			return nil, fmt.Errorf("%w: %s is not valid YAML: %w", ErrInvalidValues, f, err)
 		}
-		vals = merge(vals, layer)
+		vals = helmclient.MergeValues(vals, layer)
 	}
 	for _, s := range v.Set {
 		if err := strvals.ParseInto(s, vals); err != nil {
@@ -200,28 +197,10 @@ func (v ValueOptions) Values(ch *chart.Chart) (map[string]any, error) {
 		}
 	}
 	if v.IngressHost != "" {
-		if ch.Metadata.Annotations[httpAnnotation] != "true" {
+		if ch.Metadata.Annotations[charts.HTTPAnnotation] != "true" {
 			return nil, fmt.Errorf("%w: --ingress-host: %s does not serve HTTP", ErrInvalidValues, ch.Metadata.Name)
 		}
-		vals = merge(vals, map[string]any{"ingress": map[string]any{"host": v.IngressHost}})
+		vals = helmclient.MergeValues(vals, map[string]any{"ingress": map[string]any{"host": v.IngressHost}})
 	}
 	return vals, nil
-}
-
-// merge lays b over a, map by map.
-func merge(a, b map[string]any) map[string]any {
-	out := make(map[string]any, len(a))
-	for k, v := range a {
-		out[k] = v
-	}
-	for k, v := range b {
-		if bm, ok := v.(map[string]any); ok {
-			if am, ok := out[k].(map[string]any); ok {
-				out[k] = merge(am, bm)
-				continue
-			}
-		}
-		out[k] = v
-	}
-	return out
 }

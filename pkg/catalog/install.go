@@ -14,6 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kasa-io/kasa/charts"
 )
 
 // InstallOptions say what to install where.
@@ -125,8 +127,8 @@ func valuesError(chartName string, err error) error {
 // UpgradeOptions say how to change a release.
 type UpgradeOptions struct {
 	Name, Namespace string
-	// Chart is the new chart; nil means the catalog app the release was
-	// installed from.
+	// Chart is the new chart: ChartOf gives the catalog app's chart of an
+	// installed release.
 	Chart   *chart.Chart
 	Values  map[string]any
 	Wait    bool
@@ -140,19 +142,10 @@ func (c *Client) Upgrade(ctx context.Context, o UpgradeOptions) (*Outcome, error
 	if err != nil {
 		return nil, err
 	}
-	last, err := action.NewGet(cfg).Run(o.Name)
-	if errors.Is(err, driver.ErrReleaseNotFound) {
-		return nil, fmt.Errorf("%w: no release %s in namespace %s (`kasa list` shows what is installed)", ErrNotFound, o.Name, o.Namespace)
-	}
-	if err != nil {
+	if _, err := c.Get(o.Name, o.Namespace); err != nil {
 		return nil, err
 	}
 	ch := o.Chart
-	if ch == nil {
-		if ch, err = LoadApp(last.Chart.Metadata.Name); err != nil {
-			return nil, fmt.Errorf("%s was not installed from the catalog: give its chart with --chart (%w)", o.Name, err)
-		}
-	}
 	up := action.NewUpgrade(cfg)
 	up.Namespace, up.Timeout, up.ReuseValues = o.Namespace, o.Timeout, true
 	up.Description = "kasa upgrade"
@@ -194,7 +187,7 @@ func (c *Client) Uninstall(ctx context.Context, name, namespace string, purge bo
 	}
 	// The charts keep their credentials Secret on uninstall, like the
 	// volume, so a later install of the same name matches its data.
-	secrets, err := c.kube.CoreV1().Secrets(namespace).List(ctx, metav1.ListOptions{LabelSelector: InstanceLabel + "=" + name + "," + CredentialsLabel + "=true"})
+	secrets, err := c.kube.CoreV1().Secrets(namespace).List(ctx, metav1.ListOptions{LabelSelector: InstanceLabel + "=" + name + "," + charts.CredentialsLabel + "=true"})
 	if err != nil {
 		return err
 	}
@@ -234,4 +227,17 @@ func chartName(ch *chart.Chart) string {
 		return "?"
 	}
 	return ch.Metadata.Name + "-" + ch.Metadata.Version
+}
+
+// ChartOf returns the catalog chart an installed release was made from.
+func (c *Client) ChartOf(name, namespace string) (*chart.Chart, error) {
+	rel, err := c.Get(name, namespace)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := LoadApp(rel.Chart.Metadata.Name)
+	if err != nil {
+		return nil, fmt.Errorf("%s was not installed from the catalog: give its chart with --chart (%w)", name, err)
+	}
+	return ch, nil
 }

@@ -12,6 +12,8 @@ import (
 	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/storage/driver"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kasa-io/kasa/charts"
 )
 
 // Release is an installed app as list and status show it.
@@ -70,14 +72,7 @@ func (c *Client) List(_ context.Context) ([]Release, error) {
 
 // Status returns a release with the state of its objects.
 func (c *Client) Status(ctx context.Context, name, namespace string) (Release, error) {
-	cfg, err := c.config(namespace)
-	if err != nil {
-		return Release{}, err
-	}
-	r, err := action.NewGet(cfg).Run(name)
-	if errors.Is(err, driver.ErrReleaseNotFound) {
-		return Release{}, fmt.Errorf("%w: no release %s in namespace %s (`kasa list` shows what is installed)", ErrNotFound, name, namespace)
-	}
+	r, err := c.Get(name, namespace)
 	if err != nil {
 		return Release{}, err
 	}
@@ -100,7 +95,7 @@ type Credential struct {
 // charts label kasa.io/credentials=true.
 func (c *Client) Credentials(ctx context.Context, name, namespace string) ([]Credential, error) {
 	secrets, err := c.kube.CoreV1().Secrets(namespace).List(ctx, metav1.ListOptions{
-		LabelSelector: InstanceLabel + "=" + name + "," + CredentialsLabel + "=true",
+		LabelSelector: InstanceLabel + "=" + name + "," + charts.CredentialsLabel + "=true",
 	})
 	if err != nil {
 		return nil, err
@@ -150,7 +145,7 @@ func (c *Client) Get(name, namespace string) (*release.Release, error) {
 	}
 	r, err := action.NewGet(cfg).Run(name)
 	if errors.Is(err, driver.ErrReleaseNotFound) {
-		return nil, fmt.Errorf("%w: no release %s in namespace %s", ErrNotFound, name, namespace)
+		return nil, fmt.Errorf("%w: no release %s in namespace %s (`kasa list` shows what is installed)", ErrNotFound, name, namespace)
 	}
 	return r, err
 }

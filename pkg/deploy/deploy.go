@@ -57,16 +57,10 @@ func (d *Deployer) Name() string { return "deploy" }
 // Run implements component.Component: ready after the first pass over the
 // folder, whatever its outcome (errors are logged per file).
 func (d *Deployer) Run(ctx context.Context, ready func()) error {
-	dyn, err := dynamic.NewForConfig(d.RESTConfig)
+	a, err := newApplier(d.RESTConfig)
 	if err != nil {
 		return err
 	}
-	disc, err := discovery.NewDiscoveryClientForConfig(d.RESTConfig)
-	if err != nil {
-		return err
-	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disc))
-	a := &applier{dyn: dyn, mapper: mapper}
 	for name, data := range d.Remove {
 		if err := a.deleteAll(ctx, data); err != nil {
 			d.Log.Error("disabled add-on not fully removed", "addon", name, "err", err)
@@ -126,6 +120,28 @@ func (d *Deployer) pass(ctx context.Context, a *applier, applied map[string][32]
 type applier struct {
 	dyn    dynamic.Interface
 	mapper meta.ResettableRESTMapper
+}
+
+// Apply server-side applies every object of a multi-document YAML or JSON
+// manifest, as the manifests folder's files are applied.
+func Apply(ctx context.Context, rc *rest.Config, data []byte) error {
+	a, err := newApplier(rc)
+	if err != nil {
+		return err
+	}
+	return a.applyAll(ctx, data)
+}
+
+func newApplier(rc *rest.Config) (*applier, error) {
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	disc, err := discovery.NewDiscoveryClientForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	return &applier{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disc))}, nil
 }
 
 // applyAll server-side applies every object of a multi-document YAML or

@@ -51,3 +51,22 @@ func (o Options) Config(namespace string) (*action.Configuration, error) {
 	}
 	return cfg, nil
 }
+
+// MergeValues lays b over a, map by map, as Helm lays values files over
+// each other; neither is changed.
+func MergeValues(a, b map[string]any) map[string]any {
+	out := make(map[string]any, len(a))
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		if bm, ok := v.(map[string]any); ok {
+			if am, ok := out[k].(map[string]any); ok {
+				out[k] = MergeValues(am, bm)
+				continue
+			}
+		}
+		out[k] = v
+	}
+	return out
+}

@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
@@ -36,6 +37,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/kasa-io/kasa/pkg/component"
+	"github.com/kasa-io/kasa/pkg/deploy"
 )
 
 //go:embed crds.yaml
@@ -77,7 +79,7 @@ func (c *Controller) Run(ctx context.Context, ready func()) error {
 	if err != nil {
 		return err
 	}
-	if err := ensureCRDs(ctx, c.dyn); err != nil {
+	if err := ensureCRDs(ctx, c.RESTConfig, c.dyn); err != nil {
 		return fmt.Errorf("helm resource definitions: %w", err)
 	}
 	c.helm = &helm{kubeconfig: c.Kubeconfig, stateDir: c.StateDir, log: c.Log}
@@ -340,37 +342,22 @@ func fromMap(in any, out any) error {
 }
 
 // ensureCRDs applies the resource definitions and waits until they serve.
-func ensureCRDs(ctx context.Context, dyn dynamic.Interface) error {
-	gvr := schemaCRD
-	objs, err := decodeAll(crdYAML)
-	if err != nil {
+func ensureCRDs(ctx context.Context, rc *rest.Config, dyn dynamic.Interface) error {
+	if err := deploy.Apply(ctx, rc, crdYAML); err != nil {
 		return err
 	}
-	for _, o := range objs {
-		data, err := json.Marshal(o.Object)
-		if err != nil {
-			return err
-		}
-		if _, err := dyn.Resource(gvr).Patch(ctx, o.GetName(), types.ApplyPatchType, data,
-			metav1.PatchOptions{FieldManager: "kasa", Force: ptrTrue()}); err != nil {
-			return err
-		}
-	}
+	crds := dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
 	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		for _, o := range objs {
-			got, err := dyn.Resource(gvr).Get(ctx, o.GetName(), metav1.GetOptions{})
+		for _, gvr := range []schema.GroupVersionResource{ChartGVR, ConfigGVR} {
+			got, err := crds.Get(ctx, gvr.Resource+"."+gvr.Group, metav1.GetOptions{})
 			if err != nil {
 				return false, nil //nolint:nilerr // not there yet: poll again
 			}
 			conds, _, _ := unstructured.NestedSlice(got.Object, "status", "conditions")
-			established := false
-			for _, c := range conds {
+			if !slices.ContainsFunc(conds, func(c any) bool {
 				m, _ := c.(map[string]any)
-				if m["type"] == "Established" && m["status"] == "True" {
-					established = true
-				}
-			}
-			if !established {
+				return m["type"] == "Established" && m["status"] == "True"
+			}) {
 				return false, nil
 			}
 		}

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -22,21 +21,13 @@ import (
 	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/storage/driver"
 	"helm.sh/helm/v3/pkg/strvals"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kasa-io/kasa/charts"
 	"github.com/kasa-io/kasa/pkg/fileutil"
 	"github.com/kasa-io/kasa/pkg/helmclient"
 )
-
-var schemaCRD = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-
-func ptrTrue() *bool { return ptr.To(true) }
 
 // helm runs Helm SDK actions as the admin.
 type helm struct {
@@ -114,7 +105,7 @@ func values(spec ChartSpec, config ConfigSpec) (map[string]any, error) {
 		if err := yaml.Unmarshal([]byte(src.yaml), &layer); err != nil {
 			return nil, fmt.Errorf("%s is not valid YAML: %w", src.what, err)
 		}
-		vals = merge(vals, layer)
+		vals = helmclient.MergeValues(vals, layer)
 	}
 	for k, v := range spec.Set {
 		var err error
@@ -128,24 +119,6 @@ func values(spec ChartSpec, config ConfigSpec) (map[string]any, error) {
 		}
 	}
 	return vals, nil
-}
-
-// merge lays b over a, map by map.
-func merge(a, b map[string]any) map[string]any {
-	out := make(map[string]any, len(a))
-	for k, v := range a {
-		out[k] = v
-	}
-	for k, v := range b {
-		if bm, ok := v.(map[string]any); ok {
-			if am, ok := out[k].(map[string]any); ok {
-				out[k] = merge(am, bm)
-				continue
-			}
-		}
-		out[k] = v
-	}
-	return out
 }
 
 // digest identifies what a release is made from: the chart's files, the
@@ -258,21 +231,4 @@ func (h *helm) uninstall(namespace, name string) error {
 		return err
 	}
 	return nil
-}
-
-func decodeAll(data []byte) ([]*unstructured.Unstructured, error) {
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	var out []*unstructured.Unstructured
-	for {
-		var obj map[string]any
-		if err := dec.Decode(&obj); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out, nil
-			}
-			return nil, err
-		}
-		if obj != nil {
-			out = append(out, &unstructured.Unstructured{Object: obj})
-		}
-	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os/exec"
 	"slices"
@@ -22,15 +21,7 @@ func benchCatalog(s *harness.Server, add func(name, value, target string)) error
 	if err := s.DropImage(mysql); err != nil {
 		return err
 	}
-	if _, err := until(3*time.Minute, func() error {
-		cmd := s.Command("ctr", "images", "ls", "-q")
-		cmd.Env = append(cmd.Env, "KASA_DATA_DIR="+s.DataDir)
-		out, err := cmd.Output()
-		if err == nil && !strings.Contains(string(out), "docker.io/library/mysql:8.4") {
-			err = errors.New("mysql image not imported yet")
-		}
-		return err
-	}); err != nil {
+	if _, err := until(3*time.Minute, func() error { return s.ImagesImported("docker.io/library/mysql:8.4") }); err != nil {
 		return err
 	}
 	kasa := func(args ...string) (time.Duration, error) {

@@ -127,7 +127,7 @@ func TestE2EAddons(t *testing.T) {
 			{"http://" + ip + "/", "other.kasa.test", 404},
 		} {
 			waitFor(t, 60*time.Second, fmt.Sprintf("%s with Host %q answers %d", r.url, r.host, r.code), func() error {
-				code, body, err := request(r.url, r.host)
+				code, body, _, err := request(r.url, r.host)
 				if err != nil {
 					return err
 				}
@@ -164,7 +164,7 @@ func TestE2EAddons(t *testing.T) {
 		}
 		waitFor(t, 30*time.Second, "web-lb has the node's address", func() error { return lbAddress(ctx, c, "web-lb", ip) })
 		waitFor(t, 30*time.Second, "web-lb answers", func() error {
-			code, body, err := request(fmt.Sprintf("http://%s:8081/", ip), "")
+			code, body, _, err := request(fmt.Sprintf("http://%s:8081/", ip), "")
 			if err == nil && (code != 200 || !strings.Contains(body, "hello from web-")) {
 				err = fmt.Errorf("%d %q", code, body)
 			}
@@ -428,7 +428,7 @@ func TestE2EAddons(t *testing.T) {
 			return err
 		})
 		waitFor(t, 60*time.Second, "the Ingress answers again", func() error {
-			code, _, err := request("http://"+ip+"/app", "")
+			code, _, _, err := request("http://"+ip+"/app", "")
 			if err == nil && code != 200 {
 				err = fmt.Errorf("%d", code)
 			}
@@ -461,22 +461,25 @@ func nodeIP(t *testing.T, c kubernetes.Interface) string {
 }
 
 // request GETs url with that Host header (and TLS server name), trusting
-// any certificate: Traefik's default one is self-signed.
-func request(url, host string) (int, string, error) {
+// any certificate (Traefik's default one is self-signed) and not following
+// redirects: it returns the status, the body and the Location header.
+func request(url, host string) (int, string, string, error) {
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
-		return 0, "", err
+		return 0, "", "", err
 	}
 	req.Host = host
 	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: host}} //nolint:gosec // Traefik's default certificate
 	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Timeout: 5 * time.Second, Transport: tr}).Do(req)
+	cl := &http.Client{Timeout: 10 * time.Second, Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := cl.Do(req)
 	if err != nil {
-		return 0, "", err
+		return 0, "", "", err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
+	return resp.StatusCode, string(b), resp.Header.Get("Location"), err
 }
 
 func lbAddress(ctx context.Context, c kubernetes.Interface, name, ip string) error {

@@ -61,20 +61,8 @@ func TestE2ECatalog(t *testing.T) {
 		}
 	}
 	waitFor(t, 5*time.Minute, "the app images imported", func() error {
-		cmd := s.Command("ctr", "images", "ls", "-q")
-		cmd.Env = append(cmd.Env, "KASA_DATA_DIR="+s.DataDir)
-		b, err := cmd.Output()
-		if err != nil {
-			return fmt.Errorf("ctr: %w", err)
-		}
-		out := string(b)
-		for _, ref := range []string{"docker.io/library/mysql:8.4", "docker.io/library/postgres:17", "docker.io/library/redis:7.4",
-			"docker.io/library/nginx:1.27", "docker.io/library/tomcat:10.1", "docker.io/library/wordpress:6.7-apache", "docker.io/library/mariadb:11.4"} {
-			if !strings.Contains(out, ref) {
-				return fmt.Errorf("%s not imported yet", ref)
-			}
-		}
-		return nil
+		return s.ImagesImported("docker.io/library/mysql:8.4", "docker.io/library/mariadb:11.4", "docker.io/library/postgres:17",
+			"docker.io/library/redis:7.4", "docker.io/library/nginx:1.27", "docker.io/library/tomcat:10.1", "docker.io/library/wordpress:6.7-apache")
 	})
 	waitAddons(t, c, "traefik")
 	ip := nodeIP(t, c)
@@ -180,7 +168,7 @@ func TestE2ECatalog(t *testing.T) {
 			t.Cleanup(func() { kasa("uninstall", web.app, "--purge") }) //nolint:errcheck // whatever the outcome
 			mustKasa(t, "install", web.app, "--ingress-host", host)
 			waitFor(t, 60*time.Second, web.app+" through the ingress", func() error {
-				code, body, loc, err := requestNoRedirect("http://"+ip+"/", host)
+				code, body, loc, err := request("http://"+ip+"/", host)
 				if err != nil {
 					return err
 				}
@@ -414,24 +402,6 @@ func claims(t *testing.T, c kubernetes.Interface, release string) []string {
 		names = append(names, p.Name)
 	}
 	return names
-}
-
-// requestNoRedirect is request without following redirects.
-func requestNoRedirect(url, host string) (int, string, string, error) {
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		return 0, "", "", err
-	}
-	req.Host = host
-	cl := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := cl.Do(req)
-	if err != nil {
-		return 0, "", "", err
-	}
-	defer resp.Body.Close()
-	b := make([]byte, 64<<10)
-	n, _ := resp.Body.Read(b)
-	return resp.StatusCode, string(b[:n]), resp.Header.Get("Location"), nil
 }
 
 func writeFiles(t *testing.T, dir string, files map[string]string) {

@@ -401,15 +401,7 @@ func importTestImage(t *testing.T, s *harness.Server) time.Time {
 		t.Fatal(err)
 	}
 	dropped := time.Now()
-	waitFor(t, 60*time.Second, "the dropped archive imported", func() error {
-		cmd := s.Command("ctr", "images", "ls", "-q")
-		cmd.Env = append(cmd.Env, "KASA_DATA_DIR="+s.DataDir)
-		out, err := cmd.Output()
-		if err == nil && !strings.Contains(string(out), testImage) {
-			err = fmt.Errorf("not yet")
-		}
-		return err
-	})
+	waitFor(t, 60*time.Second, "the dropped archive imported", func() error { return s.ImagesImported(testImage) })
 	t.Logf("the dropped archive was imported %s after it appeared (the folder is scanned every 5 s)", time.Since(dropped).Round(100*time.Millisecond))
 	return dropped
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -109,4 +110,22 @@ func AppImage(ref string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no archive in %s holds %s", dir, ref)
+}
+
+// ImagesImported says whether the node's containerd has every reference
+// (through `kasa ctr images ls`), naming the first one missing.
+func (s *Server) ImagesImported(refs ...string) error {
+	cmd := s.Command("ctr", "images", "ls", "-q")
+	cmd.Env = append(cmd.Env, "KASA_DATA_DIR="+s.DataDir)
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("kasa ctr images ls: %w", err)
+	}
+	have := strings.Fields(string(out))
+	for _, ref := range refs {
+		if !slices.Contains(have, ref) {
+			return fmt.Errorf("%s not imported yet", ref)
+		}
+	}
+	return nil
 }

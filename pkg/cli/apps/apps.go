@@ -117,13 +117,8 @@ func newInstall(env kubectl.Env) *cobra.Command {
   kasa install postgresql db -n shop --set persistence.size=20Gi
   kasa install wordpress --ingress-host blog.example.com
   kasa install chart ./my-chart`,
-		Args: cobra.RangeArgs(1, 3),
-		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
-			if len(args) > 0 {
-				return nil, cobra.ShellCompDirectiveNoFileComp
-			}
-			return appNames(), cobra.ShellCompDirectiveNoFileComp
-		},
+		Args:              cobra.RangeArgs(1, 3),
+		ValidArgsFunction: completeApps("chart"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			out := cmd.OutOrStdout()
@@ -216,14 +211,8 @@ func newUpgrade(env kubectl.Env) *cobra.Command {
 				if o.Chart, err = catalog.LoadChartRef(chartRef, ""); err != nil {
 					return err
 				}
-			} else {
-				rel, err := c.Get(args[0], cl.namespace)
-				if err != nil {
-					return err
-				}
-				if o.Chart, err = catalog.LoadApp(rel.Chart.Metadata.Name); err != nil {
-					return fmt.Errorf("%s was not installed from the catalog: give its chart with --chart (%w)", args[0], err)
-				}
+			} else if o.Chart, err = c.ChartOf(args[0], cl.namespace); err != nil {
+				return err
 			}
 			if o.Values, err = vals.options().Values(o.Chart); err != nil {
 				return err
@@ -356,12 +345,7 @@ func newInfo(env kubectl.Env) *cobra.Command {
 			}
 			return nil
 		},
-		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
-			if len(args) > 0 {
-				return nil, cobra.ShellCompDirectiveNoFileComp
-			}
-			return appNames(), cobra.ShellCompDirectiveNoFileComp
-		},
+		ValidArgsFunction: completeApps(),
 	}
 	cl.bind(cmd)
 	return cmd
@@ -416,16 +400,20 @@ func print(out io.Writer, format string, v any, table func(io.Writer)) error {
 	return fmt.Errorf("--output %q: json or yaml", format)
 }
 
-func appNames() []string {
-	apps, err := catalog.Apps()
-	if err != nil {
-		return nil
+// completeApps completes the first argument with the catalog's names and
+// the extra words.
+func completeApps(extra ...string) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		apps, err := catalog.Apps()
+		if len(args) > 0 || err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		names := make([]string, 0, len(apps)+len(extra))
+		for _, a := range apps {
+			names = append(names, a.Name)
+		}
+		return append(names, extra...), cobra.ShellCompDirectiveNoFileComp
 	}
-	names := make([]string, 0, len(apps)+1)
-	for _, a := range apps {
-		names = append(names, a.Name)
-	}
-	return append(names, "chart")
 }
 
 func releaseNames(env kubectl.Env) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
