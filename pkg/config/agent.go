@@ -18,7 +18,6 @@ type AgentOptions struct {
 	NodeTaints                     []string
 	KubeletArgs                    []string
 	KubeProxyArgs                  []string
-	FlannelBackend                 string
 	FlannelIface                   string
 	ResolvConf                     string
 	DisableDefaultRegistryEndpoint bool
@@ -32,7 +31,6 @@ func (o *AgentOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&o.NodeTaints, "node-taint", nil, "taint for this node, as key=value:Effect (repeatable)")
 	fs.StringArrayVar(&o.KubeletArgs, "kubelet-arg", nil, "extra kubelet flag, as name=value (repeatable)")
 	fs.StringArrayVar(&o.KubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag, as name=value (repeatable)")
-	fs.StringVar(&o.FlannelBackend, "flannel-backend", "vxlan", "pod network backend: "+strings.Join(flannelBackends, ", "))
 	fs.StringVar(&o.FlannelIface, "flannel-iface", "", "interface for the pod network between nodes (default: the node IP's)")
 	fs.StringVar(&o.ResolvConf, "resolv-conf", "", "resolv.conf for pods (default: the host's, unless it names loopback servers)")
 	fs.BoolVar(&o.DisableDefaultRegistryEndpoint, "disable-default-registry-endpoint", false, "never fall back to a registry's own endpoint when its mirrors fail")
@@ -46,7 +44,6 @@ type Agent struct {
 	NodeTaints                     []string
 	KubeletArgs                    []string
 	KubeProxyArgs                  []string
-	FlannelBackend                 string
 	FlannelIface                   string
 	ResolvConf                     string
 	DisableDefaultRegistryEndpoint bool
@@ -62,7 +59,6 @@ func (o *AgentOptions) Complete() (*Agent, error) {
 		NodeTaints:                     o.NodeTaints,
 		KubeletArgs:                    o.KubeletArgs,
 		KubeProxyArgs:                  o.KubeProxyArgs,
-		FlannelBackend:                 o.FlannelBackend,
 		FlannelIface:                   o.FlannelIface,
 		ResolvConf:                     o.ResolvConf,
 		DisableDefaultRegistryEndpoint: o.DisableDefaultRegistryEndpoint,
@@ -81,9 +77,6 @@ func (o *AgentOptions) Complete() (*Agent, error) {
 		if !ok || kv == "" || !slices.Contains([]string{"NoSchedule", "PreferNoSchedule", "NoExecute"}, effect) {
 			return nil, fmt.Errorf("invalid --node-taint %q: want key=value:NoSchedule (or PreferNoSchedule, NoExecute)", t)
 		}
-	}
-	if !slices.Contains(flannelBackends, o.FlannelBackend) {
-		return nil, fmt.Errorf("invalid --flannel-backend %q: want one of %s", o.FlannelBackend, strings.Join(flannelBackends, ", "))
 	}
 	if err := checkPassthrough("--kubelet-arg", o.KubeletArgs); err != nil {
 		return nil, err

@@ -34,6 +34,9 @@ type ServerOptions struct {
 	DataDir              string
 	Token                string
 	TokenFile            string
+	AgentToken           string
+	AgentTokenFile       string
+	FlannelBackend       string
 	DatastoreEndpoint    string
 	DatastoreCAFile      string
 	DatastoreCertFile    string
@@ -70,6 +73,10 @@ func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVarP(&o.Token, "token", "t", "", "shared secret that nodes use to join; set on first start, generated when empty")
 	Sensitive(fs, "token")
 	fs.StringVar(&o.TokenFile, "token-file", "", "file holding the token")
+	fs.StringVar(&o.AgentToken, "agent-token", "", "shared secret that joins agents only; set on first start (default: agents join with the server token)")
+	Sensitive(fs, "agent-token")
+	fs.StringVar(&o.FlannelBackend, "flannel-backend", "vxlan", "pod network backend of every node: "+strings.Join(flannelBackends, ", "))
+	fs.StringVar(&o.AgentTokenFile, "agent-token-file", "", "file holding the agent token")
 	fs.StringVar(&o.DatastoreEndpoint, "datastore-endpoint", "", "kine datastore: empty for SQLite in the data dir, or a mysql:// or postgres:// DSN")
 	Sensitive(fs, "datastore-endpoint")
 	fs.StringVar(&o.DatastoreCAFile, "datastore-cafile", "", "TLS CA file for the datastore")
@@ -102,8 +109,11 @@ func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 
 // Server is the validated, typed configuration of `kasa server`.
 type Server struct {
-	DataDir             string
-	Token               Secret
+	DataDir    string
+	Token      Secret
+	AgentToken Secret
+	// FlannelBackend is the pod network's backend for every node.
+	FlannelBackend      string
 	Datastore           Datastore
 	HTTPSPort           int
 	BindAddress         netip.Addr
@@ -196,9 +206,16 @@ func (o *ServerOptions) Complete(h Host) (*Server, error) {
 	}
 	s.WriteKubeconfigMode = os.FileMode(mode)
 
-	if s.Token, err = readToken(o.Token, o.TokenFile, h); err != nil {
+	if s.Token, err = readToken("--token", o.Token, o.TokenFile, h); err != nil {
 		return nil, err
 	}
+	if s.AgentToken, err = readToken("--agent-token", o.AgentToken, o.AgentTokenFile, h); err != nil {
+		return nil, err
+	}
+	if !slices.Contains(flannelBackends, o.FlannelBackend) {
+		return nil, fmt.Errorf("invalid --flannel-backend %q: want one of %s", o.FlannelBackend, strings.Join(flannelBackends, ", "))
+	}
+	s.FlannelBackend = o.FlannelBackend
 	if o.HTTPSPort < 1 || o.HTTPSPort > 65535 {
 		return nil, fmt.Errorf("invalid --https-listen-port %d: want a port from 1 to 65535", o.HTTPSPort)
 	}
@@ -285,9 +302,10 @@ func absPath(flag, p string) (string, error) {
 	return a, nil
 }
 
-func readToken(token, file string, h Host) (Secret, error) {
+// readToken reads the token given by flag or by flag-file.
+func readToken(flag, token, file string, h Host) (Secret, error) {
 	if token != "" && file != "" {
-		return "", errors.New("--token and --token-file are both set: give one of them")
+		return "", fmt.Errorf("%s and %s-file are both set: give one of them", flag, flag)
 	}
 	if file != "" {
 		read := h.ReadFile
@@ -296,15 +314,15 @@ func readToken(token, file string, h Host) (Secret, error) {
 		}
 		b, err := read(file)
 		if err != nil {
-			return "", fmt.Errorf("--token-file: %w", err)
+			return "", fmt.Errorf("%s-file: %w", flag, err)
 		}
 		token = strings.TrimSpace(string(b))
 		if token == "" {
-			return "", fmt.Errorf("--token-file %s is empty", file)
+			return "", fmt.Errorf("%s-file %s is empty", flag, file)
 		}
 	}
 	if strings.ContainsAny(token, " \t\n") {
-		return "", errors.New("invalid --token: it contains white space")
+		return "", fmt.Errorf("invalid %s: it contains white space", flag)
 	}
 	return Secret(token), nil
 }

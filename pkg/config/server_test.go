@@ -65,7 +65,7 @@ func TestCompleteAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Agent == nil || s.Agent.NodeLabels["tier"] != "edge" || s.Agent.FlannelBackend != "vxlan" {
+	if s.Agent == nil || s.Agent.NodeLabels["tier"] != "edge" || s.FlannelBackend != "vxlan" {
 		t.Fatalf("agent settings: %+v", s.Agent)
 	}
 	o, _ = newFlags(t, "--disable-agent")

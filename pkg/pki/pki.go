@@ -311,3 +311,57 @@ func sameIPs(a, b []net.IP) bool {
 	}
 	return sameSet(norm(a), norm(b))
 }
+
+// EnsureKey returns the private key in file, making an ECDSA P-256 key there
+// (mode 0600) when there is none.
+func EnsureKey(file string) (crypto.Signer, error) {
+	key, err := readKey(file)
+	if err == nil {
+		return key, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("key %s: %w", file, err)
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return k, writeKey(file, k)
+}
+
+// PublicKeyPEM encodes a public key in PEM (PKIX).
+func PublicKeyPEM(pub crypto.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
+}
+
+// CheckLeaf checks that certFile holds a certificate for the key in
+// keyFile, signed by the CA certificate in caPEM, with the common name cn,
+// and returns when it expires.
+func CheckLeaf(certFile, keyFile string, caPEM []byte, cn string) (time.Time, error) {
+	ca, err := parseCert(caPEM)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("CA: %w", err)
+	}
+	cert, err := readCert(certFile)
+	if err != nil {
+		return time.Time{}, err
+	}
+	key, err := readKey(keyFile)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if !publicKeysEqual(cert.PublicKey, key.Public()) {
+		return time.Time{}, fmt.Errorf("%s is not the certificate of %s", certFile, keyFile)
+	}
+	if err := cert.CheckSignatureFrom(ca); err != nil {
+		return time.Time{}, fmt.Errorf("%s is not signed by the cluster CA", certFile)
+	}
+	if cert.Subject.CommonName != cn {
+		return time.Time{}, fmt.Errorf("%s is for %q, not %q", certFile, cert.Subject.CommonName, cn)
+	}
+	return cert.NotAfter, nil
+}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/pflag"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	apiserveroptions "k8s.io/kubernetes/cmd/kube-apiserver/app/options"
@@ -27,6 +29,9 @@ type APIServer struct {
 	// ReadyzURL and Client probe readiness with the admin identity.
 	ReadyzURL string
 	Client    *http.Client
+	// Wrap, when set, wraps the API server's outermost handler: kasa's
+	// join endpoint answers its own paths on the API port this way.
+	Wrap func(http.Handler) http.Handler
 }
 
 var _ component.Component = (*APIServer)(nil)
@@ -56,7 +61,7 @@ func (a *APIServer) Run(ctx context.Context, ready func()) error {
 		return fmt.Errorf("flags: %w (check --kube-apiserver-arg)", utilerrors.NewAggregate(errs))
 	}
 	done := make(chan error, 1)
-	go func() { done <- apiserverapp.Run(ctx, completed) }()
+	go func() { done <- a.run(ctx, completed) }()
 	if err := waitReady(ctx, a.Client, a.ReadyzURL, done); err != nil {
 		return err
 	}
@@ -82,6 +87,43 @@ func (a *APIServer) Run(ctx context.Context, ready func()) error {
 		klog.Info("kube-apiserver: connections still open after the drain time; leaving them to the process exit")
 	}
 	return nil
+}
+
+// run is upstream's app.Run with a.Wrap put around the handler chain of the
+// outermost server (the aggregator), before authentication, so that the
+// join paths answer on the API port without client credentials.
+func (a *APIServer) run(ctx context.Context, opts apiserveroptions.CompletedOptions) error {
+	if opts.InformerName == nil {
+		name, err := cache.NewInformerName("kube-apiserver")
+		if err != nil {
+			return err
+		}
+		opts.InformerName = name
+	}
+	config, err := apiserverapp.NewConfig(opts)
+	if err != nil {
+		return err
+	}
+	if a.Wrap != nil {
+		generic := config.Aggregator.GenericConfig
+		build := generic.BuildHandlerChainFunc
+		generic.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
+			return a.Wrap(build(h, c))
+		}
+	}
+	completed, err := config.Complete()
+	if err != nil {
+		return err
+	}
+	chain, err := apiserverapp.CreateServerChain(completed)
+	if err != nil {
+		return err
+	}
+	prepared, err := chain.PrepareRun()
+	if err != nil {
+		return err
+	}
+	return prepared.Run(ctx)
 }
 
 // drainTimeout bounds kube-apiserver's graceful stop.

@@ -26,6 +26,9 @@ func (p Paths) DB() string { return p.join("db") }
 // Token is the server token file.
 func (p Paths) Token() string { return p.join("token") }
 
+// AgentToken is the agent token file, when there is an agent token.
+func (p Paths) AgentToken() string { return p.join("agent-token") }
+
 // Lock is the file a running server holds locked.
 func (p Paths) Lock() string { return p.join("kasa.lock") }
 

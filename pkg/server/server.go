@@ -11,21 +11,26 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/kasa-io/kasa/pkg/agent"
 	"github.com/kasa-io/kasa/pkg/component"
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/datastore"
 	"github.com/kasa-io/kasa/pkg/fileutil"
+	"github.com/kasa-io/kasa/pkg/join"
+	"github.com/kasa-io/kasa/pkg/kubeconfig"
 	"github.com/kasa-io/kasa/pkg/pki"
 	"github.com/kasa-io/kasa/pkg/token"
 )
@@ -71,13 +76,13 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 	if err != nil {
 		return err
 	}
-	defer lock.release()
+	defer lock.Release()
 	if cfg.Agent != nil {
-		nodeLock, err := lockNode(filepath.Join(RunDir, "node.lock"))
+		nodeLock, err := agent.LockNode(", or run this server with --disable-agent")
 		if err != nil {
 			return err
 		}
-		defer nodeLock.release()
+		defer nodeLock.Release()
 	}
 
 	local := localAddr(cfg)
@@ -90,7 +95,12 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 	if err != nil {
 		return fmt.Errorf("certificates: %w", err)
 	}
-	if err := ensureToken(p.Token(), cfg.Token, c.CA); err != nil {
+	serverToken, err := ensureToken(p.Token(), cfg.Token, c.CA)
+	if err != nil {
+		return err
+	}
+	agentToken, err := ensureAgentToken(p.AgentToken(), cfg.AgentToken, c.CA)
+	if err != nil {
 		return err
 	}
 	serverURL := "https://" + local.String()
@@ -99,7 +109,7 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 		{"scheduler.kubeconfig", "scheduler"},
 		{"admin.kubeconfig", "admin"},
 	} {
-		if err := writeKubeconfig(p.Cred(kc.file), 0o600, kubeconfigSpec{
+		if err := kubeconfig.Write(p.Cred(kc.file), 0o600, kubeconfig.Spec{
 			Server: serverURL, CAFile: p.TLS("ca.crt"),
 			CertFile: p.TLS("client-" + kc.client + ".crt"), KeyFile: p.TLS("client-" + kc.client + ".key"),
 		}); err != nil {
@@ -111,6 +121,30 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 		return err
 	}
 
+	rc, err := clientcmd.BuildConfigFromFlags("", p.Cred("admin.kubeconfig"))
+	if err != nil {
+		return err
+	}
+	adminClient, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	store := &join.Store{Client: adminClient, Now: now}
+	joins := &join.Handler{
+		CA:    c.CA,
+		Store: store,
+		Cluster: join.Cluster{
+			ClusterCIDR:    cfg.ClusterCIDR.String(),
+			ServiceCIDR:    cfg.ServiceCIDR.String(),
+			ClusterDNS:     cfg.ClusterDNS.String(),
+			ClusterDomain:  cfg.ClusterDomain,
+			FlannelBackend: cfg.FlannelBackend,
+			LocalStorage:   !slices.Contains(cfg.Disable, "local-storage"),
+		},
+		Log: log.With("component", "join"),
+		Now: now,
+	}
+
 	kine := &datastore.Kine{DBDir: p.DB(), Datastore: cfg.Datastore}
 	log.Info("datastore", "kind", kine.Scheme())
 	components := []component.Component{
@@ -119,11 +153,13 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 			Args:      func() []string { return apiserverArgs(cfg, p, kine.Endpoints()) },
 			ReadyzURL: serverURL + "/readyz",
 			Client:    client,
+			Wrap:      joins.Wrap,
 		},
+		joinTokens(store, serverToken, agentToken, p, log),
 		&ControllerManager{Args: kcmArgs},
 		&Scheduler{Args: schedArgs},
 		component.Func{ComponentName: "kubeconfig", RunFunc: func(ctx context.Context, ready func()) error {
-			if err := writeKubeconfig(cfg.WriteKubeconfig, cfg.WriteKubeconfigMode, kubeconfigSpec{
+			if err := kubeconfig.Write(cfg.WriteKubeconfig, cfg.WriteKubeconfigMode, kubeconfig.Spec{
 				Server: serverURL, CAFile: p.TLS("ca.crt"), Embed: true,
 				CertFile: p.TLS("client-admin.crt"), KeyFile: p.TLS("client-admin.key"),
 			}); err != nil {
@@ -202,16 +238,17 @@ func checkPorts(cfg *config.Server, kcmArgs, schedArgs []string) error {
 }
 
 // ensureToken writes the server token on first start and checks --token
-// against it afterwards: the secret of a cluster is set once.
-func ensureToken(file string, given config.Secret, ca *pki.CA) error {
+// against it afterwards: the secret of a cluster is set once, and changed
+// by kasa token rotate.
+func ensureToken(file string, given config.Secret, ca *pki.CA) (token.Token, error) {
 	var want token.Token
 	if given != "" {
 		t, err := token.Parse(given.Reveal())
 		if err != nil {
-			return fmt.Errorf("--token: %w", err)
+			return token.Token{}, fmt.Errorf("--token: %w", err)
 		}
 		if t.CAHash != "" && t.CAHash != ca.Hash() {
-			return errors.New("--token names a different cluster CA than this server's: use this server's token (in <data-dir>/server/token)")
+			return token.Token{}, errors.New("--token names a different cluster CA than this server's: use this server's token (in <data-dir>/server/token)")
 		}
 		want = t
 	}
@@ -220,24 +257,87 @@ func ensureToken(file string, given config.Secret, ca *pki.CA) error {
 	case err == nil:
 		stored, err := token.Parse(string(data))
 		if err != nil {
-			return fmt.Errorf("server token %s: %w", file, err)
+			return token.Token{}, fmt.Errorf("server token %s: %w", file, err)
 		}
 		if want.Secret != "" && want.Secret != stored.Secret {
-			return fmt.Errorf("--token does not match the token this server was first started with (%s); start without --token or give that token", file)
+			return token.Token{}, fmt.Errorf("--token does not match this server's token (%s), which was set at the first start or by kasa token rotate; start without --token or give that token", file)
 		}
-		return nil
+		return stored, nil
 	case errors.Is(err, os.ErrNotExist):
 		secret := want.Secret
 		if secret == "" {
 			if secret, err = token.NewSecret(); err != nil {
-				return err
+				return token.Token{}, err
 			}
 		}
 		t := token.Token{CAHash: ca.Hash(), User: token.ServerUser, Secret: secret}
-		return fileutil.WriteFile(file, []byte(t.String()+"\n"), 0o600)
+		return t, fileutil.WriteFile(file, []byte(t.String()+"\n"), 0o600)
 	default:
-		return fmt.Errorf("server token: %w", err)
+		return token.Token{}, fmt.Errorf("server token: %w", err)
 	}
+}
+
+// ensureAgentToken writes the agent token given with --agent-token, in its
+// full form, to file; without the flag it returns the one kept there, if
+// any.
+func ensureAgentToken(file string, given config.Secret, ca *pki.CA) (token.Token, error) {
+	if given == "" {
+		data, err := os.ReadFile(file)
+		if errors.Is(err, os.ErrNotExist) {
+			return token.Token{}, nil
+		}
+		if err != nil {
+			return token.Token{}, fmt.Errorf("agent token: %w", err)
+		}
+		t, err := token.Parse(string(data))
+		if err != nil {
+			return token.Token{}, fmt.Errorf("agent token %s: %w", file, err)
+		}
+		return t, nil
+	}
+	t, err := token.Parse(given.Reveal())
+	if err != nil {
+		return token.Token{}, fmt.Errorf("--agent-token: %w", err)
+	}
+	if t.Bootstrap {
+		return token.Token{}, errors.New("--agent-token: that is a bootstrap token (from kasa token create), which joins by itself; give a secret of your own")
+	}
+	if t.CAHash != "" && t.CAHash != ca.Hash() {
+		return token.Token{}, errors.New("--agent-token names a different cluster CA than this server's")
+	}
+	t = token.Token{CAHash: ca.Hash(), User: token.AgentUser, Secret: t.Secret}
+	if data, err := os.ReadFile(file); err == nil {
+		if stored, err := token.Parse(string(data)); err == nil && stored.Secret != t.Secret {
+			// Rotated since: the cluster's agent secret stays (see joinTokens).
+			return stored, nil
+		}
+	}
+	return t, fileutil.WriteFile(file, []byte(t.String()+"\n"), 0o600)
+}
+
+// joinTokens records the hashes of the server and agent secrets in the
+// cluster, where the join endpoint checks them, once the API serves.
+func joinTokens(store *join.Store, server, agent token.Token, p Paths, log *slog.Logger) component.Component {
+	return component.Func{ComponentName: "join-tokens", RunFunc: func(ctx context.Context, ready func()) error {
+		var st join.TokenState
+		err := component.PollReady(ctx, time.Second, func(ctx context.Context) error {
+			var err error
+			st, err = store.EnsureTokens(ctx, server.Secret, agent.Secret)
+			return err
+		}, nil)
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+		if st.ServerStale {
+			log.Warn("the server token in " + p.Token() + " is not the cluster's current one (rotated on another server?): it does not join nodes; kasa token rotate on this server sets a new one")
+		}
+		if st.AgentKept {
+			log.Warn("--agent-token is not the cluster's agent token, which was rotated since and stays; drop the flag or rotate again")
+		}
+		ready()
+		<-ctx.Done()
+		return nil
+	}}
 }
 
 func apiserverArgs(cfg *config.Server, p Paths, etcdServers []string) []string {
@@ -295,6 +395,7 @@ func controllerManagerArgs(cfg *config.Server, p Paths) []string {
 		"use-service-account-credentials":  "true",
 		"configure-cloud-routes":           "false",
 		"leader-elect":                     "true",
+		"controllers":                      "*,tokencleaner",
 		"profiling":                        "false",
 	}, cfg.ControllerArgs)
 }

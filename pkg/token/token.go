@@ -2,7 +2,9 @@
 //
 // The full form is K10<sha256 of the cluster CA>::<user>:<secret>; a joining
 // node checks the CA it is shown against the hash before it sends the secret.
-// The short form is the secret alone and pins no CA.
+// The short form is the secret alone and pins no CA. Tokens made by
+// `kasa token create` are Kubernetes bootstrap tokens: K10<hash>::<id>.<secret>
+// in full, <id>.<secret> short.
 package token
 
 import (
@@ -16,8 +18,12 @@ import (
 
 const prefix = "K10"
 
-// ServerUser is the user name of the server token.
-const ServerUser = "server"
+// User names of the server token and of the agent token. Any other user is
+// the id of a bootstrap token.
+const (
+	ServerUser = "server"
+	AgentUser  = "node"
+)
 
 // ErrMalformed is returned for a token that is neither form.
 var ErrMalformed = errors.New("malformed token")
@@ -28,11 +34,14 @@ type Token struct {
 	CAHash string
 	User   string
 	Secret string
+	// Bootstrap marks a bootstrap token: User is its id.
+	Bootstrap bool
 }
 
 var (
-	hashRE   = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	secretRE = regexp.MustCompile(`^[^\s:]+$`)
+	hashRE      = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	secretRE    = regexp.MustCompile(`^[^\s:]+$`)
+	bootstrapRE = regexp.MustCompile(`^([a-z0-9]{6})\.([a-z0-9]{16})$`)
 )
 
 // Parse reads either form. Errors never contain the secret.
@@ -40,14 +49,20 @@ func Parse(s string) (Token, error) {
 	s = strings.TrimSpace(s)
 	if rest, ok := strings.CutPrefix(s, prefix); ok && strings.Contains(rest, "::") {
 		hash, cred, _ := strings.Cut(rest, "::")
-		user, secret, ok := strings.Cut(cred, ":")
 		if !hashRE.MatchString(hash) {
 			return Token{}, fmt.Errorf("%w: the CA hash after K10 must be 64 hex digits", ErrMalformed)
 		}
+		if m := bootstrapRE.FindStringSubmatch(cred); m != nil {
+			return Token{CAHash: hash, User: m[1], Secret: m[2], Bootstrap: true}, nil
+		}
+		user, secret, ok := strings.Cut(cred, ":")
 		if !ok || user == "" || !secretRE.MatchString(secret) {
 			return Token{}, fmt.Errorf("%w: want K10<ca-hash>::<user>:<secret>", ErrMalformed)
 		}
 		return Token{CAHash: hash, User: user, Secret: secret}, nil
+	}
+	if m := bootstrapRE.FindStringSubmatch(s); m != nil {
+		return Token{User: m[1], Secret: m[2], Bootstrap: true}, nil
 	}
 	if !secretRE.MatchString(s) {
 		return Token{}, fmt.Errorf("%w: a short token is one word without ':' or spaces", ErrMalformed)
@@ -57,8 +72,15 @@ func Parse(s string) (Token, error) {
 
 // String is the full form when the CA hash is known, else the short form.
 func (t Token) String() string {
+	cred := t.Secret
+	if t.Bootstrap {
+		cred = t.User + "." + t.Secret
+	}
 	if t.CAHash == "" {
-		return t.Secret
+		return cred
+	}
+	if t.Bootstrap {
+		return prefix + t.CAHash + "::" + cred
 	}
 	user := t.User
 	if user == "" {
@@ -74,4 +96,48 @@ func NewSecret() (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(b), nil
+}
+
+// NewBootstrap returns a random bootstrap token: a 6-character id and a
+// 16-character secret of lowercase letters and digits. The id is never a
+// reserved user name.
+func NewBootstrap() (Token, error) {
+	for {
+		id, err := randomString(6)
+		if err != nil {
+			return Token{}, err
+		}
+		secret, err := randomString(16)
+		if err != nil {
+			return Token{}, err
+		}
+		if id != ServerUser {
+			return Token{User: id, Secret: secret, Bootstrap: true}, nil
+		}
+	}
+}
+
+// IsBootstrapID reports whether id can be a bootstrap token's id.
+func IsBootstrapID(id string) bool {
+	return len(id) == 6 && strings.Trim(id, alphabet) == "" && id != ServerUser
+}
+
+const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+// randomString draws n characters of the alphabet uniformly.
+func randomString(n int) (string, error) {
+	out := make([]byte, 0, n)
+	buf := make([]byte, 2*n)
+	for len(out) < n {
+		if _, err := rand.Read(buf); err != nil {
+			return "", err
+		}
+		for _, c := range buf {
+			// 252 is the largest multiple of 36 below 256.
+			if c < 252 && len(out) < n {
+				out = append(out, alphabet[int(c)%len(alphabet)])
+			}
+		}
+	}
+	return string(out), nil
 }

@@ -6,10 +6,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kasa-io/kasa/pkg/agent"
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/killall"
 	"github.com/kasa-io/kasa/pkg/logging"
-	"github.com/kasa-io/kasa/pkg/server"
 )
 
 // NewCommand returns `kasa killall`.
@@ -30,7 +30,7 @@ func NewCommand() *cobra.Command {
 			log := logging.Setup(cmd.ErrOrStderr(), false, 0)
 			return killall.Run(killall.Options{
 				DataDir: dataDir,
-				RunDir:  server.RunDir,
+				RunDir:  agent.RunDir,
 				Self:    os.Getpid(),
 				KasaExe: exe,
 				Log:     log,

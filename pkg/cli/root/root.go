@@ -6,11 +6,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kasa-io/kasa/pkg/cli/agent"
 	"github.com/kasa-io/kasa/pkg/cli/apps"
 	"github.com/kasa-io/kasa/pkg/cli/checkconfig"
 	"github.com/kasa-io/kasa/pkg/cli/killall"
 	"github.com/kasa-io/kasa/pkg/cli/kubectl"
 	"github.com/kasa-io/kasa/pkg/cli/server"
+	"github.com/kasa-io/kasa/pkg/cli/token"
 	"github.com/kasa-io/kasa/pkg/cli/tools"
 	"github.com/kasa-io/kasa/pkg/version"
 )
@@ -30,6 +32,8 @@ func NewCommand() *cobra.Command {
 	})
 	cmd.AddCommand(
 		server.NewCommand(),
+		agent.NewCommand(),
+		token.NewCommand(kubectl.OSEnv()),
 		kubectl.NewCommand(kubectl.OSEnv()),
 		killall.NewCommand(),
 		checkconfig.NewCommand(),

@@ -3,10 +3,10 @@ package server
 
 import (
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 
+	agentcli "github.com/kasa-io/kasa/pkg/cli/agent"
 	"github.com/kasa-io/kasa/pkg/cli/hostinfo"
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/logging"
@@ -29,21 +29,9 @@ func NewCommand() *cobra.Command {
 				return err
 			}
 			log := logging.Setup(cmd.ErrOrStderr(), cfg.Debug, cfg.Verbosity)
-			return server.Run(cmd.Context(), cfg, server.Options{Log: log, Env: childEnv()})
+			return server.Run(cmd.Context(), cfg, server.Options{Log: log, Env: agentcli.ChildEnv()})
 		},
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd
-}
-
-// childEnv is kasa's environment for its child processes, without the KASA_*
-// settings (which may hold secrets).
-func childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "KASA_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }

@@ -1,4 +1,5 @@
-package server
+// Package kubeconfig writes the kubeconfig files of kasa's components.
+package kubeconfig
 
 import (
 	"fmt"
@@ -10,8 +11,8 @@ import (
 	"github.com/kasa-io/kasa/pkg/fileutil"
 )
 
-// kubeconfigSpec describes a kubeconfig for one client certificate.
-type kubeconfigSpec struct {
+// Spec describes a kubeconfig for one client certificate.
+type Spec struct {
 	Server   string
 	CAFile   string
 	CertFile string
@@ -21,9 +22,9 @@ type kubeconfigSpec struct {
 	Embed bool
 }
 
-// writeKubeconfig writes a kubeconfig with one cluster, user and context
+// Write writes a kubeconfig with one cluster, user and context
 // named "default", as k3s does.
-func writeKubeconfig(file string, mode os.FileMode, s kubeconfigSpec) error {
+func Write(file string, mode os.FileMode, s Spec) error {
 	cluster := &clientcmdapi.Cluster{Server: s.Server}
 	user := &clientcmdapi.AuthInfo{}
 	if s.Embed {

@@ -1,0 +1,347 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/kubernetes/pkg/util/taints"
+
+	"github.com/kasa-io/kasa/pkg/agent/containerd"
+	"github.com/kasa-io/kasa/pkg/agent/images"
+	"github.com/kasa-io/kasa/pkg/bundle"
+	"github.com/kasa-io/kasa/pkg/checkconfig"
+	"github.com/kasa-io/kasa/pkg/component"
+	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/fileutil"
+	"github.com/kasa-io/kasa/pkg/kubeconfig"
+)
+
+// RunDir holds the node's sockets and volatile state.
+const RunDir = "/run/kasa"
+
+// ErrNodeRunning is returned when another kasa node runs on this machine.
+var ErrNodeRunning = errors.New("a kasa node already runs on this machine")
+
+// LockNode takes the machine-wide lock of a node: one kasa node per
+// machine, since a node owns the kubelet's ports, /run/kasa and the pod
+// network. what says how to run this command without a node, for the
+// message when another node holds the lock.
+func LockNode(what string) (*fileutil.Lock, error) {
+	file := filepath.Join(RunDir, "node.lock")
+	return fileutil.LockFile(file, func(err error) error {
+		return fmt.Errorf("%s is not usable: %w", filepath.Dir(file), err)
+	}, func(pid string) error {
+		return fmt.Errorf("%w (pid %s): stop it first (kasa killall)%s", ErrNodeRunning, pid, what)
+	})
+}
+
+// Paths is the layout of <data-dir>/agent.
+type Paths struct{ Root string }
+
+// NewPaths returns the layout under dataDir.
+func NewPaths(dataDir string) Paths { return Paths{Root: filepath.Join(dataDir, "agent")} }
+
+// Join returns a path under the agent folder.
+func (n Paths) Join(elem ...string) string {
+	return filepath.Join(append([]string{n.Root}, elem...)...)
+}
+
+// TLS is the node's certificate folder.
+func (n Paths) TLS(name string) string { return n.Join("tls", name) }
+
+// Clients are the node's client identities: each has client-<name>.crt and
+// .key in the node's TLS folder and a <name>.kubeconfig.
+var Clients = []string{"kubelet", "kube-proxy", "flannel", "local-path"}
+
+// Node is what a machine's node parts need to run.
+type Node struct {
+	DataDir string
+	Name    string
+	IP      netip.Addr
+	Agent   *config.Agent
+	// ServerURL is where the node's clients reach the API server: the
+	// server's own address on a server, the local load balancer on an agent.
+	ServerURL string
+	// CAFile is the cluster CA; the certificates in Paths.TLS are signed by it.
+	CAFile        string
+	ClusterCIDR   string
+	ClusterDNS    string
+	ClusterDomain string
+	// FlannelBackend is the cluster's: vxlan, host-gw or none.
+	FlannelBackend string
+	// LocalStorage runs the local-path provisioner's node part.
+	LocalStorage bool
+	Env          []string
+	Log          *slog.Logger
+}
+
+// Components returns this machine's node parts, in their start order:
+// containerd, image import, kubelet, the pod network, kube-proxy and the
+// local-path volumes. The certificates must be in place.
+func Components(n Node) ([]component.Component, error) {
+	a := n.Agent
+	log := n.Log
+	host := checkconfig.Host{}
+	results := checkconfig.Run(host)
+	if err := checkconfig.Failed(results); err != nil {
+		return nil, err
+	}
+	for _, r := range results {
+		if r.Level == checkconfig.Warn {
+			log.Warn("host check", "check", r.Name, "detail", r.Detail, "fix", r.Fix)
+		}
+	}
+	np := NewPaths(n.DataDir)
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	payload, err := bundle.Find(exe)
+	if err != nil {
+		return nil, err
+	}
+	bdir, err := payload.Unpack(n.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	binDir := filepath.Join(bdir, "bin")
+
+	nodeIP := n.IP
+	for _, c := range Clients {
+		if err := kubeconfig.Write(np.Join(c+".kubeconfig"), 0o600, kubeconfig.Spec{
+			Server: n.ServerURL, CAFile: n.CAFile,
+			CertFile: np.TLS("client-" + c + ".crt"), KeyFile: np.TLS("client-" + c + ".key"),
+		}); err != nil {
+			return nil, err
+		}
+	}
+	// The kubelet's identity may read its own Node, which is all the
+	// readiness checks below need.
+	client, err := clientFor(np.Join("kubelet.kubeconfig"))
+	if err != nil {
+		return nil, err
+	}
+	resolv, err := resolvConf(a.ResolvConf)
+	if err != nil {
+		return nil, err
+	}
+	taintList, _, err := taints.ParseTaints(a.NodeTaints)
+	if err != nil {
+		return nil, fmt.Errorf("--node-taint: %w", err)
+	}
+	if err := SaveSysctls(SysctlStateFile(n.DataDir), ChangedSysctls); err != nil {
+		return nil, err
+	}
+	cgroupV1 := host.CgroupV1()       // warned about by the host checks above
+	restrictOOM := !hasCapability(24) // CAP_SYS_RESOURCE
+	if restrictOOM {
+		log.Info("kasa lacks CAP_SYS_RESOURCE here; containerd will not lower oom_score_adj (restrict_oom_score_adj)")
+	}
+
+	ctrd := containerd.Config{
+		BinDir:              binDir,
+		Root:                np.Join("containerd"),
+		RunDir:              filepath.Join(RunDir, "containerd"),
+		ConfigDir:           np.Join("etc", "containerd"),
+		RegistryDir:         np.Join("etc", "containerd", "certs.d"),
+		CNIConfDir:          np.Join("etc", "cni", "net.d"),
+		RestrictOOMScoreAdj: restrictOOM,
+		Env:                 n.Env,
+		Log:                 log,
+		Output:              prefixed(os.Stderr, "containerd: "),
+	}
+	proc, err := ctrd.Process()
+	if err != nil {
+		return nil, err
+	}
+	registries, err := containerd.LoadRegistries(a.PrivateRegistry)
+	if err != nil {
+		return nil, fmt.Errorf("--private-registry %w", err)
+	}
+	if err := registries.WriteHosts(ctrd.RegistryDir, a.DisableDefaultRegistryEndpoint); err != nil {
+		return nil, err
+	}
+	// For `kasa crictl`, as k3s writes one too.
+	crictlConf := fmt.Sprintf("runtime-endpoint: %s\nimage-endpoint: %s\ntimeout: 10\n", ctrd.Endpoint(), ctrd.Endpoint())
+	if err := fileutil.WriteFile(np.Join("etc", "crictl.yaml"), []byte(crictlConf), 0o644); err != nil {
+		return nil, err
+	}
+	node := n.Name
+	iface := a.FlannelIface
+	if iface == "" {
+		iface = nodeIP.String()
+	}
+	var network []component.Component
+	if n.FlannelBackend != "none" {
+		network = append(network, &Flannel{
+			NodeName:    node,
+			Kubeconfig:  np.Join("flannel.kubeconfig"),
+			ClusterCIDR: n.ClusterCIDR,
+			Backend:     n.FlannelBackend,
+			Iface:       iface,
+			RunDir:      filepath.Join(RunDir, "flannel"),
+			ConfDir:     ctrd.CNIConfDir,
+			IPAMDir:     np.Join("cni", "networks"),
+			Sysctl:      WriteSysctl,
+			PodCIDR: func(ctx context.Context) error {
+				n, err := client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				if n.Spec.PodCIDR == "" {
+					return errors.New("no pod CIDR yet")
+				}
+				return nil
+			},
+		})
+	}
+	components := []component.Component{
+		proc,
+		&images.Loader{
+			Importer: images.Importer{Ctr: filepath.Join(binDir, "ctr"), Socket: ctrd.Socket()},
+			Dirs:     []string{filepath.Join(bdir, "images"), np.Join("images")},
+			Log:      log.With("component", "images"),
+		},
+		&Kubelet{Config: KubeletConfig{
+			NodeName:      node,
+			NodeIP:        nodeIP.String(),
+			RootDir:       np.Join("kubelet"),
+			ConfigFile:    np.Join("etc", "kubelet.yaml"),
+			Kubeconfig:    np.Join("kubelet.kubeconfig"),
+			ClientCA:      n.CAFile,
+			ServingCrt:    np.TLS("serving-kubelet.crt"),
+			ServingKey:    np.TLS("serving-kubelet.key"),
+			RuntimeSock:   ctrd.Socket(),
+			ClusterDNS:    n.ClusterDNS,
+			ClusterDomain: n.ClusterDomain,
+			ResolvConf:    resolv,
+			CgroupV1:      cgroupV1,
+			Labels:        a.NodeLabels,
+			Taints:        taintList,
+			Args:          a.KubeletArgs,
+			Ready: func(ctx context.Context) error {
+				n, err := client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				if len(n.Status.Addresses) == 0 {
+					return errors.New("node has no addresses yet")
+				}
+				return nil
+			},
+		}},
+		&KubeProxy{
+			NodeName:    node,
+			NodeIP:      nodeIP.String(),
+			ClusterCIDR: n.ClusterCIDR,
+			Kubeconfig:  np.Join("kube-proxy.kubeconfig"),
+			Args:        a.KubeProxyArgs,
+		},
+	}
+	if n.LocalStorage {
+		storage := a.LocalStoragePath
+		if storage == "" {
+			storage = filepath.Join(n.DataDir, "storage")
+		}
+		lpClient, err := clientFor(np.Join("local-path.kubeconfig"))
+		if err != nil {
+			return nil, err
+		}
+		components = append(components, &LocalPath{NodeName: node, Dir: storage, Client: lpClient})
+	}
+	// The pod network comes after the kubelet (which registers the node that
+	// flannel leases for) and before kube-proxy.
+	return slices.Insert(components, 3, network...), nil
+}
+
+func clientFor(kubeconfig string) (kubernetes.Interface, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(rc)
+}
+
+// resolvConf picks the resolv.conf for pods: the one given, else the
+// host's unless it names loopback servers (which pods cannot reach), else
+// systemd-resolved's list of upstream servers.
+func resolvConf(given string) (string, error) {
+	if given != "" {
+		if !exists(given) {
+			return "", fmt.Errorf("--resolv-conf %s does not exist", given)
+		}
+		return given, nil
+	}
+	for _, f := range []string{"/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"} {
+		if exists(f) && !loopbackServers(f) {
+			return f, nil
+		}
+	}
+	return "", errors.New("the host's resolv.conf names only loopback DNS servers, which pods cannot reach: give a file with --resolv-conf")
+}
+
+func loopbackServers(file string) bool {
+	f, err := os.Open(file)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) >= 2 && fields[0] == "nameserver" {
+			if a, err := netip.ParseAddr(fields[1]); err == nil && a.IsLoopback() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// hasCapability reports whether this process has capability bit n.
+func hasCapability(n uint) bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			var caps uint64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%x", &caps); err != nil {
+				return false
+			}
+			return caps&(1<<n) != 0
+		}
+	}
+	return false
+}
+
+// prefixed writes each line of a child's output with a prefix.
+func prefixed(w io.Writer, prefix string) io.Writer {
+	pr, pw := io.Pipe()
+	go func() {
+		s := bufio.NewScanner(pr)
+		s.Buffer(make([]byte, 64*1024), 1024*1024)
+		for s.Scan() {
+			fmt.Fprintln(w, prefix+s.Text())
+		}
+	}()
+	return pw
+}

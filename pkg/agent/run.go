@@ -1,0 +1,276 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/kasa-io/kasa/pkg/component"
+	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/fileutil"
+	"github.com/kasa-io/kasa/pkg/join"
+	"github.com/kasa-io/kasa/pkg/pki"
+	"github.com/kasa-io/kasa/pkg/token"
+)
+
+// StopTimeout bounds a clean stop of an agent's parts.
+const StopTimeout = 14 * time.Second
+
+// Options are what Run needs besides the settings.
+type Options struct {
+	Log *slog.Logger
+	// Env is the base environment of containerd, without KASA_* settings.
+	Env []string
+	// OnReady is called once every part of the node is ready.
+	OnReady func()
+}
+
+// State is what an agent keeps of its join (<data-dir>/agent/etc/join.json).
+type State struct {
+	NodeName string       `json:"nodeName"`
+	Servers  []string     `json:"servers"`
+	Cluster  join.Cluster `json:"cluster"`
+}
+
+// Run joins this machine to the cluster at cfg.Server (unless it has
+// joined before and its certificates are current), then runs its node's
+// parts behind a local load balancer until ctx ends.
+func Run(ctx context.Context, cfg *config.AgentNode, o Options) error {
+	log := o.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+	np := NewPaths(cfg.DataDir)
+	lock, err := fileutil.LockFile(np.Join("kasa-agent.lock"), func(err error) error {
+		return fmt.Errorf("data dir %s is not usable: %w (pick another with --data-dir)", cfg.DataDir, err)
+	}, func(pid string) error {
+		return fmt.Errorf("another kasa agent (pid %s) is running on %s; stop it first or pick another --data-dir", pid, cfg.DataDir)
+	})
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	nodeLock, err := LockNode("")
+	if err != nil {
+		return err
+	}
+	defer nodeLock.Release()
+
+	state, err := bootstrap(ctx, cfg, np, log)
+	if err != nil || ctx.Err() != nil {
+		return err
+	}
+	lb := &LoadBalancer{
+		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.LBServerPort)),
+		Log:  log.With("component", "load-balancer"),
+	}
+	given := hostPort(cfg.Server)
+	lb.SetServers(append(slices.Clone(state.Servers), given))
+	node, err := Components(Node{
+		DataDir:        cfg.DataDir,
+		Name:           state.NodeName,
+		IP:             cfg.NodeIPs[0],
+		Agent:          cfg.Agent,
+		ServerURL:      "https://" + lb.Addr,
+		CAFile:         np.TLS("ca.crt"),
+		ClusterCIDR:    state.Cluster.ClusterCIDR,
+		ClusterDNS:     state.Cluster.ClusterDNS,
+		ClusterDomain:  state.Cluster.ClusterDomain,
+		FlannelBackend: state.Cluster.FlannelBackend,
+		LocalStorage:   state.Cluster.LocalStorage,
+		Env:            o.Env,
+		Log:            log,
+	})
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	watcher := &serverWatcher{lb: lb, given: given, state: state, file: np.Join("etc", "join.json"),
+		kubeconfig: np.Join("kube-proxy.kubeconfig"), log: log.With("component", "load-balancer")}
+	components := append([]component.Component{lb}, node...)
+	components = append(components, watcher)
+	m := &component.Manager{ReadyTimeout: 3 * time.Minute, StopTimeout: StopTimeout, Log: log}
+	return m.Run(ctx, components, o.OnReady)
+}
+
+// hostPort returns the host:port of an https URL validated by config.
+func hostPort(server string) string {
+	u, err := url.Parse(server)
+	if err != nil {
+		return server
+	}
+	return u.Host
+}
+
+// bootstrap returns the agent's join state, joining first when this
+// machine has not joined as cfg.NodeName yet, or its certificates are due
+// for renewal and a token is at hand.
+func bootstrap(ctx context.Context, cfg *config.AgentNode, np Paths, log *slog.Logger) (*State, error) {
+	stateFile := np.Join("etc", "join.json")
+	var state State
+	if b, err := os.ReadFile(stateFile); err == nil {
+		if err := json.Unmarshal(b, &state); err != nil {
+			return nil, fmt.Errorf("%s: %w (remove it to join again)", stateFile, err)
+		}
+	}
+	if state.NodeName == cfg.NodeName {
+		expires, err := checkNodeCerts(np, cfg.NodeName)
+		switch {
+		case err == nil && time.Until(expires) > pki.RenewBefore:
+			log.Info("joined before; using the node's certificates", "node", cfg.NodeName, "expires", expires.Format(time.DateOnly))
+			return &state, nil
+		case err == nil && cfg.Token == "" && time.Now().Before(expires):
+			log.Warn("the node's certificates expire soon and there is no token to renew them: give --token", "expires", expires.Format(time.DateOnly))
+			return &state, nil
+		case err != nil:
+			log.Info("joining again", "reason", err)
+		}
+	} else if state.NodeName != "" {
+		log.Info("joining under a new name", "was", state.NodeName, "now", cfg.NodeName)
+	}
+	if cfg.Token == "" {
+		return nil, errors.New("this node has not joined the cluster yet: give --token (or KASA_TOKEN, --token-file); a server's token is in its <data-dir>/server/token, and kasa token create on a server makes one that joins agents")
+	}
+	t, err := token.Parse(cfg.Token.Reveal())
+	if err != nil {
+		return nil, fmt.Errorf("--token: %w", err)
+	}
+	password, err := nodePassword(np.Join("node-password"))
+	if err != nil {
+		return nil, err
+	}
+	req := join.Request{NodeName: cfg.NodeName, Role: join.RoleAgent, Password: password, Keys: map[string]string{}}
+	var ips []net.IP
+	for _, a := range cfg.NodeIPs {
+		req.Addresses = append(req.Addresses, a.String())
+		ips = append(ips, net.IP(a.AsSlice()))
+	}
+	leaves := join.NodeCerts(cfg.NodeName, ips)
+	for _, l := range leaves {
+		key, err := pki.EnsureKey(np.TLS(l.KeyFile))
+		if err != nil {
+			return nil, err
+		}
+		pub, err := pki.PublicKeyPEM(key.Public())
+		if err != nil {
+			return nil, err
+		}
+		req.Keys[join.CertName(l)] = string(pub)
+	}
+
+	var resp *join.Response
+	var caPEM []byte
+	err = retryUnreachable(ctx, log, func() error {
+		var pinned bool
+		var err error
+		if caPEM, pinned, err = join.FetchCA(ctx, cfg.Server, t); err != nil {
+			return err
+		}
+		if !pinned {
+			log.Warn("the token names no CA hash, so the server's CA was taken on trust; use the full token (K10...) to pin it")
+		}
+		resp, err = join.Join(ctx, cfg.Server, caPEM, t, req)
+		return err
+	})
+	if err != nil || ctx.Err() != nil {
+		return nil, err
+	}
+	if err := fileutil.WriteFile(np.TLS("ca.crt"), caPEM, 0o644); err != nil {
+		return nil, err
+	}
+	for _, l := range leaves {
+		crt, ok := resp.Certificates[join.CertName(l)]
+		if !ok {
+			return nil, fmt.Errorf("the server sent no %s certificate", join.CertName(l))
+		}
+		if err := fileutil.WriteFile(np.TLS(l.CertFile), []byte(crt), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	state = State{NodeName: cfg.NodeName, Servers: resp.Servers, Cluster: resp.Cluster}
+	if err := saveState(stateFile, &state); err != nil {
+		return nil, err
+	}
+	log.Info("joined the cluster", "node", cfg.NodeName, "server", cfg.Server, "servers", resp.Servers)
+	return &state, nil
+}
+
+// retryUnreachable runs f until it succeeds or fails for another reason
+// than an unreachable server, waiting 1 s, then twice as long up to 30 s,
+// between tries; it logs when the server cannot be reached and when it
+// can again.
+func retryUnreachable(ctx context.Context, log *slog.Logger, f func() error) error {
+	failing := false
+	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+		err := f()
+		if !errors.Is(err, join.ErrUnreachable) {
+			if failing && err == nil {
+				log.Info("the server answers")
+			}
+			return err
+		}
+		if !failing {
+			log.Warn("cannot reach the server; retrying with backoff", "err", err)
+			failing = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// checkNodeCerts checks the node's certificates against its CA and name,
+// and returns when the first of them expires.
+func checkNodeCerts(np Paths, name string) (time.Time, error) {
+	caPEM, err := os.ReadFile(np.TLS("ca.crt"))
+	if err != nil {
+		return time.Time{}, err
+	}
+	var first time.Time
+	for _, l := range join.NodeCerts(name, nil) {
+		exp, err := pki.CheckLeaf(np.TLS(l.CertFile), np.TLS(l.KeyFile), caPEM, l.CommonName)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if first.IsZero() || exp.Before(first) {
+			first = exp
+		}
+	}
+	return first, nil
+}
+
+// nodePassword returns the node's password, making one on first use.
+func nodePassword(file string) (string, error) {
+	if b, err := os.ReadFile(file); err == nil {
+		if p := string(b); len(p) >= 32 {
+			return p, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("node password: %w", err)
+	}
+	p, err := token.NewSecret()
+	if err != nil {
+		return "", err
+	}
+	return p, fileutil.WriteFile(file, []byte(p), 0o600)
+}
+
+func saveState(file string, s *State) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return fileutil.WriteFile(file, append(b, '\n'), 0o600)
+}

@@ -1,0 +1,54 @@
+// Package agent is the `kasa agent` command.
+package agent
+
+import (
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kasa-io/kasa/pkg/agent"
+	"github.com/kasa-io/kasa/pkg/cli/hostinfo"
+	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/logging"
+)
+
+// NewCommand returns `kasa agent`.
+func NewCommand() *cobra.Command {
+	o := &config.AgentNodeOptions{}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Join this machine to a cluster as a node",
+		Long: `Join this machine to a kasa cluster as a node and run the node's parts: containerd, the
+kubelet, kube-proxy and the pod network. The first start needs the server's address and a token;
+later starts use the node's certificates.
+
+  kasa agent --server https://SERVER:6443 --token K10...`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.Resolve(cmd.Flags(), config.Sources{LookupEnv: os.LookupEnv}); err != nil {
+				return err
+			}
+			cfg, err := o.Complete(hostinfo.Read())
+			if err != nil {
+				return err
+			}
+			log := logging.Setup(cmd.ErrOrStderr(), cfg.Debug, cfg.Verbosity)
+			return agent.Run(cmd.Context(), cfg, agent.Options{Log: log, Env: ChildEnv()})
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+// ChildEnv is kasa's environment for its child processes, without the
+// KASA_* settings (which may hold secrets).
+func ChildEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KASA_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}

@@ -1,0 +1,153 @@
+package join
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/kasa-io/kasa/pkg/token"
+)
+
+// ErrCAMismatch is returned when the server's CA is not the one the token
+// names. Nothing secret has been sent when it is returned.
+var ErrCAMismatch = errors.New("the server's CA does not match the token")
+
+// ErrUnreachable is returned when the server cannot be reached; a retry
+// may succeed.
+var ErrUnreachable = errors.New("cannot reach the server")
+
+// ErrRefused is returned when the server refuses a join; its message says
+// why.
+var ErrRefused = errors.New("join refused")
+
+// requestTimeout bounds each request of a join.
+const requestTimeout = 30 * time.Second
+
+// FetchCA reads the cluster CA from server (https://host:port) and checks
+// it against the token's hash. With a short token, which names no hash,
+// the CA is taken as found; pinned reports whether it was checked.
+func FetchCA(ctx context.Context, server string, t token.Token) (caPEM []byte, pinned bool, err error) {
+	u, err := endpoint(server, CACertsPath)
+	if err != nil {
+		return nil, false, err
+	}
+	// The CA is what this request fetches, so nothing can verify the
+	// server yet: the hash in the token does, next.
+	c := &http.Client{Timeout: requestTimeout, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, //nolint:gosec // checked against the token's hash below
+	}}
+	defer c.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, false, unreachable(server, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxRequest))
+	if err != nil {
+		return nil, false, unreachable(server, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, false, fmt.Errorf("%s answered %s to %s: is it a kasa server?", server, resp.Status, CACertsPath)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(body) {
+		return nil, false, fmt.Errorf("%s sent no CA certificate: is it a kasa server?", server)
+	}
+	if t.CAHash == "" {
+		return body, false, nil
+	}
+	sum := sha256.Sum256(body)
+	if got := hex.EncodeToString(sum[:]); got != t.CAHash {
+		return nil, false, fmt.Errorf("%w: %s shows a CA with hash %s, the token names %s; this is not the cluster the token is for (or something is in between), so the token's secret was not sent", ErrCAMismatch, server, got[:16]+"...", t.CAHash[:16]+"...")
+	}
+	return body, true, nil
+}
+
+// Join posts req to server with the token's credentials, over TLS verified
+// by caPEM, and returns the server's answer.
+func Join(ctx context.Context, server string, caPEM []byte, t token.Token, req Request) (*Response, error) {
+	u, err := endpoint(server, JoinPath)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, errors.New("no CA certificate to verify the server with")
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	c := &http.Client{Timeout: requestTimeout, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+	}}
+	defer c.CloseIdleConnections()
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	user := t.User
+	if t.CAHash == "" && !t.Bootstrap {
+		user = "" // a short token: the server tries it as each kind
+	}
+	hr.SetBasicAuth(user, t.Secret)
+	resp, err := c.Do(hr)
+	if err != nil {
+		return nil, unreachable(server, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, unreachable(server, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e errorBody
+		if json.Unmarshal(data, &e) != nil || e.Message == "" {
+			e.Message = resp.Status
+		}
+		hint := ""
+		if resp.StatusCode == http.StatusUnauthorized {
+			hint = "; on a server, kasa token create makes a new one"
+		}
+		return nil, fmt.Errorf("%w by %s: %s%s", ErrRefused, server, e.Message, hint)
+	}
+	var out Response
+	if err := json.Unmarshal(data, &out); err != nil {
+		return nil, fmt.Errorf("%s: malformed join answer: %w", server, err)
+	}
+	return &out, nil
+}
+
+// endpoint returns the URL of path on server, which must be https://host[:port].
+func endpoint(server, path string) (string, error) {
+	u, err := url.Parse(server)
+	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		return "", fmt.Errorf("invalid server URL %q: want https://HOST:6443", server)
+	}
+	u.Path = path
+	return u.String(), nil
+}
+
+func unreachable(server string, err error) error {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 && strings.Contains(msg, "dial tcp") {
+		msg = msg[i+2:]
+	}
+	return fmt.Errorf("%w %s: %s; check the address and that kasa server runs there", ErrUnreachable, server, msg)
+}

@@ -1,0 +1,243 @@
+package join
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kasa-io/kasa/pkg/pki"
+)
+
+// maxRequest bounds a join request's body.
+const maxRequest = 64 << 10
+
+// reservedNames cannot be node names: a serving certificate for them would
+// pass for the API server's.
+var reservedNames = []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"}
+
+// Handler serves /cacerts and /v1-kasa/join on the API port.
+type Handler struct {
+	CA      *pki.CA
+	Store   *Store
+	Cluster Cluster
+	Log     *slog.Logger
+	// Now is the clock for certificates; time.Now when nil.
+	Now func() time.Time
+
+	// checks bounds the password hashing that unauthenticated requests
+	// can cause.
+	checks chan struct{}
+}
+
+// Wrap serves the join paths and passes every other request to next.
+func (h *Handler) Wrap(next http.Handler) http.Handler {
+	h.checks = make(chan struct{}, 2)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case CACertsPath:
+			h.serveCACerts(w, r)
+		case JoinPath:
+			h.serveJoin(w, r)
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+func (h *Handler) serveCACerts(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		refuse(w, http.StatusMethodNotAllowed, "use GET")
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, _ = w.Write(h.CA.CertPEM)
+}
+
+func (h *Handler) serveJoin(w http.ResponseWriter, r *http.Request) {
+	log := h.Log.With("remote", remoteIP(r))
+	if r.Method != http.MethodPost {
+		refuse(w, http.StatusMethodNotAllowed, "use POST")
+		return
+	}
+	user, secret, ok := r.BasicAuth()
+	if !ok || secret == "" {
+		refuse(w, http.StatusUnauthorized, "no token given")
+		return
+	}
+	var req Request
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxRequest)).Decode(&req); err != nil {
+		refuse(w, http.StatusBadRequest, "malformed join request: "+err.Error())
+		return
+	}
+	log = log.With("node", req.NodeName, "role", req.Role)
+	if err := checkRequest(&req); err != nil {
+		log.Warn("join refused", "reason", err)
+		refuse(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
+	defer cancel()
+	select {
+	case h.checks <- struct{}{}:
+	case <-ctx.Done():
+		refuse(w, http.StatusServiceUnavailable, "the server is busy; try again")
+		return
+	}
+	role, err := h.Store.Authenticate(ctx, user, secret)
+	<-h.checks
+	if err != nil {
+		log.Error("join: cannot check the token", "err", err)
+		refuse(w, http.StatusServiceUnavailable, "the server cannot check tokens right now; try again")
+		return
+	}
+	switch {
+	case role == "":
+		log.Warn("join refused", "reason", "token not accepted")
+		refuse(w, http.StatusUnauthorized, "the token was not accepted: it is wrong, was rotated, or has expired")
+		return
+	case req.Role == RoleServer && role != RoleServer:
+		log.Warn("join refused", "reason", "agent token used to join a server")
+		refuse(w, http.StatusForbidden, "this token can only join agents: a server joins with the server token")
+		return
+	case req.Role == RoleServer:
+		log.Warn("join refused", "reason", "server join")
+		refuse(w, http.StatusNotImplemented, "this kasa version joins agents only; more servers need a later version")
+		return
+	}
+	resp, err := h.sign(&req)
+	if err != nil {
+		log.Warn("join refused", "reason", err)
+		refuse(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := h.Store.ClaimNodeName(ctx, req.NodeName, req.Password); err != nil {
+		if errors.Is(err, ErrNameTaken) {
+			log.Warn("join refused", "reason", "node name taken")
+			refuse(w, http.StatusConflict, err.Error())
+			return
+		}
+		log.Error("join: cannot check the node password", "err", err)
+		refuse(w, http.StatusServiceUnavailable, "the server cannot check the node's password right now; try again")
+		return
+	}
+	if resp.Servers, err = Servers(ctx, h.Store.Client); err != nil {
+		log.Error("join: cannot list the servers", "err", err)
+		refuse(w, http.StatusServiceUnavailable, "the server cannot list the API servers right now; try again")
+		return
+	}
+	resp.Cluster = h.Cluster
+	log.Info("node joined")
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// checkRequest validates what the node says about itself.
+func checkRequest(req *Request) error {
+	if req.Role != RoleAgent && req.Role != RoleServer {
+		return fmt.Errorf("unknown role %q", req.Role)
+	}
+	if errs := validation.IsDNS1123Subdomain(req.NodeName); len(errs) > 0 {
+		return fmt.Errorf("invalid node name %q: %s", req.NodeName, errs[0])
+	}
+	if slices.Contains(reservedNames, req.NodeName) {
+		return fmt.Errorf("node name %q is reserved: pick another with --node-name", req.NodeName)
+	}
+	if len(req.Password) < 16 {
+		return errors.New("the node password is missing or too short")
+	}
+	for _, a := range req.Addresses {
+		if net.ParseIP(a) == nil {
+			return fmt.Errorf("invalid node address %q", a)
+		}
+	}
+	return nil
+}
+
+// sign issues the node's certificates for the public keys it sent.
+func (h *Handler) sign(req *Request) (*Response, error) {
+	var ips []net.IP
+	for _, a := range req.Addresses {
+		ips = append(ips, net.ParseIP(a))
+	}
+	now := time.Now()
+	if h.Now != nil {
+		now = h.Now()
+	}
+	resp := &Response{Certificates: map[string]string{}}
+	for _, l := range NodeCerts(req.NodeName, ips) {
+		name := CertName(l)
+		keyPEM, ok := req.Keys[name]
+		if !ok {
+			return nil, fmt.Errorf("no public key for %s", name)
+		}
+		block, _ := pem.Decode([]byte(keyPEM))
+		if block == nil {
+			return nil, fmt.Errorf("public key for %s: no PEM block", name)
+		}
+		pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("public key for %s: %w", name, err)
+		}
+		crt, err := h.CA.Sign(pub, l, now)
+		if err != nil {
+			return nil, err
+		}
+		resp.Certificates[name] = string(crt)
+	}
+	return resp, nil
+}
+
+// Servers lists the API servers' addresses from the endpoints of the
+// kubernetes Service, where every kube-apiserver records its own.
+func Servers(ctx context.Context, c kubernetes.Interface) ([]string, error) {
+	list, err := c.DiscoveryV1().EndpointSlices(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{
+		LabelSelector: discoveryv1.LabelServiceName + "=kubernetes",
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, es := range list.Items {
+		for _, p := range es.Ports {
+			if p.Port == nil || (p.Name != nil && *p.Name != "https") {
+				continue
+			}
+			for _, ep := range es.Endpoints {
+				for _, a := range ep.Addresses {
+					out = append(out, net.JoinHostPort(a, strconv.Itoa(int(*p.Port))))
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+func refuse(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(errorBody{Message: msg})
+}
+
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

@@ -1,0 +1,734 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+
+	"github.com/kasa-io/kasa/pkg/join"
+	"github.com/kasa-io/kasa/pkg/pki"
+	"github.com/kasa-io/kasa/pkg/token"
+	"github.com/kasa-io/kasa/tests/harness"
+	"github.com/kasa-io/kasa/tests/harness/hosts"
+)
+
+// agentsNetwork is the network of TestE2EAgents, on its own subnet.
+const (
+	agentsNetwork = hosts.Prefix + "e2e-agents"
+	agentsSubnet  = "172.31.241.0/24"
+)
+
+// cluster is a server host and agent hosts of TestE2EAgents.
+type cluster struct {
+	t      *testing.T
+	srv    *hosts.Host
+	agents map[string]*hosts.Host
+	c      kubernetes.Interface
+}
+
+// TestE2EAgents: one server and two agents, each a host with its own
+// address and file system, joined with the different kinds of token;
+// workloads spread over them and reach each other across nodes; the
+// refused joins; an agent host lost and back; the server restarted under
+// running agents.
+func TestE2EAgents(t *testing.T) {
+	requireRoot(t)
+	bin, err := harness.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := hosts.Available(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := hosts.Cleanup(agentsNetwork); err != nil {
+		t.Fatalf("remove a killed run's leftovers: %v", err)
+	}
+	imageDir := t.TempDir()
+	if err := harness.BuildTestImage(filepath.Join(imageDir, "web.tar")); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshotMachine(t)
+	nw, err := hosts.NewNetwork(agentsNetwork, agentsSubnet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw.Logf = t.Logf
+	cl := &cluster{t: t, agents: map[string]*hosts.Host{}}
+	keep := func() bool { return t.Failed() && os.Getenv("KASA_E2E_KEEP_HOSTS") != "" }
+	var veths []string
+	t.Cleanup(func() {
+		if !keep() {
+			checkMachineClean(t, before, nw, veths)
+		}
+	})
+	t.Cleanup(func() {
+		if keep() {
+			t.Logf("KASA_E2E_KEEP_HOSTS: the hosts %v stay; the next run of the test removes them", nw.Hosts())
+			return
+		}
+		cl.teardown()
+		if err := nw.Close(); err != nil {
+			t.Errorf("close the network: %v", err)
+		}
+	})
+
+	// Three hosts, started together, with the test image in their images
+	// folder, which a node imports at start.
+	files := map[string]string{"/usr/local/bin/kasa": bin, inHostDataDir + "/agent/images/web.tar": filepath.Join(imageDir, "web.tar")}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var startErr error
+	for _, name := range []string{"srv", "ag1", "ag2"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h, err := nw.StartHost(ctx, name, hosts.HostOptions{Files: files})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				startErr = errors.Join(startErr, err)
+				return
+			}
+			if name == "srv" {
+				cl.srv = h
+			} else {
+				cl.agents[name] = h
+			}
+		}()
+	}
+	wg.Wait()
+	if startErr != nil {
+		t.Fatal(startErr)
+	}
+	veths = vethsOn(t, nw.Bridge)
+	ag1, ag2 := cl.agents["ag1"], cl.agents["ag2"]
+
+	// The server, with an agent token of its own.
+	const agentSecret = "e2e-agent-secret-0123456789"
+	started := time.Now()
+	cl.startServer()
+	cl.c = cl.client()
+	waitFor(t, 3*time.Minute, "node srv Ready", func() error { return nodesReady(ctx, cl.c, "srv") })
+	t.Logf("server node Ready %s after its start", time.Since(started).Round(100*time.Millisecond))
+	serverToken := strings.TrimSpace(mustExec(t, cl.srv, "cat", inHostDataDir+"/server/token"))
+	agentToken := strings.TrimSpace(mustExec(t, cl.srv, "cat", inHostDataDir+"/server/agent-token"))
+	if tk, err := token.Parse(agentToken); err != nil || tk.Secret != agentSecret || tk.User != token.AgentUser {
+		t.Fatalf("agent token file: %+v %v", tk, err)
+	}
+	srvURL := "https://" + cl.srv.IP + ":6443"
+
+	// Refused joins, with the real agent in host ag2 before it joins: the
+	// agent exits with one clear line and no node appears.
+	t.Run("refused", func(t *testing.T) {
+		st, _ := token.Parse(serverToken)
+		wrong := st
+		wrong.Secret = "not-the-secret"
+		out := agentFails(t, ag2, "bad-secret", wrong.String())
+		if !strings.Contains(out, "token was not accepted") {
+			t.Errorf("wrong secret: %s", out)
+		}
+		other := st
+		other.CAHash = strings.Repeat("ab", 32)
+		out = agentFails(t, ag2, "bad-ca", other.String())
+		if !strings.Contains(out, "does not match the token") || !strings.Contains(out, "was not sent") {
+			t.Errorf("CA mismatch: %s", out)
+		}
+		// The server saw the wrong secret, and never the mismatched one.
+		journal := cl.srv.Journal(ctx, "kasa", 2000)
+		if !strings.Contains(journal, "node=bad-secret") {
+			t.Errorf("the server did not log the refused join of bad-secret")
+		}
+		if strings.Contains(journal, "node=bad-ca") {
+			t.Errorf("a join request of bad-ca reached the server: the secret was sent")
+		}
+		for _, n := range []string{"bad-secret", "bad-ca"} {
+			if _, err := cl.c.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				t.Errorf("node %s: %v, want not found", n, err)
+			}
+		}
+		// The agent token cannot join a server (the protocol's own client,
+		// asking for the server role).
+		at, _ := token.Parse(agentToken)
+		ca, pinned, err := join.FetchCA(ctx, srvURL, at)
+		if err != nil || !pinned {
+			t.Fatalf("fetch the CA: %v (pinned %v)", err, pinned)
+		}
+		_, err = join.Join(ctx, srvURL, ca, at, join.Request{NodeName: "would-be-server", Role: join.RoleServer,
+			Password: "0123456789abcdef0123456789abcdef"})
+		if !errors.Is(err, join.ErrRefused) || !strings.Contains(err.Error(), "can only join agents") {
+			t.Errorf("agent token joining a server: %v", err)
+		}
+		// The server's own node name is taken.
+		out = agentFails(t, ag2, "srv", agentToken)
+		if !strings.Contains(out, `node "srv" belongs to another machine`) || !strings.Contains(out, "--node-name") {
+			t.Errorf("claiming the server's name: %s", out)
+		}
+	})
+
+	// ag1 joins with the agent token from a file; ag2 with a token made by
+	// kasa token create, through KASA_URL and KASA_TOKEN.
+	bootstrap := strings.TrimSpace(mustExec(t, cl.srv, "kasa", "token", "create", "--ttl", "1h", "--description", "e2e ag2"))
+	if tk, err := token.Parse(bootstrap); err != nil || !tk.Bootstrap || tk.CAHash == "" {
+		t.Fatalf("kasa token create printed %q: %+v %v", bootstrap, tk, err)
+	}
+	list := mustExec(t, cl.srv, "kasa", "token", "list")
+	if tk, _ := token.Parse(bootstrap); !strings.Contains(list, tk.User) || !strings.Contains(list, "e2e ag2") {
+		t.Errorf("kasa token list:\n%s", list)
+	}
+	if err := ag1.WriteFile(ctx, "/etc/kasa-token", []byte(agentToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	agentArgs := []string{"agent", "--data-dir", inHostDataDir, "--resolv-conf", hosts.PodResolvConf}
+	installUnit(t, ag1, "kasa-agent", append(agentArgs, "--server", srvURL, "--token-file", "/etc/kasa-token"), nil)
+	installUnit(t, ag2, "kasa-agent", agentArgs, []string{"KASA_URL=" + srvURL, "KASA_TOKEN=" + bootstrap})
+	started = time.Now()
+	mustExec(t, ag1, "systemctl", "start", "kasa-agent")
+	mustExec(t, ag2, "systemctl", "start", "kasa-agent")
+	waitFor(t, 3*time.Minute, "three nodes Ready", func() error { return nodesReady(ctx, cl.c, "srv", "ag1", "ag2") })
+	t.Logf("both agents joined and Ready %s after their start", time.Since(started).Round(100*time.Millisecond))
+	for name, h := range cl.agents {
+		if ps := mustExec(t, h, "ps", "-eo", "args"); strings.Contains(ps, agentSecret) || strings.Contains(ps, bootstrap) {
+			t.Errorf("host %s: a token shows in the process list", name)
+		}
+		if journal := h.Journal(ctx, "kasa-agent", 5000); strings.Contains(journal, agentSecret) || strings.Contains(journal, bootstrap) {
+			t.Errorf("host %s: a token shows in the agent's log", name)
+		}
+		for _, f := range []string{"node-password", "tls/client-kubelet.key", "kubelet.kubeconfig"} {
+			if mode := strings.TrimSpace(mustExec(t, h, "stat", "-c", "%a", inHostDataDir+"/agent/"+f)); mode != "600" {
+				t.Errorf("host %s: %s has mode %s", name, f, mode)
+			}
+		}
+		node, err := cl.c.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ip := internalIP(node); ip != h.IP {
+			t.Errorf("node %s has internal IP %s, want the host's %s", name, ip, h.IP)
+		}
+	}
+
+	// Six replicas spread over the three nodes (two each); from a pod on
+	// each node, a pod on every other node and the Service by name answer.
+	cl.webDeployment(ctx)
+	var pods []corev1.Pod
+	waitFor(t, 2*time.Minute, "six web pods running, two per node", func() error {
+		var err error
+		pods, err = webPods(ctx, cl.c, 6)
+		if err != nil {
+			return err
+		}
+		return spread(pods, map[string]int{"srv": 2, "ag1": 2, "ag2": 2})
+	})
+	cl.crossNode(ctx, pods)
+
+	// Node loss: ag2 stops; its node turns NotReady and its pods come up
+	// on the others.
+	t.Run("node loss", func(t *testing.T) {
+		stopped := time.Now()
+		if err := ag2.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 90*time.Second, "node ag2 NotReady", func() error {
+			n, err := cl.c.CoreV1().Nodes().Get(ctx, "ag2", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if ready(n) {
+				return errors.New("still Ready")
+			}
+			return nil
+		})
+		notReady := time.Since(stopped)
+		t.Logf("node ag2 NotReady %s after its host stopped", notReady.Round(time.Second))
+		if notReady > 60*time.Second {
+			t.Errorf("node ag2 turned NotReady after %s, want within 60 s", notReady.Round(time.Second))
+		}
+		waitFor(t, 2*time.Minute, "six web pods running on srv and ag1", func() error {
+			pods, err := webPods(ctx, cl.c, 6)
+			if err != nil {
+				return err
+			}
+			for _, p := range pods {
+				if p.Spec.NodeName == "ag2" {
+					return fmt.Errorf("pod %s still on ag2", p.Name)
+				}
+			}
+			return nil
+		})
+		t.Logf("the lost node's pods run elsewhere %s after its host stopped", time.Since(stopped).Round(time.Second))
+
+		// Back: the agent starts without a token (it has joined), the node
+		// is Ready and schedulable.
+		if err := ag2.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		installUnit(t, ag2, "kasa-agent", agentArgs, []string{"KASA_URL=" + srvURL})
+		back := time.Now()
+		mustExec(t, ag2, "systemctl", "start", "kasa-agent")
+		waitFor(t, 2*time.Minute, "node ag2 Ready again", func() error { return nodesReady(ctx, cl.c, "srv", "ag1", "ag2") })
+		t.Logf("node ag2 Ready %s after its agent started again", time.Since(back).Round(100*time.Millisecond))
+		pod := pinnedPod("on-ag2", "ag2")
+		if _, err := cl.c.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 90*time.Second, "a pod scheduled onto ag2 runs", func() error {
+			p, err := cl.c.CoreV1().Pods("default").Get(ctx, "on-ag2", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if p.Spec.NodeName != "ag2" || p.Status.Phase != corev1.PodRunning {
+				return fmt.Errorf("pod on %q is %s", p.Spec.NodeName, p.Status.Phase)
+			}
+			return nil
+		})
+	})
+
+	// Rotation: the old server and agent secrets stop joining; the joined
+	// nodes stay Ready.
+	t.Run("rotate", func(t *testing.T) {
+		newServer := strings.TrimSpace(mustExec(t, cl.srv, "kasa", "token", "rotate", "--data-dir", inHostDataDir))
+		newAgent := strings.TrimSpace(mustExec(t, cl.srv, "kasa", "token", "rotate", "--agent", "--data-dir", inHostDataDir))
+		if newServer == serverToken || newAgent == agentToken {
+			t.Fatal("rotate printed the old token")
+		}
+		if f := strings.TrimSpace(mustExec(t, cl.srv, "cat", inHostDataDir+"/server/token")); f != newServer {
+			t.Errorf("the server token file was not rewritten")
+		}
+		for _, old := range []string{serverToken, agentToken} {
+			tk, _ := token.Parse(old)
+			ca, _, err := join.FetchCA(ctx, srvURL, tk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = join.Join(ctx, srvURL, ca, tk, join.Request{NodeName: "late", Role: join.RoleAgent,
+				Password: "0123456789abcdef0123456789abcdef", Keys: joinKeys(t)})
+			if !errors.Is(err, join.ErrRefused) || !strings.Contains(err.Error(), "not accepted") {
+				t.Errorf("a rotated-away %s token: %v", tk.User, err)
+			}
+		}
+		time.Sleep(5 * time.Second)
+		if err := nodesReady(ctx, cl.c, "srv", "ag1", "ag2"); err != nil {
+			t.Errorf("after the rotation: %v", err)
+		}
+		// A new token works: the bootstrap token still joins; checked
+		// here with the node name ag1 claimed by another password.
+		tk, _ := token.Parse(newAgent)
+		ca, _, err := join.FetchCA(ctx, srvURL, tk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = join.Join(ctx, srvURL, ca, tk, join.Request{NodeName: "ag1", Role: join.RoleAgent,
+			Password: "another-machines-password-0123456789", Keys: joinKeys(t)})
+		if !errors.Is(err, join.ErrRefused) || !strings.Contains(err.Error(), `node "ag1" belongs to another machine`) {
+			t.Errorf("another machine claiming ag1: %v", err)
+		}
+	})
+
+	// The server restarts under the running agents: they reconnect by
+	// themselves and the workloads keep running.
+	t.Run("server restart", func(t *testing.T) {
+		pods, err := webPods(ctx, cl.c, 6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, cl.srv, "systemctl", "stop", "kasa")
+		time.Sleep(10 * time.Second)
+		restarted := time.Now()
+		mustExec(t, cl.srv, "systemctl", "start", "kasa")
+		waitFor(t, 3*time.Minute, "three nodes Ready after the server restart", func() error {
+			return nodesReady(ctx, cl.c, "srv", "ag1", "ag2")
+		})
+		// Proof that each agent is back: its kubelet renews its node's
+		// lease through the load balancer again.
+		for name := range cl.agents {
+			waitFor(t, 2*time.Minute, "node "+name+" renews its lease after the server restart", func() error {
+				l, err := cl.c.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, name, metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				if l.Spec.RenewTime == nil || !l.Spec.RenewTime.After(restarted) {
+					return fmt.Errorf("lease renewed at %v", l.Spec.RenewTime)
+				}
+				return nil
+			})
+		}
+		t.Logf("all nodes Ready and renewing their leases %s after the server started again", time.Since(restarted).Round(100*time.Millisecond))
+		after, err := webPods(ctx, cl.c, 6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range pods {
+			p, q := pods[i], after[i]
+			if p.UID != q.UID || restarts(q) != restarts(p) {
+				t.Errorf("pod %s changed across the server restart (uid %s -> %s, restarts %d -> %d)", p.Name, p.UID, q.UID, restarts(p), restarts(q))
+			}
+		}
+		for name, h := range cl.agents {
+			j := h.Journal(ctx, "kasa-agent", 5000)
+			down, up := strings.Count(j, "no server answers"), strings.Count(j, "server answers again")
+			if down < 1 || up < 1 || down > 2 || up > 2 {
+				t.Errorf("agent %s logged %d 'no server answers' and %d 'answers again' lines, want one of each per outage", name, down, up)
+			}
+		}
+		cl.crossNode(ctx, after)
+	})
+}
+
+// startServer starts kasa server in host srv as the unit kasa.
+func (cl *cluster) startServer() {
+	installUnit(cl.t, cl.srv, "kasa", []string{"server", "--data-dir", inHostDataDir, "--resolv-conf", hosts.PodResolvConf,
+		"--disable", "traefik,metrics-server"}, []string{"KASA_AGENT_TOKEN=e2e-agent-secret-0123456789"})
+	mustExec(cl.t, cl.srv, "systemctl", "start", "kasa")
+}
+
+// installUnit writes a systemd unit that runs kasa with args, and the
+// environment file it reads (mode 0600), as an installer would.
+func installUnit(t *testing.T, h *hosts.Host, name string, args []string, env []string) {
+	t.Helper()
+	ctx := context.Background()
+	unit := fmt.Sprintf(`[Unit]
+Description=kasa (%s)
+After=network-online.target
+
+[Service]
+Type=exec
+EnvironmentFile=-/etc/systemd/system/%s.service.env
+ExecStart=/usr/local/bin/kasa %s
+KillMode=process
+Delegate=yes
+`, name, name, strings.Join(args, " "))
+	if err := h.WriteFile(ctx, "/etc/systemd/system/"+name+".service", []byte(unit), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.WriteFile(ctx, "/etc/systemd/system/"+name+".service.env", []byte(strings.Join(env, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, h, "systemctl", "daemon-reload")
+}
+
+// client is a client of the cluster from this machine, with the server's
+// admin kubeconfig pointed at the server host's address.
+func (cl *cluster) client() kubernetes.Interface {
+	t := cl.t
+	var kc string
+	waitFor(t, 2*time.Minute, "the admin kubeconfig in host srv", func() error {
+		out, stderr, err := cl.srv.Exec(context.Background(), "cat", "/etc/kasa/kasa.yaml")
+		if err != nil {
+			return fmt.Errorf("%w %s", err, stderr)
+		}
+		kc = out
+		return nil
+	})
+	cfg, err := clientcmd.Load([]byte(kc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cfg.Clusters {
+		c.Server = "https://" + cl.srv.IP + ":6443"
+	}
+	rc, err := clientcmd.NewDefaultClientConfig(*cfg, nil).ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Timeout = 10 * time.Second
+	c, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// teardown stops kasa in every host and restores what it changed.
+func (cl *cluster) teardown() {
+	ctx := context.Background()
+	all := []*hosts.Host{}
+	if cl.srv != nil {
+		all = append(all, cl.srv)
+	}
+	for _, name := range slices.Sorted(maps.Keys(cl.agents)) {
+		all = append(all, cl.agents[name])
+	}
+	for _, h := range all {
+		if running, err := h.Running(ctx); err != nil || !running {
+			continue
+		}
+		if cl.t.Failed() {
+			unit := "kasa-agent"
+			if h == cl.srv {
+				unit = "kasa"
+			}
+			cl.t.Logf("journal of %s in host %s (tail):\n%s", unit, h.Name, h.Journal(ctx, unit, 80))
+		}
+		for try := 1; ; try++ {
+			out, stderr, err := h.Exec(ctx, "kasa", "killall", "--data-dir", inHostDataDir)
+			if err == nil {
+				break
+			}
+			if try == 3 || !strings.Contains(stderr, "device or resource busy") {
+				cl.t.Errorf("kasa killall in host %s (try %d): %v\n%s%s", h.Name, try, err, out, stderr)
+				break
+			}
+			time.Sleep(2 * time.Second)
+		}
+	}
+}
+
+// agentFails runs kasa agent in h as node name with tok, expects it to
+// fail at once, and returns its output.
+func agentFails(t *testing.T, h *hosts.Host, name, tok string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, stderr, err := h.Exec(ctx, "env", "KASA_TOKEN="+tok, "kasa", "agent", "--server", "https://srv:6443",
+		"--node-name", name, "--data-dir", inHostDataDir, "--resolv-conf", hosts.PodResolvConf)
+	if err == nil {
+		t.Fatalf("kasa agent as %s succeeded:\n%s%s", name, out, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(last, "kasa: ") {
+		t.Errorf("kasa agent as %s: the last line is not kasa's error: %q", name, last)
+	}
+	if strings.Contains(stderr, strings.SplitN(tok, ":", 4)[len(strings.SplitN(tok, ":", 4))-1]) {
+		t.Errorf("kasa agent as %s printed the token's secret", name)
+	}
+	return last
+}
+
+func nodesReady(ctx context.Context, c kubernetes.Interface, names ...string) error {
+	nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	var have []string
+	for i := range nodes.Items {
+		n := &nodes.Items[i]
+		have = append(have, n.Name)
+		if !ready(n) {
+			return fmt.Errorf("node %s not Ready", n.Name)
+		}
+		if n.Spec.Unschedulable || len(n.Spec.Taints) > 0 {
+			return fmt.Errorf("node %s not schedulable (taints %v)", n.Name, n.Spec.Taints)
+		}
+	}
+	slices.Sort(have)
+	want := slices.Sorted(slices.Values(names))
+	if !slices.Equal(have, want) {
+		return fmt.Errorf("nodes %v, want %v", have, want)
+	}
+	return nil
+}
+
+func ready(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func internalIP(n *corev1.Node) string {
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			return a.Address
+		}
+	}
+	return ""
+}
+
+// webDeployment creates the Deployment web (six replicas, at most one
+// more per node than on any other) and its Service. Its pods leave an
+// unreachable or not-ready node after 10 s instead of 5 min.
+func (cl *cluster) webDeployment(ctx context.Context) {
+	t := cl.t
+	labels := map[string]string{"app": "web"}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](6),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{
+						Name: "web", Image: testImage, ImagePullPolicy: corev1.PullNever, Args: []string{"serve", ":8080"},
+						Ports:          []corev1.ContainerPort{{ContainerPort: 8080}},
+						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromInt32(8080)}}, PeriodSeconds: 2},
+					}},
+					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
+						MaxSkew: 1, TopologyKey: corev1.LabelHostname, WhenUnsatisfiable: corev1.DoNotSchedule,
+						LabelSelector: &metav1.LabelSelector{MatchLabels: labels},
+						// A lost node (tainted unreachable) does not count.
+						NodeTaintsPolicy: ptr.To(corev1.NodeInclusionPolicyHonor),
+					}},
+					Tolerations: []corev1.Toleration{
+						{Key: corev1.TaintNodeUnreachable, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](10)},
+						{Key: corev1.TaintNodeNotReady, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](10)},
+					},
+				},
+			},
+		},
+	}
+	if _, err := cl.c.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
+	}
+	if _, err := cl.c.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// webPods returns the n running, ready web pods, sorted by name.
+func webPods(ctx context.Context, c kubernetes.Interface, n int) ([]corev1.Pod, error) {
+	list, err := c.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+	if err != nil {
+		return nil, err
+	}
+	var out []corev1.Pod
+	for _, p := range list.Items {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		if p.Status.Phase != corev1.PodRunning || !podReady(&p) {
+			return nil, fmt.Errorf("pod %s on %q is %s", p.Name, p.Spec.NodeName, p.Status.Phase)
+		}
+		out = append(out, p)
+	}
+	if len(out) != n {
+		return nil, fmt.Errorf("%d web pods running, want %d", len(out), n)
+	}
+	slices.SortFunc(out, func(a, b corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func restarts(p corev1.Pod) int32 {
+	var n int32
+	for _, cs := range p.Status.ContainerStatuses {
+		n += cs.RestartCount
+	}
+	return n
+}
+
+func spread(pods []corev1.Pod, want map[string]int) error {
+	got := map[string]int{}
+	for _, p := range pods {
+		got[p.Spec.NodeName]++
+	}
+	for node, n := range want {
+		if got[node] != n {
+			return fmt.Errorf("pods per node %v, want %v", got, want)
+		}
+	}
+	return nil
+}
+
+// crossNode checks, from one pod on each node, that a pod on every other
+// node answers at its pod IP and that the Service answers by name.
+func (cl *cluster) crossNode(ctx context.Context, pods []corev1.Pod) {
+	t := cl.t
+	byNode := map[string]corev1.Pod{}
+	for _, p := range pods {
+		if _, ok := byNode[p.Spec.NodeName]; !ok {
+			byNode[p.Spec.NodeName] = p
+		}
+	}
+	for from, fp := range byNode {
+		for to, tp := range byNode {
+			if from == to {
+				continue
+			}
+			out := cl.podGet(fp.Name, "http://"+tp.Status.PodIP+":8080/")
+			if !strings.Contains(out, "hello from "+tp.Name) {
+				t.Errorf("pod %s on %s -> pod %s on %s: %q", fp.Name, from, tp.Name, to, out)
+			}
+		}
+		out := cl.podGet(fp.Name, "http://web.default.svc.cluster.local/")
+		if !strings.Contains(out, "hello from web-") {
+			t.Errorf("pod %s on %s -> service web by name: %q", fp.Name, from, out)
+		}
+	}
+	t.Logf("pods on %d nodes reach each other and the service by name", len(byNode))
+}
+
+// podGet runs the test image's client in pod name, through kubectl exec on
+// the server host (the API server reaches each node's kubelet).
+func (cl *cluster) podGet(pod, url string) string {
+	var out string
+	err := harness.Eventually(30*time.Second, func() error {
+		o, stderr, err := cl.srv.Exec(context.Background(), "kasa", "kubectl", "exec", pod, "--", "/testimage", "get", url)
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr))
+		}
+		out = o
+		return nil
+	})
+	if err != nil {
+		cl.t.Errorf("exec in %s: get %s: %v", pod, url, err)
+	}
+	return out
+}
+
+// pinnedPod is a pod of the test image for node.
+func pinnedPod(name, node string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PodSpec{
+			NodeSelector: map[string]string{corev1.LabelHostname: node},
+			Containers:   []corev1.Container{{Name: "web", Image: testImage, ImagePullPolicy: corev1.PullNever, Args: []string{"serve", ":8080"}}},
+		},
+	}
+}
+
+// joinKeys are public keys for every certificate of a join request.
+func joinKeys(t *testing.T) map[string]string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := pki.PublicKeyPEM(key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]string{}
+	for _, l := range join.NodeCerts("any", nil) {
+		keys[join.CertName(l)] = string(pub)
+	}
+	return keys
+}
