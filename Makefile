@@ -77,8 +77,9 @@ lint:
 
 test: check unit integration e2e
 
-bench: build test-images
-	KASA_BIN=$(CURDIR)/$(BIN)/kasa KASA_TEST_IMAGES=$(CURDIR)/build/test-images $(GO) run ./tests/bench
+bench: build test-images host-image
+	KASA_BIN=$(CURDIR)/$(BIN)/kasa KASA_TEST_IMAGES=$(CURDIR)/build/test-images $(GO) run ./tests/bench; \
+	rc=$$?; scripts/build-host-image.sh --stop-docker; exit $$rc
 
 clean:
 	rm -rf $(BIN) build

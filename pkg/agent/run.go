@@ -19,9 +19,15 @@ import (
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/fileutil"
 	"github.com/kasa-io/kasa/pkg/join"
+	"github.com/kasa-io/kasa/pkg/memory"
 	"github.com/kasa-io/kasa/pkg/pki"
 	"github.com/kasa-io/kasa/pkg/token"
 )
+
+// releaseDelay is how long after the node is ready its start-up code is
+// released (memory.ReleaseStartupCode): time for the parts' own start-up
+// that follows their readiness.
+const releaseDelay = 10 * time.Second
 
 // StopTimeout bounds a clean stop of an agent's parts.
 const StopTimeout = 14 * time.Second
@@ -100,7 +106,12 @@ func Run(ctx context.Context, cfg *config.AgentNode, o Options) error {
 	components := append([]component.Component{lb}, node...)
 	components = append(components, watcher)
 	m := &component.Manager{ReadyTimeout: 3 * time.Minute, StopTimeout: StopTimeout, Log: log}
-	return m.Run(ctx, components, o.OnReady)
+	return m.Run(ctx, components, func() {
+		memory.ReleaseLater(ctx, releaseDelay, log)
+		if o.OnReady != nil {
+			o.OnReady()
+		}
+	})
 }
 
 // hostPort returns the host:port of an https URL validated by config.

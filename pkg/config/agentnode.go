@@ -71,8 +71,11 @@ func (o *AgentNodeOptions) Complete(h Host) (*AgentNode, error) {
 		return nil, errors.New("no server to join: give --server https://HOST:6443 (or KASA_URL)")
 	}
 	u, err := url.Parse(o.Server)
-	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.User != nil {
-		return nil, fmt.Errorf("invalid --server %q: want https://HOST:6443", o.Server)
+	if err != nil {
+		return nil, errors.New("invalid --server: not a URL; want https://HOST:6443")
+	}
+	if u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.User != nil {
+		return nil, fmt.Errorf("invalid --server %q: want https://HOST:6443, without a user, password or path", u.Redacted())
 	}
 	if u.Port() == "" {
 		u.Host += fmt.Sprintf(":%d", DefaultHTTPSPort)

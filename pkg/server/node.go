@@ -1,11 +1,16 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"slices"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/kasa-io/kasa/pkg/agent"
 	"github.com/kasa-io/kasa/pkg/component"
@@ -38,6 +43,28 @@ func nodeComponents(cfg *config.Server, p Paths, c *certs, serverURL string, env
 		Env:            env,
 		Log:            log,
 	})
+}
+
+// ControlPlaneLabel marks a server's node, as kubeadm and k3s do; kubectl
+// shows it under ROLES.
+const ControlPlaneLabel = "node-role.kubernetes.io/control-plane"
+
+// nodeRole labels this server's node once the kubelet has registered it
+// (the kubelet may not set node-role labels on itself).
+func nodeRole(c kubernetes.Interface, name string) component.Component {
+	return component.Func{ComponentName: "node-role", RunFunc: func(ctx context.Context, ready func()) error {
+		patch := []byte(`{"metadata":{"labels":{"` + ControlPlaneLabel + `":"true"}}}`)
+		err := component.PollReady(ctx, time.Second, func(ctx context.Context) error {
+			_, err := c.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
+			return err
+		}, nil)
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+		ready()
+		<-ctx.Done()
+		return nil
+	}}
 }
 
 // ensureNodeCerts makes this machine's node certificates, as the join

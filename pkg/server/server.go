@@ -31,6 +31,7 @@ import (
 	"github.com/kasa-io/kasa/pkg/fileutil"
 	"github.com/kasa-io/kasa/pkg/join"
 	"github.com/kasa-io/kasa/pkg/kubeconfig"
+	"github.com/kasa-io/kasa/pkg/memory"
 	"github.com/kasa-io/kasa/pkg/pki"
 	"github.com/kasa-io/kasa/pkg/token"
 )
@@ -182,9 +183,15 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 			return fmt.Errorf("node: %w", err)
 		}
 		components = append(components, node...)
+		components = append(components, nodeRole(adminClient, cfg.NodeName))
 	}
 	m := &component.Manager{ReadyTimeout: 3 * time.Minute, StopTimeout: StopTimeout, Log: log}
-	return m.Run(ctx, components, o.OnReady)
+	return m.Run(ctx, components, func() {
+		memory.ReleaseLater(ctx, 10*time.Second, log)
+		if o.OnReady != nil {
+			o.OnReady()
+		}
+	})
 }
 
 // localAddr is where this node's clients reach the API server.

@@ -31,11 +31,12 @@ func main() {
 	creates := flag.Int("creates", 2000, "ConfigMaps to create per throughput run")
 	profile := flag.String("cpuprofile", "", "write the server's CPU profile during the 8-client load to this file")
 	node := flag.Bool("node", os.Geteuid() == 0, "also measure a node (needs root and a machine without a kasa node)")
+	agents := flag.Bool("agents", os.Geteuid() == 0, "also measure an agent joining a server, on test hosts (needs root and Docker: make host-image)")
 	pods := flag.Int("pods", 50, "pods for the pod start latency")
 	var env envList
 	flag.Var(&env, "env", "NAME=VALUE for the server's environment, for experiments (repeatable)")
 	flag.Parse()
-	if err := run(*idle, *starts, *creates, *profile, env, *node, *pods); err != nil {
+	if err := run(*idle, *starts, *creates, *profile, env, *node, *agents, *pods); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -48,7 +49,7 @@ type envList []string
 func (e *envList) String() string     { return strings.Join(*e, " ") }
 func (e *envList) Set(v string) error { *e = append(*e, v); return nil }
 
-func run(idle time.Duration, starts, creates int, profile string, env []string, node bool, pods int) error {
+func run(idle time.Duration, starts, creates int, profile string, env []string, node, agents bool, pods int) error {
 	bin, err := harness.Binary()
 	if err != nil {
 		return err
@@ -139,6 +140,11 @@ func run(idle time.Duration, starts, creates int, profile string, env []string, 
 	if node {
 		if err := benchNode(bin, idle, pods, add); err != nil {
 			return fmt.Errorf("node: %w", err)
+		}
+	}
+	if agents {
+		if err := benchAgents(bin, idle, add); err != nil {
+			return fmt.Errorf("agents: %w", err)
 		}
 	}
 

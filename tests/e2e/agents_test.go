@@ -54,85 +54,27 @@ type cluster struct {
 // refused joins; an agent host lost and back; the server restarted under
 // running agents.
 func TestE2EAgents(t *testing.T) {
-	requireRoot(t)
-	bin, err := harness.Binary()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := newCluster(t, agentsNetwork, agentsSubnet, "ag1", "ag2")
 	ctx := context.Background()
-	if err := hosts.Available(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := hosts.Cleanup(agentsNetwork); err != nil {
-		t.Fatalf("remove a killed run's leftovers: %v", err)
-	}
-	imageDir := t.TempDir()
-	if err := harness.BuildTestImage(filepath.Join(imageDir, "web.tar")); err != nil {
-		t.Fatal(err)
-	}
-	before := snapshotMachine(t)
-	nw, err := hosts.NewNetwork(agentsNetwork, agentsSubnet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nw.Logf = t.Logf
-	cl := &cluster{t: t, agents: map[string]*hosts.Host{}}
-	keep := func() bool { return t.Failed() && os.Getenv("KASA_E2E_KEEP_HOSTS") != "" }
-	var veths []string
-	t.Cleanup(func() {
-		if !keep() {
-			checkMachineClean(t, before, nw, veths)
-		}
-	})
-	t.Cleanup(func() {
-		if keep() {
-			t.Logf("KASA_E2E_KEEP_HOSTS: the hosts %v stay; the next run of the test removes them", nw.Hosts())
-			return
-		}
-		cl.teardown()
-		if err := nw.Close(); err != nil {
-			t.Errorf("close the network: %v", err)
-		}
-	})
-
-	// Three hosts, started together, with the test image in their images
-	// folder, which a node imports at start.
-	files := map[string]string{"/usr/local/bin/kasa": bin, inHostDataDir + "/agent/images/web.tar": filepath.Join(imageDir, "web.tar")}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	var startErr error
-	for _, name := range []string{"srv", "ag1", "ag2"} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			h, err := nw.StartHost(ctx, name, hosts.HostOptions{Files: files})
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				startErr = errors.Join(startErr, err)
-				return
-			}
-			if name == "srv" {
-				cl.srv = h
-			} else {
-				cl.agents[name] = h
-			}
-		}()
-	}
-	wg.Wait()
-	if startErr != nil {
-		t.Fatal(startErr)
-	}
-	veths = vethsOn(t, nw.Bridge)
 	ag1, ag2 := cl.agents["ag1"], cl.agents["ag2"]
 
 	// The server, with an agent token of its own.
 	const agentSecret = "e2e-agent-secret-0123456789"
 	started := time.Now()
-	cl.startServer()
+	cl.startServer("--disable", "traefik,metrics-server")
 	cl.c = cl.client()
 	waitFor(t, 3*time.Minute, "node srv Ready", func() error { return nodesReady(ctx, cl.c, "srv") })
 	t.Logf("server node Ready %s after its start", time.Since(started).Round(100*time.Millisecond))
+	waitFor(t, 30*time.Second, "node srv labelled control-plane", func() error {
+		n, err := cl.c.CoreV1().Nodes().Get(ctx, "srv", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if n.Labels["node-role.kubernetes.io/control-plane"] != "true" {
+			return fmt.Errorf("labels %v", n.Labels)
+		}
+		return nil
+	})
 	serverToken := strings.TrimSpace(mustExec(t, cl.srv, "cat", inHostDataDir+"/server/token"))
 	agentToken := strings.TrimSpace(mustExec(t, cl.srv, "cat", inHostDataDir+"/server/agent-token"))
 	if tk, err := token.Parse(agentToken); err != nil || tk.Secret != agentSecret || tk.User != token.AgentUser {
@@ -225,6 +167,9 @@ func TestE2EAgents(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if _, ok := node.Labels["node-role.kubernetes.io/control-plane"]; ok {
+			t.Errorf("agent node %s has the control-plane role", name)
+		}
 		if ip := internalIP(node); ip != h.IP {
 			t.Errorf("node %s has internal IP %s, want the host's %s", name, ip, h.IP)
 		}
@@ -232,7 +177,7 @@ func TestE2EAgents(t *testing.T) {
 
 	// Six replicas spread over the three nodes (two each); from a pod on
 	// each node, a pod on every other node and the Service by name answer.
-	cl.webDeployment(ctx)
+	cl.webDeployment(ctx, 6)
 	var pods []corev1.Pod
 	waitFor(t, 2*time.Minute, "six web pods running, two per node", func() error {
 		var err error
@@ -247,10 +192,10 @@ func TestE2EAgents(t *testing.T) {
 	// Node loss: ag2 stops; its node turns NotReady and its pods come up
 	// on the others.
 	t.Run("node loss", func(t *testing.T) {
-		stopped := time.Now()
 		if err := ag2.Stop(ctx); err != nil {
 			t.Fatal(err)
 		}
+		stopped := time.Now()
 		waitFor(t, 90*time.Second, "node ag2 NotReady", func() error {
 			n, err := cl.c.CoreV1().Nodes().Get(ctx, "ag2", metav1.GetOptions{})
 			if err != nil {
@@ -397,10 +342,79 @@ func TestE2EAgents(t *testing.T) {
 	})
 }
 
-// startServer starts kasa server in host srv as the unit kasa.
-func (cl *cluster) startServer() {
-	installUnit(cl.t, cl.srv, "kasa", []string{"server", "--data-dir", inHostDataDir, "--resolv-conf", hosts.PodResolvConf,
-		"--disable", "traefik,metrics-server"}, []string{"KASA_AGENT_TOKEN=e2e-agent-secret-0123456789"})
+// newCluster starts hosts srv and agents on a network of their own, with
+// the test image in each one's images folder (a node imports it at start),
+// and registers their removal: kasa killall in each host, the network
+// closed, and the machine checked as it was.
+func newCluster(t *testing.T, network, subnet string, agents ...string) *cluster {
+	t.Helper()
+	bin := prepareHosts(t, network)
+	ctx := context.Background()
+	imageDir := t.TempDir()
+	if err := harness.BuildTestImage(filepath.Join(imageDir, "web.tar")); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshotMachine(t)
+	nw, err := hosts.NewNetwork(network, subnet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw.Logf = t.Logf
+	cl := &cluster{t: t, agents: map[string]*hosts.Host{}}
+	// KASA_E2E_KEEP_HOSTS=1 keeps the hosts of a failed run for a look;
+	// the next run removes them.
+	keep := func() bool { return t.Failed() && os.Getenv("KASA_E2E_KEEP_HOSTS") != "" }
+	var veths []string
+	t.Cleanup(func() {
+		if !keep() {
+			checkMachineClean(t, before, nw, veths)
+		}
+	})
+	t.Cleanup(func() {
+		if keep() {
+			t.Logf("KASA_E2E_KEEP_HOSTS: the hosts %v stay; the next run of the test removes them", nw.Hosts())
+			return
+		}
+		cl.teardown()
+		if err := nw.Close(); err != nil {
+			t.Errorf("close the network: %v", err)
+		}
+	})
+	files := map[string]string{"/usr/local/bin/kasa": bin, inHostDataDir + "/agent/images/web.tar": filepath.Join(imageDir, "web.tar")}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var startErr error
+	for _, name := range append([]string{"srv"}, agents...) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h, err := nw.StartHost(ctx, name, hosts.HostOptions{Files: files})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				startErr = errors.Join(startErr, err)
+				return
+			}
+			if name == "srv" {
+				cl.srv = h
+			} else {
+				cl.agents[name] = h
+			}
+		}()
+	}
+	wg.Wait()
+	if startErr != nil {
+		t.Fatal(startErr)
+	}
+	veths = vethsOn(t, nw.Bridge)
+	return cl
+}
+
+// startServer starts kasa server in host srv as the unit kasa, with the
+// agent token e2e-agent-secret-0123456789 and args.
+func (cl *cluster) startServer(args ...string) {
+	installUnit(cl.t, cl.srv, "kasa", append([]string{"server", "--data-dir", inHostDataDir, "--resolv-conf", hosts.PodResolvConf}, args...),
+		[]string{"KASA_AGENT_TOKEN=e2e-agent-secret-0123456789"})
 	mustExec(cl.t, cl.srv, "systemctl", "start", "kasa")
 }
 
@@ -482,17 +496,7 @@ func (cl *cluster) teardown() {
 			}
 			cl.t.Logf("journal of %s in host %s (tail):\n%s", unit, h.Name, h.Journal(ctx, unit, 80))
 		}
-		for try := 1; ; try++ {
-			out, stderr, err := h.Exec(ctx, "kasa", "killall", "--data-dir", inHostDataDir)
-			if err == nil {
-				break
-			}
-			if try == 3 || !strings.Contains(stderr, "device or resource busy") {
-				cl.t.Errorf("kasa killall in host %s (try %d): %v\n%s%s", h.Name, try, err, out, stderr)
-				break
-			}
-			time.Sleep(2 * time.Second)
-		}
+		killallIn(cl.t, h)
 	}
 }
 
@@ -560,16 +564,16 @@ func internalIP(n *corev1.Node) string {
 	return ""
 }
 
-// webDeployment creates the Deployment web (six replicas, at most one
-// more per node than on any other) and its Service. Its pods leave an
+// webDeployment creates the Deployment web (n replicas, at most one more
+// per node than on any other) and its Service. Its pods leave an
 // unreachable or not-ready node after 10 s instead of 5 min.
-func (cl *cluster) webDeployment(ctx context.Context) {
+func (cl *cluster) webDeployment(ctx context.Context, n int32) {
 	t := cl.t
 	labels := map[string]string{"app": "web"}
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: "web"},
 		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](6),
+			Replicas: ptr.To(n),
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
@@ -731,4 +735,48 @@ func joinKeys(t *testing.T) map[string]string {
 		keys[join.CertName(l)] = string(pub)
 	}
 	return keys
+}
+
+// TestE2EAgentsHostGW: with --flannel-backend host-gw on the server, an
+// agent takes the backend from its join; pod traffic between the nodes
+// goes over plain routes to the other host's address (no vxlan device),
+// and a pod on the agent reaches a pod on the server and the Service by
+// name.
+func TestE2EAgentsHostGW(t *testing.T) {
+	cl := newCluster(t, agentsNetwork+"-hostgw", "172.31.243.0/24", "ag1")
+	ctx := context.Background()
+	ag1 := cl.agents["ag1"]
+	cl.startServer("--flannel-backend", "host-gw", "--disable", "traefik,metrics-server,servicelb")
+	cl.c = cl.client()
+	waitFor(t, 3*time.Minute, "node srv Ready", func() error { return nodesReady(ctx, cl.c, "srv") })
+	tok := strings.TrimSpace(mustExec(t, cl.srv, "cat", inHostDataDir+"/server/token"))
+	installUnit(t, ag1, "kasa-agent", []string{"agent", "--data-dir", inHostDataDir, "--resolv-conf", hosts.PodResolvConf,
+		"--server", "https://" + cl.srv.IP + ":6443"}, []string{"KASA_TOKEN=" + tok})
+	mustExec(t, ag1, "systemctl", "start", "kasa-agent")
+	waitFor(t, 3*time.Minute, "two nodes Ready", func() error { return nodesReady(ctx, cl.c, "srv", "ag1") })
+
+	cl.webDeployment(ctx, 2)
+	var pods []corev1.Pod
+	waitFor(t, 2*time.Minute, "a web pod on each node", func() error {
+		var err error
+		if pods, err = webPods(ctx, cl.c, 2); err != nil {
+			return err
+		}
+		return spread(pods, map[string]int{"srv": 1, "ag1": 1})
+	})
+	for _, pair := range [][2]*hosts.Host{{cl.srv, ag1}, {ag1, cl.srv}} {
+		h, other := pair[0], pair[1]
+		if out := mustExec(t, h, "ip", "-br", "link"); strings.Contains(out, "flannel.1") {
+			t.Errorf("host %s has a vxlan device with host-gw:\n%s", h.Name, out)
+		}
+		node, err := cl.c.CoreV1().Nodes().Get(ctx, other.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		route := strings.TrimSpace(mustExec(t, h, "ip", "route", "show", node.Spec.PodCIDR))
+		if !strings.Contains(route, "via "+other.IP) {
+			t.Errorf("host %s: route to %s's pods %s is %q, want via %s", h.Name, other.Name, node.Spec.PodCIDR, route, other.IP)
+		}
+	}
+	cl.crossNode(ctx, pods)
 }

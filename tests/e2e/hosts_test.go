@@ -58,18 +58,8 @@ const inHostDataDir = "/var/lib/kasa-host"
 // network, no interface, no iptables rule of the network, the kernel
 // settings and cgroup mounts as they were.
 func TestE2EHosts(t *testing.T) {
-	requireRoot(t)
-	bin, err := harness.Binary()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := prepareHosts(t, hostsNetwork)
 	ctx := context.Background()
-	if err := hosts.Available(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := hosts.Cleanup(hostsNetwork); err != nil {
-		t.Fatalf("remove a killed run's leftovers: %v", err)
-	}
 	before := snapshotMachine(t)
 
 	nw, err := hosts.NewNetwork(hostsNetwork, hosts.DefaultSubnet)
@@ -96,22 +86,7 @@ func TestE2EHosts(t *testing.T) {
 			if t.Failed() {
 				t.Logf("kasa's journal in host a (tail):\n%s", a.Journal(ctx, "kasa", 60))
 			}
-			// kasa restores the kernel settings it recorded. killall
-			// sometimes finds a killed pod's cgroup still busy (the
-			// threads of a process whose leader is already a zombie are
-			// still exiting) and says so; a second run finds it empty.
-			for try := 1; ; try++ {
-				out, stderr, err := a.Exec(ctx, "kasa", "killall", "--data-dir", inHostDataDir)
-				if err == nil {
-					break
-				}
-				if try == 3 || !strings.Contains(stderr, "device or resource busy") {
-					t.Errorf("kasa killall in host a (try %d): %v\n%s%s", try, err, out, stderr)
-					break
-				}
-				t.Logf("kasa killall in host a (try %d) found busy cgroups, trying again: %s", try, lineWith(stderr, "busy"))
-				time.Sleep(2 * time.Second)
-			}
+			killallIn(t, a)
 		}
 		if err := nw.Close(); err != nil {
 			t.Errorf("close the network: %v", err)
@@ -265,6 +240,45 @@ func TestE2EHosts(t *testing.T) {
 	}
 	if out := mustExec(t, b, "ssh-keyscan", "-T", "5", "-t", "ed25519", "127.0.0.1"); !strings.Contains(out, keys["b"]) {
 		t.Error("host b's SSH host key changed across the restart")
+	}
+}
+
+// prepareHosts checks what multi-host tests need (root, Docker, the
+// binary), removes what a killed run of network left, and returns the
+// binary's path.
+func prepareHosts(t *testing.T, network string) string {
+	t.Helper()
+	requireRoot(t)
+	bin, err := harness.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hosts.Available(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := hosts.Cleanup(network); err != nil {
+		t.Fatalf("remove a killed run's leftovers: %v", err)
+	}
+	return bin
+}
+
+// killallIn runs kasa killall in host h, which restores the kernel
+// settings kasa recorded. killall sometimes finds a killed pod's cgroup
+// still busy (the threads of a process whose leader is already a zombie are
+// still exiting) and says so; a second run finds it empty.
+func killallIn(t *testing.T, h *hosts.Host) {
+	t.Helper()
+	for try := 1; ; try++ {
+		out, stderr, err := h.Exec(context.Background(), "kasa", "killall", "--data-dir", inHostDataDir)
+		if err == nil {
+			return
+		}
+		if try == 3 || !strings.Contains(stderr, "device or resource busy") {
+			t.Errorf("kasa killall in host %s (try %d): %v\n%s%s", h.Name, try, err, out, stderr)
+			return
+		}
+		t.Logf("kasa killall in host %s (try %d) found busy cgroups, trying again: %s", h.Name, try, lineWith(stderr, "busy"))
+		time.Sleep(2 * time.Second)
 	}
 }
 

@@ -3,6 +3,7 @@ package agent
 
 import (
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -34,6 +35,9 @@ later starts use the node's certificates.
 				return err
 			}
 			log := logging.Setup(cmd.ErrOrStderr(), cfg.Debug, cfg.Verbosity)
+			if _, ok := os.LookupEnv("GOGC"); !ok {
+				debug.SetGCPercent(agent.GCPercent)
+			}
 			return agent.Run(cmd.Context(), cfg, agent.Options{Log: log, Env: ChildEnv()})
 		},
 	}
