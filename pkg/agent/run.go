@@ -134,8 +134,10 @@ func bootstrap(ctx context.Context, cfg *config.AgentNode, np Paths, log *slog.L
 			return nil, fmt.Errorf("%s: %w (remove it to join again)", stateFile, err)
 		}
 	}
+	var certErr error
 	if state.NodeName == cfg.NodeName {
 		expires, err := checkNodeCerts(np, cfg.NodeName)
+		certErr = err
 		switch {
 		case err == nil && time.Until(expires) > pki.RenewBefore:
 			log.Info("joined before; using the node's certificates", "node", cfg.NodeName, "expires", expires.Format(time.DateOnly))
@@ -150,7 +152,11 @@ func bootstrap(ctx context.Context, cfg *config.AgentNode, np Paths, log *slog.L
 		log.Info("joining under a new name", "was", state.NodeName, "now", cfg.NodeName)
 	}
 	if cfg.Token == "" {
-		return nil, errors.New("this node has not joined the cluster yet: give --token (or KASA_TOKEN, --token-file); a server's token is in its <data-dir>/server/token, and kasa token create on a server makes one that joins agents")
+		const where = "a server's token is in its <data-dir>/server/token, and kasa token create on a server makes one that joins agents"
+		if certErr != nil {
+			return nil, fmt.Errorf("the node's certificates are not usable (%w): give --token (or KASA_TOKEN, --token-file) to join again; %s", certErr, where)
+		}
+		return nil, errors.New("this node has not joined the cluster yet: give --token (or KASA_TOKEN, --token-file); " + where)
 	}
 	t, err := token.Parse(cfg.Token.Reveal())
 	if err != nil {

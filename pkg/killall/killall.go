@@ -244,7 +244,7 @@ func unescape(s string) string {
 // deleteInterfaces removes the bridge, flannel's devices and the pods'
 // veths (those enslaved to the bridge).
 func deleteInterfaces() error {
-	links, err := netlink.LinkList()
+	links, err := listLinks()
 	if err != nil {
 		return err
 	}
@@ -273,6 +273,19 @@ func deleteInterfaces() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// listLinks lists the network interfaces. The kernel interrupts a listing
+// when interfaces come or go during it (the pods' veths go while their
+// namespaces are torn down); such a listing is taken again.
+func listLinks() ([]netlink.Link, error) {
+	for try := 1; ; try++ {
+		links, err := netlink.LinkList()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || try == 10 {
+			return links, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // OurChain reports whether an iptables chain belongs to Kubernetes, flannel
