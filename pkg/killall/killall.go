@@ -48,6 +48,7 @@ func Run(o Options) error {
 	}
 	step("stop kasa", stopKasa(o))
 	step("kill containers", killUnder(filepath.Join(o.DataDir, "data"), o))
+	step("kill pods", killPodCgroups(cgroupRoots(), o.Self))
 	step("unmount", unmountAll(o))
 	step("network interfaces", deleteInterfaces())
 	step("iptables", cleanIptables())
@@ -406,7 +407,9 @@ func rmdirCgroup(dir string) error {
 	}
 }
 
-func removeCgroups() error {
+// cgroupRoots are the mounted cgroup hierarchies: /sys/fs/cgroup and the
+// folders in it.
+func cgroupRoots() []string {
 	roots := []string{"/sys/fs/cgroup"}
 	if entries, err := os.ReadDir("/sys/fs/cgroup"); err == nil {
 		for _, e := range entries {
@@ -415,25 +418,78 @@ func removeCgroups() error {
 			}
 		}
 	}
-	var errs []error
+	return roots
+}
+
+// podCgroups lists, deepest first, the folders of the kubelet's cgroups
+// (kubepods, and containerd's k8s.io) under each root.
+func podCgroups(roots []string) []string {
+	var dirs []string
 	for _, r := range roots {
 		for _, name := range []string{"kubepods", "kubepods.slice", "k8s.io"} {
 			dir := filepath.Join(r, name)
 			if _, err := os.Stat(dir); err != nil {
 				continue
 			}
-			var dirs []string
+			var tree []string
 			_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 				if err == nil && d.IsDir() {
-					dirs = append(dirs, p)
+					tree = append(tree, p)
 				}
 				return nil
 			})
-			for i := len(dirs) - 1; i >= 0; i-- {
-				if err := rmdirCgroup(dirs[i]); err != nil {
-					errs = append(errs, fmt.Errorf("%s: %w", dirs[i], err))
-				}
+			slices.Reverse(tree)
+			dirs = append(dirs, tree...)
+		}
+	}
+	return dirs
+}
+
+// killPodCgroups kills, with SIGKILL, every process left in the pods'
+// cgroups, and waits up to 10 s for them to go. Those are the containers
+// whose shim is already gone (a service manager that killed kasa's whole
+// unit, a crash), which killUnder cannot find by their parents.
+func killPodCgroups(roots []string, self int) error {
+	dirs := podCgroups(roots)
+	procs := func() []int {
+		var pids []int
+		for _, d := range dirs {
+			b, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+			if err != nil {
+				continue
 			}
+			for _, f := range strings.Fields(string(b)) {
+				pid, err := strconv.Atoi(f)
+				if err != nil || pid == self || pid <= 1 || errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+					continue
+				}
+				pids = append(pids, pid)
+			}
+		}
+		slices.Sort(pids)
+		return slices.Compact(pids)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pids := procs()
+		if len(pids) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes %v are still in the pods' cgroups", pids)
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func removeCgroups() error {
+	var errs []error
+	for _, dir := range podCgroups(cgroupRoots()) {
+		if err := rmdirCgroup(dir); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", dir, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -40,6 +40,8 @@ func benchAgents(bin string, idle time.Duration, add func(name, value, target st
 	}
 	var srv, ag *hosts.Host
 	defer func() {
+		// The agent first: the hosts share this machine's kernel, and the
+		// server, started first, recorded its kernel settings as they were.
 		for _, h := range []*hosts.Host{ag, srv} {
 			if h != nil {
 				_, _, _ = h.Exec(ctx, "kasa", "killall", "--data-dir", hostDataDir)
@@ -57,7 +59,7 @@ func benchAgents(bin string, idle time.Duration, add func(name, value, target st
 	if err := errors.Join(srvErr, agErr); err != nil {
 		return err
 	}
-	if _, stderr, err := srv.Exec(ctx, "systemd-run", "--unit", "kasa", "/usr/local/bin/kasa", "server",
+	if _, stderr, err := srv.Exec(ctx, "systemd-run", "--unit", "kasa", "-p", "KillMode=process", "/usr/local/bin/kasa", "server",
 		"--data-dir", hostDataDir, "--resolv-conf", hosts.PodResolvConf); err != nil {
 		return fmt.Errorf("start the server: %w %s", err, stderr)
 	}
@@ -76,7 +78,7 @@ func benchAgents(bin string, idle time.Duration, add func(name, value, target st
 		return err
 	}
 	started := time.Now()
-	if _, stderr, err := ag.Exec(ctx, "systemd-run", "--unit", "kasa-agent", "/usr/local/bin/kasa", "agent",
+	if _, stderr, err := ag.Exec(ctx, "systemd-run", "--unit", "kasa-agent", "-p", "KillMode=process", "/usr/local/bin/kasa", "agent",
 		"--server", "https://"+srv.IP+":6443", "--token-file", "/etc/kasa-token",
 		"--data-dir", hostDataDir, "--resolv-conf", hosts.PodResolvConf); err != nil {
 		return fmt.Errorf("start the agent: %w %s", err, stderr)

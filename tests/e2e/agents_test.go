@@ -475,15 +475,19 @@ func (cl *cluster) client() kubernetes.Interface {
 	return c
 }
 
-// teardown stops kasa in every host and restores what it changed.
+// teardown stops kasa in every host and restores what it changed: the
+// agents first, then the server. The hosts share this machine's kernel, so
+// the agents, started after the server's kubelet had changed kernel
+// settings, recorded those changed values as theirs; the server, started
+// first, recorded the machine's own and restores them last.
 func (cl *cluster) teardown() {
 	ctx := context.Background()
-	all := []*hosts.Host{}
-	if cl.srv != nil {
-		all = append(all, cl.srv)
-	}
+	var all []*hosts.Host
 	for _, name := range slices.Sorted(maps.Keys(cl.agents)) {
 		all = append(all, cl.agents[name])
+	}
+	if cl.srv != nil {
+		all = append(all, cl.srv)
 	}
 	for _, h := range all {
 		if running, err := h.Running(ctx); err != nil || !running {
