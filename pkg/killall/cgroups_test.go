@@ -22,7 +22,7 @@ func TestKillPodCgroups(t *testing.T) {
 		return c
 	}
 	a, b, other := start(), start(), start()
-	defer other.Process.Kill()
+	defer func() { _ = other.Process.Kill() }()
 	exited := map[int]chan struct{}{}
 	for _, c := range []*exec.Cmd{a, b, other} {
 		ch := make(chan struct{})
