@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -142,9 +143,18 @@ func bootstrap(ctx context.Context, cfg *config.AgentNode, np Paths, log *slog.L
 		case err == nil && time.Until(expires) > pki.RenewBefore:
 			log.Info("joined before; using the node's certificates", "node", cfg.NodeName, "expires", expires.Format(time.DateOnly))
 			return &state, nil
-		case err == nil && cfg.Token == "" && time.Now().Before(expires):
-			log.Warn("the node's certificates expire soon and there is no token to renew them: give --token", "expires", expires.Format(time.DateOnly))
-			return &state, nil
+		case err == nil && time.Now().Before(expires):
+			// Due for renewal: the node's own client certificate renews
+			// them; a token is the fallback.
+			renewed, err := requestCerts(ctx, cfg, np, log, nil)
+			if err == nil {
+				return renewed, nil
+			}
+			if cfg.Token == "" {
+				log.Warn("the node's certificates expire soon and could not be renewed; they are used until then", "expires", expires.Format(time.DateOnly), "err", err)
+				return &state, nil
+			}
+			log.Info("renewal with the node's certificate failed; joining again with the token", "err", err)
 		case err != nil:
 			log.Info("joining again", "reason", err)
 		}
@@ -162,6 +172,13 @@ func bootstrap(ctx context.Context, cfg *config.AgentNode, np Paths, log *slog.L
 	if err != nil {
 		return nil, fmt.Errorf("--token: %w", err)
 	}
+	return requestCerts(ctx, cfg, np, log, &t)
+}
+
+// requestCerts joins once, with the token t, or, when t is nil, renews the node's
+// certificates with its kubelet client certificate; it writes the CA, the
+// certificates and the join state.
+func requestCerts(ctx context.Context, cfg *config.AgentNode, np Paths, log *slog.Logger, t *token.Token) (*State, error) {
 	password, err := nodePassword(np.Join("node-password"))
 	if err != nil {
 		return nil, err
@@ -187,20 +204,33 @@ func bootstrap(ctx context.Context, cfg *config.AgentNode, np Paths, log *slog.L
 
 	var resp *join.Response
 	var caPEM []byte
-	err = retryUnreachable(ctx, log, func() error {
-		var pinned bool
-		var err error
-		if caPEM, pinned, err = join.FetchCA(ctx, cfg.Server, t); err != nil {
+	if t == nil {
+		if caPEM, err = os.ReadFile(np.TLS("ca.crt")); err != nil {
+			return nil, err
+		}
+		cert, err := tls.LoadX509KeyPair(np.TLS("client-kubelet.crt"), np.TLS("client-kubelet.key"))
+		if err != nil {
+			return nil, err
+		}
+		if resp, err = join.Renew(ctx, cfg.Server, caPEM, cert, req); err != nil {
+			return nil, err
+		}
+	} else {
+		err = retryUnreachable(ctx, log, func() error {
+			var pinned bool
+			var err error
+			if caPEM, pinned, err = join.FetchCA(ctx, cfg.Server, *t); err != nil {
+				return err
+			}
+			if !pinned {
+				log.Warn("the token names no CA hash, so the server's CA was taken on trust; use the full token (K10...) to pin it")
+			}
+			resp, err = join.Join(ctx, cfg.Server, caPEM, *t, req)
 			return err
+		})
+		if err != nil || ctx.Err() != nil {
+			return nil, err
 		}
-		if !pinned {
-			log.Warn("the token names no CA hash, so the server's CA was taken on trust; use the full token (K10...) to pin it")
-		}
-		resp, err = join.Join(ctx, cfg.Server, caPEM, t, req)
-		return err
-	})
-	if err != nil || ctx.Err() != nil {
-		return nil, err
 	}
 	if err := fileutil.WriteFile(np.TLS("ca.crt"), caPEM, 0o644); err != nil {
 		return nil, err
@@ -214,11 +244,15 @@ func bootstrap(ctx context.Context, cfg *config.AgentNode, np Paths, log *slog.L
 			return nil, err
 		}
 	}
-	state = State{NodeName: cfg.NodeName, Servers: resp.Servers, Cluster: resp.Cluster}
-	if err := saveState(stateFile, &state); err != nil {
+	state := State{NodeName: cfg.NodeName, Servers: resp.Servers, Cluster: resp.Cluster}
+	if err := saveState(np.Join("etc", "join.json"), &state); err != nil {
 		return nil, err
 	}
-	log.Info("joined the cluster", "node", cfg.NodeName, "server", cfg.Server, "servers", resp.Servers)
+	if t == nil {
+		log.Info("renewed the node's certificates", "node", cfg.NodeName, "server", cfg.Server)
+	} else {
+		log.Info("joined the cluster", "node", cfg.NodeName, "server", cfg.Server, "servers", resp.Servers)
+	}
 	return &state, nil
 }
 

@@ -81,6 +81,17 @@ func FetchCA(ctx context.Context, server string, t token.Token) (caPEM []byte, p
 // Join posts req to server with the token's credentials, over TLS verified
 // by caPEM, and returns the server's answer.
 func Join(ctx context.Context, server string, caPEM []byte, t token.Token, req Request) (*Response, error) {
+	return post(ctx, server, caPEM, &t, nil, req)
+}
+
+// Renew posts req to server as Join does, authenticated by the node's
+// kubelet client certificate instead of a token: a joined node renews its
+// certificates so.
+func Renew(ctx context.Context, server string, caPEM []byte, cert tls.Certificate, req Request) (*Response, error) {
+	return post(ctx, server, caPEM, nil, &cert, req)
+}
+
+func post(ctx context.Context, server string, caPEM []byte, t *token.Token, cert *tls.Certificate, req Request) (*Response, error) {
 	u, err := endpoint(server, JoinPath)
 	if err != nil {
 		return nil, err
@@ -93,20 +104,24 @@ func Join(ctx context.Context, server string, caPEM []byte, t token.Token, req R
 	if err != nil {
 		return nil, err
 	}
-	c := &http.Client{Timeout: requestTimeout, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-	}}
+	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if cert != nil {
+		tc.Certificates = []tls.Certificate{*cert}
+	}
+	c := &http.Client{Timeout: requestTimeout, Transport: &http.Transport{TLSClientConfig: tc}}
 	defer c.CloseIdleConnections()
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	hr.Header.Set("Content-Type", "application/json")
-	user := t.User
-	if t.CAHash == "" && !t.Bootstrap {
-		user = "" // a short token: the server tries it as each kind
+	if t != nil {
+		user := t.User
+		if t.CAHash == "" && !t.Bootstrap {
+			user = "" // a short token: the server tries it as each kind
+		}
+		hr.SetBasicAuth(user, t.Secret)
 	}
-	hr.SetBasicAuth(user, t.Secret)
 	resp, err := c.Do(hr)
 	if err != nil {
 		return nil, unreachable(server, err)

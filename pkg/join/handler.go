@@ -75,7 +75,8 @@ func (h *Handler) serveJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user, secret, ok := r.BasicAuth()
-	if !ok || secret == "" {
+	renewal := !ok && r.TLS != nil && len(r.TLS.PeerCertificates) > 0
+	if !renewal && (!ok || secret == "") {
 		refuse(w, http.StatusUnauthorized, "no token given")
 		return
 	}
@@ -98,7 +99,18 @@ func (h *Handler) serveJoin(w http.ResponseWriter, r *http.Request) {
 		refuse(w, http.StatusServiceUnavailable, "the server is busy; try again")
 		return
 	}
-	role, err := h.Store.Authenticate(ctx, user, secret)
+	var role string
+	var err error
+	if renewal {
+		// A joined node renews its certificates with its kubelet's client
+		// certificate, for its own name only; its password is checked
+		// below as for any join.
+		if h.nodeCertificate(r.TLS.PeerCertificates, req.NodeName) {
+			role = RoleAgent
+		}
+	} else {
+		role, err = h.Store.Authenticate(ctx, user, secret)
+	}
 	<-h.checks
 	if err != nil {
 		log.Error("join: cannot check the token", "err", err)
@@ -106,9 +118,16 @@ func (h *Handler) serveJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
+	case role == "" && renewal:
+		log.Warn("join refused", "reason", "client certificate not accepted")
+		refuse(w, http.StatusUnauthorized, "the client certificate was not accepted: it is not this node's, or not from this cluster's CA; join again with a token")
+		return
 	case role == "":
 		log.Warn("join refused", "reason", "token not accepted")
 		refuse(w, http.StatusUnauthorized, "the token was not accepted: it is wrong, was rotated, or has expired")
+		return
+	case req.Role == RoleServer && renewal:
+		refuse(w, http.StatusForbidden, "a node's certificate can only renew an agent's certificates")
 		return
 	case req.Role == RoleServer && role != RoleServer:
 		log.Warn("join refused", "reason", "agent token used to join a server")
@@ -144,6 +163,23 @@ func (h *Handler) serveJoin(w http.ResponseWriter, r *http.Request) {
 	log.Info("node joined")
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// nodeCertificate reports whether chain starts with a current client
+// certificate of node, signed by the cluster CA.
+func (h *Handler) nodeCertificate(chain []*x509.Certificate, node string) bool {
+	leaf := chain[0]
+	if leaf.Subject.CommonName != "system:node:"+node || !slices.Contains(leaf.Subject.Organization, "system:nodes") {
+		return false
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(h.CA.Cert)
+	opts := x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	if h.Now != nil {
+		opts.CurrentTime = h.Now()
+	}
+	_, err := leaf.Verify(opts)
+	return err == nil
 }
 
 // checkRequest validates what the node says about itself.

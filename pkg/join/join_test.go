@@ -360,6 +360,51 @@ func TestJoin(t *testing.T) {
 	noKeys.Keys = map[string]string{}
 	refused(full, noKeys, "no public key")
 
+	// A joined node renews with its kubelet client certificate, for its own
+	// name and with its password.
+	kubeletCert := func(resp *Response, keys map[string]*ecdsa.PrivateKey) tls.Certificate {
+		t.Helper()
+		block, _ := pem.Decode([]byte(resp.Certificates["client-kubelet"]))
+		return tls.Certificate{Certificate: [][]byte{block.Bytes}, PrivateKey: keys["client-kubelet"]}
+	}
+	cert := kubeletCert(resp, keys)
+	again, keys2 := request(t, "worker-1")
+	again.Password = req.Password
+	renewed, err := Renew(ctx, srv.URL, caPEM, cert, again)
+	if err != nil {
+		t.Fatalf("renew: %v", err)
+	}
+	if renewed.Certificates["client-kubelet"] == resp.Certificates["client-kubelet"] {
+		t.Error("renewal returned the old certificate")
+	}
+	block, _ := pem.Decode([]byte(renewed.Certificates["client-kubelet"]))
+	if c, _ := x509.ParseCertificate(block.Bytes); c == nil || !keys2["client-kubelet"].PublicKey.Equal(c.PublicKey) {
+		t.Error("the renewed certificate is not for the keys sent")
+	}
+	renewRefused := func(cert tls.Certificate, req Request, want string) {
+		t.Helper()
+		_, err := Renew(ctx, srv.URL, caPEM, cert, req)
+		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), want) {
+			t.Errorf("renewal of %s: %v, want %q", req.NodeName, err, want)
+		}
+	}
+	forOther, _ := request(t, "worker-9")
+	renewRefused(cert, forOther, "client certificate was not accepted")
+	wrongPassword := again
+	wrongPassword.Password = "pw-not-the-nodes-0123456789"
+	renewRefused(cert, wrongPassword, "belongs to another machine")
+	asServer := again
+	asServer.Role = RoleServer
+	renewRefused(cert, asServer, "only renew an agent")
+	// A certificate of another CA with the right name does not pass.
+	_, otherCA, _ := testServer(t, s)
+	forged, err := otherCA.Sign(keys["client-kubelet"].Public(), NodeCerts("worker-1", nil)[0], time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb, _ := pem.Decode(forged)
+	renewRefused(tls.Certificate{Certificate: [][]byte{fb.Bytes}, PrivateKey: keys["client-kubelet"]}, again, "client certificate was not accepted")
+
 	// A short token pins nothing, and still joins.
 	short := token.Token{Secret: "agent-secret"}
 	if _, pinned, err := FetchCA(ctx, srv.URL, short); err != nil || pinned {
@@ -419,5 +464,7 @@ func loadPair(certFile, keyFile string) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12}, nil
+	// As kube-apiserver's: client certificates are asked for, and checked
+	// by whoever reads them.
+	return &tls.Config{Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert}, nil
 }
