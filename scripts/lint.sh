@@ -16,6 +16,14 @@ echo "gofmt: ok"
 go vet -tags "$tags" ./...
 echo "go vet: ok"
 
+# The installer runs under any POSIX sh (dash on Debian): shellcheck holds it to that.
+if ! command -v shellcheck >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+	echo "installing shellcheck"
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null
+fi
+shellcheck -s sh install/install.sh
+echo "shellcheck: ok"
+
 lint=bin/tools/golangci-lint
 if ! "$lint" version 2>/dev/null | grep -q "${GOLANGCI_VERSION#v}"; then
 	echo "installing golangci-lint $GOLANGCI_VERSION into bin/tools"

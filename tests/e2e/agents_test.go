@@ -348,6 +348,15 @@ func TestE2EAgents(t *testing.T) {
 // closed, and the machine checked as it was.
 func newCluster(t *testing.T, network, subnet string, agents ...string) *cluster {
 	t.Helper()
+	return newClusterWith(t, network, subnet, func(bin, image string) map[string]string {
+		return map[string]string{"/usr/local/bin/kasa": bin, inHostDataDir + "/agent/images/web.tar": image}
+	}, agents...)
+}
+
+// newClusterWith is newCluster with the files each host gets, from the
+// binary's and the test image's paths.
+func newClusterWith(t *testing.T, network, subnet string, filesFor func(bin, image string) map[string]string, agents ...string) *cluster {
+	t.Helper()
 	bin := prepareHosts(t, network)
 	ctx := context.Background()
 	imageDir := t.TempDir()
@@ -380,7 +389,7 @@ func newCluster(t *testing.T, network, subnet string, agents ...string) *cluster
 			t.Errorf("close the network: %v", err)
 		}
 	})
-	files := map[string]string{"/usr/local/bin/kasa": bin, inHostDataDir + "/agent/images/web.tar": filepath.Join(imageDir, "web.tar")}
+	files := filesFor(bin, filepath.Join(imageDir, "web.tar"))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var startErr error
@@ -499,6 +508,9 @@ func (cl *cluster) teardown() {
 				unit = "kasa"
 			}
 			cl.t.Logf("journal of %s in host %s (tail):\n%s", unit, h.Name, h.Journal(ctx, unit, 80))
+		}
+		if _, _, err := h.Exec(ctx, "test", "-x", "/usr/local/bin/kasa"); err != nil {
+			continue // uninstalled
 		}
 		killallIn(cl.t, h)
 	}

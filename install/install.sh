@@ -1,0 +1,294 @@
+#!/bin/sh
+# kasa's node installer: installs kasa on the machine it runs on, as a
+# systemd service, with an uninstall script.
+#
+#   curl -sfL https://get.kasa.dev | sh -                      a server
+#   curl -sfL https://get.kasa.dev | KASA_URL=https://SERVER:6443 KASA_TOKEN=K10... sh -   an agent
+#   sh install.sh [server|agent] [FLAGS...]                      flags go to kasa
+#
+# Settings, as k3s users know them, with KASA names:
+#   INSTALL_KASA_VERSION         the release to download (default: the latest)
+#   INSTALL_KASA_DOWNLOAD_URL    where to download the binary; URL.sha256 holds its sha256
+#   INSTALL_KASA_SKIP_DOWNLOAD   true: use INSTALL_KASA_BINARY, or the kasa already in the bin dir
+#   INSTALL_KASA_BINARY          a kasa binary on this machine to install (implies no download)
+#   INSTALL_KASA_SHA256          the binary's expected sha256 (checked whatever its source)
+#   INSTALL_KASA_EXEC            the command and flags: "server --tls-san x", "agent ...", or flags alone
+#   INSTALL_KASA_BIN_DIR         where kasa, its links and scripts go (default /usr/local/bin)
+#   INSTALL_KASA_SKIP_START      true: install and enable, do not start
+#   INSTALL_KASA_SYMLINK         skip: no kubectl/crictl/ctr links; force: replace what is there
+#   KASA_URL                     a server to join: the service is an agent
+#   KASA_TOKEN, KASA_*           kept, every one, in the service's environment file (mode 0600)
+#
+# Running it again with the same settings changes nothing; a new binary or new
+# settings are installed and the service restarted.
+set -eu
+
+info() { echo "[INFO]  $*"; }
+warn() { echo "[WARN]  $*" >&2; }
+fatal() {
+	echo "[ERROR] $*" >&2
+	exit 1
+}
+
+# quote prints its argument in single quotes, for sh and systemd alike.
+quote() {
+	printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"
+}
+
+verify_system() {
+	os=$(uname -s)
+	[ "$os" = Linux ] || fatal "kasa runs on Linux; this is $os"
+	case $(uname -m) in
+	x86_64 | amd64) ARCH=amd64 ;;
+	aarch64 | arm64) ARCH=arm64 ;;
+	*) fatal "unsupported architecture $(uname -m): kasa is built for amd64 and arm64" ;;
+	esac
+	if [ ! -d /run/systemd/system ] || ! command -v systemctl >/dev/null 2>&1; then
+		fatal "this installer needs systemd as the init system; run kasa by hand instead (kasa server, kasa agent)"
+	fi
+	if [ "$(id -u)" -ne 0 ]; then
+		fatal "run the installer as root (sudo sh install.sh, or | sudo sh -)"
+	fi
+}
+
+setup_env() {
+	# The command and its flags: INSTALL_KASA_EXEC, then the arguments.
+	set -f
+	# shellcheck disable=SC2086 # the variable holds words, as k3s's does
+	set -- ${INSTALL_KASA_EXEC:-} "$@"
+	set +f
+	case ${1:-} in
+	server | agent)
+		CMD=$1
+		shift
+		;;
+	-* | "")
+		if [ -n "${KASA_URL:-}" ]; then CMD=agent; else CMD=server; fi
+		;;
+	*) fatal "unknown command '$1': INSTALL_KASA_EXEC starts with server, agent or a flag" ;;
+	esac
+	ARGS=""
+	DATA_DIR=/var/lib/kasa
+	prev=""
+	for a in "$@"; do
+		ARGS="$ARGS $(quote "$a")"
+		case $prev in --data-dir | -d) DATA_DIR=$a ;; esac
+		case $a in --data-dir=*) DATA_DIR=${a#--data-dir=} ;; esac
+		prev=$a
+	done
+	if [ "$CMD" = agent ]; then
+		[ -n "${KASA_URL:-}" ] || case " $* " in *" --server "* | *" -s "* | *" --server="*) ;; *)
+			fatal "an agent needs the server to join: set KASA_URL=https://SERVER:6443 (and KASA_TOKEN)" ;;
+		esac
+		SYSTEM_NAME=kasa-agent
+	else
+		SYSTEM_NAME=kasa
+	fi
+	BIN_DIR=${INSTALL_KASA_BIN_DIR:-/usr/local/bin}
+	SYSTEMD_DIR=/etc/systemd/system
+	FILE_SERVICE=$SYSTEMD_DIR/$SYSTEM_NAME.service
+	FILE_ENV=$FILE_SERVICE.env
+	UNINSTALL=$BIN_DIR/$SYSTEM_NAME-uninstall.sh
+	KILLALL=$BIN_DIR/kasa-killall.sh
+	TMP=$(mktemp -d)
+	trap 'rm -rf "$TMP"' EXIT
+}
+
+sha256_of() {
+	sha256sum "$1" | cut -d' ' -f1
+}
+
+download() {
+	if command -v curl >/dev/null 2>&1; then
+		curl -fsSL -o "$2" "$1"
+	elif command -v wget >/dev/null 2>&1; then
+		wget -q -O "$2" "$1"
+	else
+		fatal "neither curl nor wget is here to download $1; or give INSTALL_KASA_BINARY"
+	fi
+}
+
+# get_binary leaves the binary to install in $NEW_BIN.
+get_binary() {
+	if [ -n "${INSTALL_KASA_BINARY:-}" ]; then
+		[ -f "$INSTALL_KASA_BINARY" ] || fatal "INSTALL_KASA_BINARY $INSTALL_KASA_BINARY is not a file"
+		NEW_BIN=$INSTALL_KASA_BINARY
+	elif [ "${INSTALL_KASA_SKIP_DOWNLOAD:-}" = true ]; then
+		[ -x "$BIN_DIR/kasa" ] || fatal "INSTALL_KASA_SKIP_DOWNLOAD is set but $BIN_DIR/kasa is not there: put it there or give INSTALL_KASA_BINARY"
+		NEW_BIN=$BIN_DIR/kasa
+	else
+		url=${INSTALL_KASA_DOWNLOAD_URL:-}
+		if [ -z "$url" ]; then
+			version=${INSTALL_KASA_VERSION:-latest}
+			if [ "$version" = latest ]; then
+				url=https://github.com/kasa-io/kasa/releases/latest/download/kasa-$ARCH
+			else
+				url=https://github.com/kasa-io/kasa/releases/download/$version/kasa-$ARCH
+			fi
+		fi
+		info "downloading $url"
+		download "$url" "$TMP/kasa" || fatal "could not download $url"
+		if [ -z "${INSTALL_KASA_SHA256:-}" ]; then
+			download "$url.sha256" "$TMP/kasa.sha256" || fatal "could not download $url.sha256 to check the binary"
+			INSTALL_KASA_SHA256=$(cut -d' ' -f1 <"$TMP/kasa.sha256")
+		fi
+		NEW_BIN=$TMP/kasa
+	fi
+	if [ -n "${INSTALL_KASA_SHA256:-}" ]; then
+		got=$(sha256_of "$NEW_BIN")
+		[ "$got" = "$INSTALL_KASA_SHA256" ] || fatal "the binary's sha256 is $got, not $INSTALL_KASA_SHA256: refusing to install it"
+	fi
+	"$NEW_BIN" --version >/dev/null 2>&1 || fatal "$NEW_BIN does not run here"
+}
+
+# write_if_changed FILE MODE writes standard input to FILE unless it holds
+# the same; it sets CHANGED=1 when it wrote.
+write_if_changed() {
+	cat >"$TMP/new"
+	if [ -f "$1" ] && cmp -s "$TMP/new" "$1"; then
+		return
+	fi
+	mkdir -p "$(dirname "$1")"
+	install -m "$2" "$TMP/new" "$1"
+	CHANGED=1
+}
+
+install_binary() {
+	mkdir -p "$BIN_DIR"
+	if [ -f "$BIN_DIR/kasa" ] && cmp -s "$NEW_BIN" "$BIN_DIR/kasa"; then
+		return
+	fi
+	info "installing kasa $("$NEW_BIN" --version | head -n 1) to $BIN_DIR/kasa"
+	install -m 0755 "$NEW_BIN" "$BIN_DIR/.kasa.new"
+	mv -f "$BIN_DIR/.kasa.new" "$BIN_DIR/kasa"
+	CHANGED=1
+}
+
+create_symlinks() {
+	[ "${INSTALL_KASA_SYMLINK:-}" = skip ] && return
+	for cmd in kubectl crictl ctr; do
+		link=$BIN_DIR/$cmd
+		if [ -L "$link" ] && [ "$(readlink "$link")" = "$BIN_DIR/kasa" ]; then
+			continue
+		fi
+		if [ -e "$link" ] || [ -L "$link" ]; then
+			if [ "${INSTALL_KASA_SYMLINK:-}" != force ]; then
+				info "$link exists: no $cmd link (INSTALL_KASA_SYMLINK=force replaces it); kasa $cmd works"
+				continue
+			fi
+		fi
+		info "linking $link to kasa"
+		ln -sf "$BIN_DIR/kasa" "$link"
+	done
+}
+
+create_env_file() {
+	# Every KASA_* setting, one KEY="VALUE" line each, for systemd; the
+	# temporary folder is the installer's own (mode 0700).
+	env | grep '^KASA_' | sort | while IFS= read -r kv; do
+		key=${kv%%=*}
+		value=${kv#*=}
+		printf '%s="%s"\n' "$key" "$(printf '%s' "$value" | sed 's/[\\"$`]/\\&/g')"
+	done >"$TMP/env" || true
+	write_if_changed "$FILE_ENV" 0600 <"$TMP/env"
+}
+
+create_service() {
+	write_if_changed "$FILE_SERVICE" 0644 <<EOF
+[Unit]
+Description=kasa ($CMD): lightweight Kubernetes
+Documentation=https://github.com/kasa-io/kasa
+Wants=network-online.target
+After=network-online.target
+
+[Install]
+WantedBy=multi-user.target
+
+[Service]
+Type=exec
+EnvironmentFile=-$FILE_ENV
+KillMode=process
+Delegate=yes
+TasksMax=infinity
+TimeoutStartSec=0
+Restart=always
+RestartSec=5s
+ExecStart=$BIN_DIR/kasa $CMD$ARGS
+EOF
+}
+
+create_killall() {
+	write_if_changed "$KILLALL" 0755 <<EOF
+#!/bin/sh
+# Written by kasa's installer: stops kasa and everything it runs on this
+# machine (pods included), and undoes its network changes; data is kept.
+[ "\$(id -u)" -eq 0 ] || exec sudo "\$0" "\$@"
+for unit in kasa kasa-agent; do
+	systemctl stop "\$unit" 2>/dev/null || true
+done
+exec $BIN_DIR/kasa killall --data-dir $(quote "$DATA_DIR") "\$@"
+EOF
+}
+
+create_uninstall() {
+	write_if_changed "$UNINSTALL" 0755 <<EOF
+#!/bin/sh
+# Written by kasa's installer: removes the $SYSTEM_NAME service and
+# everything of kasa's on this machine: processes, pods, network changes,
+# data ($DATA_DIR), settings (/etc/kasa), links and scripts.
+set -e
+[ "\$(id -u)" -eq 0 ] || exec sudo "\$0" "\$@"
+$KILLALL
+systemctl disable $SYSTEM_NAME >/dev/null 2>&1 || true
+rm -f $FILE_SERVICE $FILE_ENV
+systemctl daemon-reload
+systemctl reset-failed $SYSTEM_NAME 2>/dev/null || true
+if [ -e $SYSTEMD_DIR/kasa.service ] || [ -e $SYSTEMD_DIR/kasa-agent.service ]; then
+	echo "another kasa service remains: its binary and data stay"
+	rm -f "\$0"
+	exit 0
+fi
+for cmd in kubectl crictl ctr; do
+	if [ -L $BIN_DIR/\$cmd ] && [ "\$(readlink $BIN_DIR/\$cmd)" = $BIN_DIR/kasa ]; then
+		rm -f $BIN_DIR/\$cmd
+	fi
+done
+# The kubelet keeps its device-plugin socket and the pods' logs here
+# whatever its root dir.
+rm -rf $(quote "$DATA_DIR") /etc/kasa /run/kasa /var/lib/kubelet /var/log/pods /var/log/containers
+rm -f $BIN_DIR/kasa $KILLALL "\$0"
+echo "kasa is uninstalled"
+EOF
+}
+
+start_service() {
+	systemctl daemon-reload
+	systemctl enable "$SYSTEM_NAME" >/dev/null 2>&1
+	if [ "${INSTALL_KASA_SKIP_START:-}" = true ]; then
+		info "installed; not started (INSTALL_KASA_SKIP_START): systemctl start $SYSTEM_NAME"
+		return
+	fi
+	if [ "$CHANGED" = 0 ] && systemctl is-active --quiet "$SYSTEM_NAME"; then
+		info "no change: $SYSTEM_NAME is installed as asked and running"
+		return
+	fi
+	info "starting $SYSTEM_NAME"
+	systemctl restart "$SYSTEM_NAME"
+}
+
+main() {
+	verify_system
+	setup_env "$@"
+	CHANGED=0
+	get_binary
+	install_binary
+	create_symlinks
+	create_env_file
+	create_service
+	create_killall
+	create_uninstall
+	start_service
+	info "done: $FILE_SERVICE; $UNINSTALL removes it"
+}
+
+main "$@"

@@ -1,0 +1,166 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kasa-io/kasa/tests/harness/hosts"
+)
+
+// TestE2EInstall: install/install.sh on two hosts, a server and then an
+// agent through KASA_URL and KASA_TOKEN, with the binary given
+// (INSTALL_KASA_BINARY, as on a machine without internet); re-running
+// changes nothing, new flags upgrade with a restart, bad settings are
+// refused without touching what runs; the uninstall scripts leave each
+// host without a trace of kasa.
+func TestE2EInstall(t *testing.T) {
+	script, err := filepath.Abs("../../install/install.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := newClusterWith(t, hosts.Prefix+"e2e-install", "172.31.245.0/24", func(bin, image string) map[string]string {
+		return map[string]string{"/root/kasa": bin, "/root/install.sh": script, inHostDataDir + "/agent/images/web.tar": image}
+	}, "ag")
+	ctx := context.Background()
+	srv, ag := cl.srv, cl.agents["ag"]
+	const serverArgs = "server --data-dir " + inHostDataDir + " --resolv-conf " + hosts.PodResolvConf + " --disable traefik,metrics-server"
+	install := func(h *hosts.Host, env ...string) (string, error) {
+		args := append([]string{"env", "INSTALL_KASA_BINARY=/root/kasa"}, env...)
+		out, stderr, err := h.Exec(ctx, append(args, "sh", "/root/install.sh")...)
+		return out + stderr, err
+	}
+	mainPID := func(h *hosts.Host, unit string) string {
+		return strings.TrimSpace(mustExec(t, h, "systemctl", "show", "-p", "MainPID", "--value", unit))
+	}
+
+	// A server.
+	out, err := install(srv, "INSTALL_KASA_EXEC="+serverArgs, "KASA_TOKEN=e2e-install-secret")
+	if err != nil || !strings.Contains(out, "starting kasa") {
+		t.Fatalf("install the server: %v\n%s", err, out)
+	}
+	cl.c = cl.client()
+	waitFor(t, 3*time.Minute, "node srv Ready", func() error { return nodesReady(ctx, cl.c, "srv") })
+	unit := mustExec(t, srv, "cat", "/etc/systemd/system/kasa.service")
+	for _, want := range []string{"KillMode=process", "Delegate=yes", "Restart=always", "ExecStart=/usr/local/bin/kasa server '--data-dir'"} {
+		if !strings.Contains(unit, want) {
+			t.Errorf("kasa.service lacks %q:\n%s", want, unit)
+		}
+	}
+	if mode := strings.TrimSpace(mustExec(t, srv, "stat", "-c", "%a", "/etc/systemd/system/kasa.service.env")); mode != "600" {
+		t.Errorf("the environment file has mode %s", mode)
+	}
+	if env := mustExec(t, srv, "cat", "/etc/systemd/system/kasa.service.env"); !strings.Contains(env, `KASA_TOKEN="e2e-install-secret"`) {
+		t.Errorf("the environment file lacks the token:\n%s", env)
+	}
+	if ps := mustExec(t, srv, "ps", "-eo", "args"); strings.Contains(ps, "e2e-install-secret") {
+		t.Error("the token shows in the process list")
+	}
+	for _, link := range []string{"kubectl", "crictl", "ctr"} {
+		if target := strings.TrimSpace(mustExec(t, srv, "readlink", "/usr/local/bin/"+link)); target != "/usr/local/bin/kasa" {
+			t.Errorf("%s links to %q", link, target)
+		}
+	}
+	if out := mustExec(t, srv, "kubectl", "get", "nodes", "--no-headers"); !strings.HasPrefix(out, "srv ") {
+		t.Errorf("kubectl through the link: %q", out)
+	}
+
+	// The same again: nothing changes, the service keeps running.
+	pid := mainPID(srv, "kasa")
+	out, err = install(srv, "INSTALL_KASA_EXEC="+serverArgs, "KASA_TOKEN=e2e-install-secret")
+	if err != nil || !strings.Contains(out, "no change") {
+		t.Errorf("a second run: %v\n%s", err, out)
+	}
+	if p := mainPID(srv, "kasa"); p != pid {
+		t.Errorf("a second run restarted kasa (pid %s -> %s)", pid, p)
+	}
+	// Bad settings are refused, and what runs stays.
+	for _, bad := range []struct{ env []string }{
+		{[]string{"INSTALL_KASA_EXEC=frobnicate"}},
+		{[]string{"INSTALL_KASA_EXEC=agent"}},
+		{[]string{"INSTALL_KASA_EXEC=" + serverArgs, "INSTALL_KASA_SHA256=0000"}},
+	} {
+		out, err := install(srv, bad.env...)
+		if err == nil || !strings.Contains(out, "[ERROR]") {
+			t.Errorf("%v: %v\n%s", bad.env, err, out)
+		}
+	}
+	if p := mainPID(srv, "kasa"); p != pid {
+		t.Errorf("a refused run restarted kasa (pid %s -> %s)", pid, p)
+	}
+	// New flags: an upgrade, with a restart.
+	out, err = install(srv, "INSTALL_KASA_EXEC="+serverArgs+" --node-label tier=e2e", "KASA_TOKEN=e2e-install-secret")
+	if err != nil || !strings.Contains(out, "starting kasa") {
+		t.Fatalf("new flags: %v\n%s", err, out)
+	}
+	if unit := mustExec(t, srv, "cat", "/etc/systemd/system/kasa.service"); !strings.Contains(unit, "'--node-label' 'tier=e2e'") {
+		t.Errorf("kasa.service after new flags:\n%s", unit)
+	}
+	if p := mainPID(srv, "kasa"); p == pid || p == "0" {
+		t.Errorf("new flags did not restart kasa (pid %s -> %s)", pid, p)
+	}
+	waitFor(t, 2*time.Minute, "node srv Ready after the upgrade", func() error { return nodesReady(ctx, cl.c, "srv") })
+
+	// An agent, through KASA_URL and KASA_TOKEN.
+	tok := strings.TrimSpace(mustExec(t, srv, "cat", inHostDataDir+"/server/token"))
+	out, err = install(ag, "KASA_URL=https://srv:6443", "KASA_TOKEN="+tok,
+		"INSTALL_KASA_EXEC=--data-dir "+inHostDataDir+" --resolv-conf "+hosts.PodResolvConf)
+	if err != nil || !strings.Contains(out, "starting kasa-agent") {
+		t.Fatalf("install the agent: %v\n%s", err, out)
+	}
+	waitFor(t, 3*time.Minute, "nodes srv and ag Ready", func() error { return nodesReady(ctx, cl.c, "ag", "srv") })
+	if unit := mustExec(t, ag, "cat", "/etc/systemd/system/kasa-agent.service"); !strings.Contains(unit, "ExecStart=/usr/local/bin/kasa agent ") {
+		t.Errorf("kasa-agent.service:\n%s", unit)
+	}
+
+	// Uninstall, the agent first: each host is left without kasa.
+	for _, u := range []struct {
+		h      *hosts.Host
+		script string
+	}{{ag, "kasa-agent-uninstall.sh"}, {srv, "kasa-uninstall.sh"}} {
+		if out, stderr, err := u.h.Exec(ctx, "/usr/local/bin/"+u.script); err != nil {
+			t.Errorf("%s in %s: %v\n%s%s", u.script, u.h.Name, err, out, stderr)
+		}
+		checkHostClean(t, u.h)
+	}
+}
+
+// checkHostClean fails for anything of kasa's left in host h.
+func checkHostClean(t *testing.T, h *hosts.Host) {
+	t.Helper()
+	ctx := context.Background()
+	for _, p := range []string{"/usr/local/bin/kasa", "/usr/local/bin/kubectl", "/usr/local/bin/crictl", "/usr/local/bin/ctr",
+		"/usr/local/bin/kasa-killall.sh", "/usr/local/bin/kasa-uninstall.sh", "/usr/local/bin/kasa-agent-uninstall.sh",
+		"/etc/systemd/system/kasa.service", "/etc/systemd/system/kasa.service.env",
+		"/etc/systemd/system/kasa-agent.service", "/etc/systemd/system/kasa-agent.service.env",
+		inHostDataDir, "/etc/kasa", "/run/kasa", "/var/lib/kubelet", "/var/log/pods", "/var/log/containers"} {
+		if _, _, err := h.Exec(ctx, "test", "-e", p); err == nil {
+			t.Errorf("host %s: %s is still there", h.Name, p)
+		}
+	}
+	if out, _, _ := h.Exec(ctx, "pgrep", "-a", "kasa|containerd|pause"); strings.TrimSpace(out) != "" {
+		t.Errorf("host %s: processes left:\n%s", h.Name, out)
+	}
+	if out := mustExec(t, h, "cat", "/proc/mounts"); strings.Contains(out, inHostDataDir) || strings.Contains(out, "/run/kasa") {
+		t.Errorf("host %s: mounts left:\n%s", h.Name, lineWith(out, "kasa"))
+	}
+	links := mustExec(t, h, "ip", "-br", "link")
+	for _, name := range []string{"cni0", "flannel.1", "veth"} {
+		if strings.Contains(links, name) {
+			t.Errorf("host %s: interface %s left:\n%s", h.Name, name, links)
+		}
+	}
+	rules := mustExec(t, h, "iptables-save")
+	for _, chain := range []string{"KUBE-", "FLANNEL", "CNI-"} {
+		if strings.Contains(rules, chain) {
+			t.Errorf("host %s: iptables still has %s: %s", h.Name, chain, lineWith(rules, chain))
+		}
+	}
+	if out := mustExec(t, h, "systemctl", "list-units", "--all", "--no-legend", "kasa.service", "kasa-agent.service"); strings.TrimSpace(out) != "" {
+		t.Errorf("host %s: units left:\n%s", h.Name, out)
+	}
+}
