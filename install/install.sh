@@ -2,8 +2,8 @@
 # kasa's node installer: installs kasa on the machine it runs on, as a
 # systemd service, with an uninstall script.
 #
-#   curl -sfL https://get.kasa.dev | sh -                      a server
-#   curl -sfL https://get.kasa.dev | KASA_URL=https://SERVER:6443 KASA_TOKEN=K10... sh -   an agent
+#   curl -sfL https://HOST/install.sh | sh -                   a server
+#   curl -sfL https://HOST/install.sh | KASA_URL=https://SERVER:6443 KASA_TOKEN=K10... sh -   an agent
 #   sh install.sh [server|agent] [FLAGS...]                      flags go to kasa
 #
 # Settings, as k3s users know them, with KASA names:
