@@ -128,6 +128,7 @@ get_binary() {
 		fi
 		info "downloading $url"
 		download "$url" "$TMP/kasa" || fatal "could not download $url"
+		chmod 0755 "$TMP/kasa"
 		if [ -z "${INSTALL_KASA_SHA256:-}" ]; then
 			download "$url.sha256" "$TMP/kasa.sha256" || fatal "could not download $url.sha256 to check the binary"
 			INSTALL_KASA_SHA256=$(cut -d' ' -f1 <"$TMP/kasa.sha256")
@@ -138,7 +139,12 @@ get_binary() {
 		got=$(sha256_of "$NEW_BIN")
 		[ "$got" = "$INSTALL_KASA_SHA256" ] || fatal "the binary's sha256 is $got, not $INSTALL_KASA_SHA256: refusing to install it"
 	fi
-	"$NEW_BIN" --version >/dev/null 2>&1 || fatal "$NEW_BIN does not run here"
+	if [ ! -x "$NEW_BIN" ]; then
+		cp "$NEW_BIN" "$TMP/kasa.x"
+		chmod 0755 "$TMP/kasa.x"
+		NEW_BIN=$TMP/kasa.x
+	fi
+	"$NEW_BIN" --version >/dev/null 2>&1 || fatal "$NEW_BIN does not run here: is it kasa for $ARCH?"
 }
 
 # write_if_changed FILE MODE writes standard input to FILE unless it holds

@@ -43,6 +43,7 @@ const (
 // cluster is a server host and agent hosts of TestE2EAgents.
 type cluster struct {
 	t      *testing.T
+	nw     *hosts.Network
 	srv    *hosts.Host
 	agents map[string]*hosts.Host
 	c      kubernetes.Interface
@@ -369,7 +370,7 @@ func newClusterWith(t *testing.T, network, subnet string, filesFor func(bin, ima
 		t.Fatal(err)
 	}
 	nw.Logf = t.Logf
-	cl := &cluster{t: t, agents: map[string]*hosts.Host{}}
+	cl := &cluster{t: t, nw: nw, agents: map[string]*hosts.Host{}}
 	// KASA_E2E_KEEP_HOSTS=1 keeps the hosts of a failed run for a look;
 	// the next run removes them.
 	keep := func() bool { return t.Failed() && os.Getenv("KASA_E2E_KEEP_HOSTS") != "" }

@@ -4,17 +4,26 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kasa-io/kasa/tests/harness"
 	"github.com/kasa-io/kasa/tests/harness/hosts"
 )
 
-// TestE2EInstall: install/install.sh on two hosts, a server and then an
-// agent through KASA_URL and KASA_TOKEN, with the binary given
-// (INSTALL_KASA_BINARY, as on a machine without internet); re-running
+// TestE2EInstall: install/install.sh on two hosts: a server with the
+// binary given (INSTALL_KASA_BINARY, as on a machine without internet),
+// then an agent through KASA_URL and KASA_TOKEN as `curl | sh -`,
+// downloading the binary and checking its sha256; re-running
 // changes nothing, new flags upgrade with a restart, bad settings are
 // refused without touching what runs; the uninstall scripts leave each
 // host without a trace of kasa.
@@ -105,11 +114,26 @@ func TestE2EInstall(t *testing.T) {
 	}
 	waitFor(t, 2*time.Minute, "node srv Ready after the upgrade", func() error { return nodesReady(ctx, cl.c, "srv") })
 
-	// An agent, through KASA_URL and KASA_TOKEN.
+	// An agent, through KASA_URL and KASA_TOKEN, installed as
+	// `curl -sfL URL | sh -` from a web server on this machine, which
+	// also serves the binary and its sha256.
+	web := serveInstall(t, cl.nw.Gateway.String(), script)
 	tok := strings.TrimSpace(mustExec(t, srv, "cat", inHostDataDir+"/server/token"))
-	out, err = install(ag, "KASA_URL=https://srv:6443", "KASA_TOKEN="+tok,
-		"INSTALL_KASA_EXEC=--data-dir "+inHostDataDir+" --resolv-conf "+hosts.PodResolvConf)
-	if err != nil || !strings.Contains(out, "starting kasa-agent") {
+	curlInstall := func(binURL string) (string, error) {
+		cmd := fmt.Sprintf("curl -sfL %s/install.sh | KASA_URL=https://srv:6443 KASA_TOKEN=%s INSTALL_KASA_DOWNLOAD_URL=%s INSTALL_KASA_EXEC='--data-dir %s --resolv-conf %s' sh -",
+			web, tok, binURL, inHostDataDir, hosts.PodResolvConf)
+		out, stderr, err := ag.Exec(ctx, "sh", "-c", cmd)
+		return out + stderr, err
+	}
+	out, err = curlInstall(web + "/tampered/kasa")
+	if err == nil || !strings.Contains(out, "refusing to install it") {
+		t.Errorf("a binary that does not match its sha256: %v\n%s", err, out)
+	}
+	if _, _, err := ag.Exec(ctx, "test", "-e", "/usr/local/bin/kasa"); err == nil {
+		t.Error("the tampered binary was installed")
+	}
+	out, err = curlInstall(web + "/kasa")
+	if err != nil || !strings.Contains(out, "starting kasa-agent") || !strings.Contains(out, "downloading") {
 		t.Fatalf("install the agent: %v\n%s", err, out)
 	}
 	waitFor(t, 3*time.Minute, "nodes srv and ag Ready", func() error { return nodesReady(ctx, cl.c, "ag", "srv") })
@@ -163,4 +187,42 @@ func checkHostClean(t *testing.T, h *hosts.Host) {
 	if out := mustExec(t, h, "systemctl", "list-units", "--all", "--no-legend", "kasa.service", "kasa-agent.service"); strings.TrimSpace(out) != "" {
 		t.Errorf("host %s: units left:\n%s", h.Name, out)
 	}
+}
+
+// serveInstall serves, on addr (an address of this machine), the
+// installer at /install.sh, the kasa binary at /kasa with its sha256 at
+// /kasa.sha256, and the same binary at /tampered/kasa with a sha256 that
+// does not match. It returns the base URL.
+func serveInstall(t *testing.T, addr, script string) string {
+	t.Helper()
+	bin, err := harness.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	sum := hex.EncodeToString(h.Sum(nil))
+	mux := http.NewServeMux()
+	mux.HandleFunc("/install.sh", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, script) })
+	mux.HandleFunc("/kasa", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, bin) })
+	mux.HandleFunc("/tampered/kasa", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, bin) })
+	mux.HandleFunc("/kasa.sha256", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "%s  kasa\n", sum) })
+	mux.HandleFunc("/tampered/kasa.sha256", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s  kasa\n", strings.Repeat("0", 64))
+	})
+	l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + l.Addr().String()
 }
