@@ -1,0 +1,302 @@
+package up
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+// ErrUnknownHost is returned for a host whose key is not in known_hosts.
+var ErrUnknownHost = errors.New("unknown host key")
+
+// ErrHostKeyChanged is returned for a host whose key differs from the one
+// known_hosts has: never accepted.
+var ErrHostKeyChanged = errors.New("host key changed")
+
+// Target is a machine to reach.
+type Target struct {
+	Address string
+	Port    int
+	User    string
+	// KeyPath is a private key file to authenticate with.
+	KeyPath string
+	// Bastion is a jump host, [USER@]HOST[:PORT], reached with the same
+	// credentials.
+	Bastion string
+}
+
+func (t Target) String() string {
+	return t.User + "@" + net.JoinHostPort(t.Address, strconv.Itoa(t.Port))
+}
+
+// Auth is how kasa up authenticates and checks hosts.
+type Auth struct {
+	// KnownHosts is the known_hosts file (~/.ssh/known_hosts).
+	KnownHosts string
+	// AcceptNew records the key of a host that known_hosts lacks.
+	AcceptNew bool
+	// Insecure skips host key checks altogether.
+	Insecure bool
+	// AgentSocket is ssh-agent's socket (SSH_AUTH_SOCK); empty: none.
+	AgentSocket string
+	// DefaultKeys are tried when a host names no key (~/.ssh/id_ed25519, ...).
+	DefaultKeys []string
+	// Passphrase asks for the passphrase of an encrypted key; nil: such
+	// keys are skipped.
+	Passphrase func(file string) ([]byte, error)
+	// Password is tried after the keys, when not empty.
+	Password string
+	// Timeout bounds the connection and the handshake; 15 s when zero.
+	Timeout time.Duration
+}
+
+// Conn is a connection to a host.
+type Conn struct {
+	Target  Target
+	client  *ssh.Client
+	bastion *ssh.Client
+}
+
+// Dial connects to t, through its bastion when it has one.
+func Dial(ctx context.Context, t Target, a Auth) (*Conn, error) {
+	timeout := a.Timeout
+	if timeout == 0 {
+		timeout = 15 * time.Second
+	}
+	c := &Conn{Target: t}
+	addr := net.JoinHostPort(t.Address, strconv.Itoa(t.Port))
+	var conn net.Conn
+	var err error
+	if t.Bastion != "" {
+		user, host, port, err := ParseTarget(t.Bastion, t.User, DefaultPort)
+		if err != nil {
+			return nil, fmt.Errorf("bastion: %w", err)
+		}
+		b := Target{Address: host, Port: port, User: user, KeyPath: t.KeyPath}
+		bc, err := Dial(ctx, b, a)
+		if err != nil {
+			return nil, fmt.Errorf("bastion %s: %w", b, err)
+		}
+		c.bastion = bc.client
+		if conn, err = bc.client.Dial("tcp", addr); err != nil {
+			bc.client.Close()
+			return nil, fmt.Errorf("through the bastion %s: %w", b, err)
+		}
+	} else {
+		d := net.Dialer{Timeout: timeout}
+		if conn, err = d.DialContext(ctx, "tcp", addr); err != nil {
+			return nil, fmt.Errorf("cannot reach %s: %w", addr, unwrapOp(err))
+		}
+	}
+	cfg, err := a.clientConfig(t, timeout)
+	if err != nil {
+		conn.Close()
+		c.Close()
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	sc, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+	if err != nil {
+		conn.Close()
+		c.Close()
+		var unknown *unknownHostError
+		if errors.As(err, &unknown) {
+			return nil, unknown
+		}
+		if errors.Is(err, ErrHostKeyChanged) {
+			return nil, fmt.Errorf("%s: %w", addr, ErrHostKeyChanged)
+		}
+		return nil, fmt.Errorf("ssh to %s: %w", t, err)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	c.client = ssh.NewClient(sc, chans, reqs)
+	return c, nil
+}
+
+// Close ends the connection (and the bastion's).
+func (c *Conn) Close() error {
+	var errs []error
+	if c.client != nil {
+		errs = append(errs, c.client.Close())
+	}
+	if c.bastion != nil {
+		errs = append(errs, c.bastion.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Run runs cmd (a shell command line) on the host with stdin, and returns
+// its output. A command that fails returns an error with its exit status.
+func (c *Conn) Run(ctx context.Context, cmd string, stdin io.Reader) (stdout, stderr string, err error) {
+	s, err := c.client.NewSession()
+	if err != nil {
+		return "", "", err
+	}
+	defer s.Close()
+	var out, errb bytes.Buffer
+	s.Stdout, s.Stderr, s.Stdin = &out, &errb, stdin
+	done := make(chan error, 1)
+	go func() { done <- s.Run(cmd) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		_ = s.Signal(ssh.SIGKILL)
+		s.Close()
+		err = ctx.Err()
+	}
+	return out.String(), errb.String(), err
+}
+
+// unknownHostError says how to accept a host that known_hosts lacks.
+type unknownHostError struct {
+	host, fingerprint, file string
+}
+
+func (e *unknownHostError) Error() string {
+	return fmt.Sprintf("%v: %s is not in %s; its key is %s. If that is the host's key, accept it with --accept-new-host-keys (or ssh-keyscan %s >> %s)",
+		ErrUnknownHost, e.host, e.file, e.fingerprint, e.host, e.file)
+}
+
+func (e *unknownHostError) Unwrap() error { return ErrUnknownHost }
+
+func (a Auth) clientConfig(t Target, timeout time.Duration) (*ssh.ClientConfig, error) {
+	hostKey, err := a.hostKeyCallback()
+	if err != nil {
+		return nil, err
+	}
+	var methods []ssh.AuthMethod
+	var signers []ssh.Signer
+	keys := a.DefaultKeys
+	if t.KeyPath != "" {
+		keys = []string{expandHome(t.KeyPath)}
+	}
+	for _, f := range keys {
+		s, err := a.loadKey(f, t.KeyPath != "")
+		if err != nil {
+			return nil, err
+		}
+		if s != nil {
+			signers = append(signers, s)
+		}
+	}
+	if a.AgentSocket != "" {
+		if conn, err := net.Dial("unix", a.AgentSocket); err == nil {
+			if more, err := agent.NewClient(conn).Signers(); err == nil {
+				signers = append(signers, more...)
+			}
+		}
+	}
+	if len(signers) > 0 {
+		methods = append(methods, ssh.PublicKeys(signers...))
+	}
+	if a.Password != "" {
+		methods = append(methods, ssh.Password(a.Password))
+	}
+	if len(methods) == 0 {
+		return nil, errors.New("no way to authenticate: give --ssh-key, run ssh-agent, or have ~/.ssh/id_ed25519")
+	}
+	return &ssh.ClientConfig{User: t.User, Auth: methods, HostKeyCallback: hostKey, Timeout: timeout}, nil
+}
+
+// loadKey reads a private key; a missing default key is skipped, a missing
+// named one is an error.
+func (a Auth) loadKey(file string, named bool) (ssh.Signer, error) {
+	b, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) && !named {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ssh key: %w", err)
+	}
+	s, err := ssh.ParsePrivateKey(b)
+	var missing *ssh.PassphraseMissingError
+	if errors.As(err, &missing) {
+		if a.Passphrase == nil {
+			if named {
+				return nil, fmt.Errorf("ssh key %s is encrypted and there is no terminal to ask its passphrase: load it into ssh-agent", file)
+			}
+			return nil, nil
+		}
+		pass, err := a.Passphrase(file)
+		if err != nil {
+			return nil, err
+		}
+		s, err = ssh.ParsePrivateKeyWithPassphrase(b, pass)
+		if err != nil {
+			return nil, fmt.Errorf("ssh key %s: %w", file, err)
+		}
+		return s, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ssh key %s: %w", file, err)
+	}
+	return s, nil
+}
+
+func (a Auth) hostKeyCallback() (ssh.HostKeyCallback, error) {
+	if a.Insecure {
+		return ssh.InsecureIgnoreHostKey(), nil //nolint:gosec // --insecure-ignore-host-key, with a warning
+	}
+	file := expandHome(a.KnownHosts)
+	if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(file, nil, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	check, err := knownhosts.New(file)
+	if err != nil {
+		return nil, fmt.Errorf("known hosts %s: %w", file, err)
+	}
+	return func(hostname string, remote net.Addr, key ssh.PublicKey) error {
+		err := check(hostname, remote, key)
+		var ke *knownhosts.KeyError
+		if !errors.As(err, &ke) {
+			return err
+		}
+		if len(ke.Want) > 0 {
+			return fmt.Errorf("%w: the key of %s is %s, not the one in %s line %d: someone may be in between; if the host was reinstalled, remove that line", ErrHostKeyChanged, hostname, ssh.FingerprintSHA256(key), file, ke.Want[0].Line)
+		}
+		if !a.AcceptNew {
+			return &unknownHostError{host: hostname, fingerprint: ssh.FingerprintSHA256(key), file: file}
+		}
+		f, err := os.OpenFile(file, os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = fmt.Fprintln(f, knownhosts.Line([]string{knownhosts.Normalize(hostname)}, key))
+		return err
+	}, nil
+}
+
+func expandHome(p string) string {
+	if rest, ok := strings.CutPrefix(p, "~/"); ok {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, rest)
+		}
+	}
+	return p
+}
+
+func unwrapOp(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}
