@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -300,3 +301,81 @@ func unwrapOp(err error) error {
 	}
 	return err
 }
+
+// Sudo runs cmd as root: directly for root, else through sudo, which gets
+// password on its standard input when not empty (sudo -S) and must not
+// ask otherwise (sudo -n). The password never appears in a command line.
+func (c *Conn) Sudo(ctx context.Context, cmd, password string, stdin io.Reader) (stdout, stderr string, err error) {
+	line, in := sudoCommand(c.Target.User, cmd, password, stdin)
+	stdout, stderr, err = c.Run(ctx, line, in)
+	if err != nil && strings.Contains(stderr, "a password is required") {
+		return stdout, stderr, fmt.Errorf("sudo on %s asks for a password: give it with --sudo-password-stdin or KASA_SUDO_PASSWORD", c.Target.Address)
+	}
+	if err != nil && strings.Contains(stderr, "incorrect password") {
+		return stdout, stderr, fmt.Errorf("sudo on %s refused the password", c.Target.Address)
+	}
+	return stdout, stderr, err
+}
+
+func sudoCommand(user, cmd, password string, stdin io.Reader) (string, io.Reader) {
+	if user == "root" {
+		return cmd, stdin
+	}
+	quoted := "'" + strings.ReplaceAll(cmd, "'", `'\''`) + "'"
+	if password == "" {
+		return "sudo -n -- sh -c " + quoted, stdin
+	}
+	in := io.Reader(strings.NewReader(password + "\n"))
+	if stdin != nil {
+		in = io.MultiReader(in, stdin)
+	}
+	return "sudo -S -p '' -- sh -c " + quoted, in
+}
+
+// Upload copies the local file to remote (mode mode) over SFTP, then
+// checks its sha256 on the host. An upload whose sha256 already matches
+// is skipped; it reports whether it copied.
+func (c *Conn) Upload(ctx context.Context, local, remote string, mode os.FileMode, sum string) (bool, error) {
+	if out, _, err := c.Run(ctx, "sha256sum "+shellQuote(remote)+" 2>/dev/null", nil); err == nil && strings.HasPrefix(out, sum+" ") {
+		return false, nil
+	}
+	client, err := sftp.NewClient(c.client)
+	if err != nil {
+		return false, fmt.Errorf("sftp: %w", err)
+	}
+	defer client.Close()
+	src, err := os.Open(local)
+	if err != nil {
+		return false, err
+	}
+	defer src.Close()
+	tmp := remote + ".kasa-upload"
+	dst, err := client.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	if err != nil {
+		return false, fmt.Errorf("sftp: create %s: %w", tmp, err)
+	}
+	if _, err := dst.ReadFrom(src); err != nil {
+		dst.Close()
+		return false, fmt.Errorf("sftp: write %s: %w", tmp, err)
+	}
+	if err := dst.Close(); err != nil {
+		return false, err
+	}
+	if err := client.Chmod(tmp, mode); err != nil {
+		return false, err
+	}
+	out, stderr, err := c.Run(ctx, "sha256sum "+shellQuote(tmp), nil)
+	if err != nil {
+		return false, fmt.Errorf("sha256sum on the host: %w %s", err, stderr)
+	}
+	if !strings.HasPrefix(out, sum+" ") {
+		_ = client.Remove(tmp)
+		return false, fmt.Errorf("the upload to %s arrived damaged (sha256 %s, want %s)", remote, strings.Fields(out + " ")[0], sum)
+	}
+	if err := client.PosixRename(tmp, remote); err != nil {
+		return false, fmt.Errorf("sftp: rename to %s: %w", remote, err)
+	}
+	return true, nil
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

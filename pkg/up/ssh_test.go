@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
@@ -88,6 +89,13 @@ func serveSSH(nc net.Conn, cfg *ssh.ServerConfig) {
 		go func() {
 			defer ch.Close()
 			for req := range reqs {
+				if req.Type == "subsystem" && string(req.Payload[4:]) == "sftp" {
+					_ = req.Reply(true, nil)
+					if srv, err := sftp.NewServer(ch); err == nil {
+						_ = srv.Serve()
+					}
+					return
+				}
 				if req.Type != "exec" {
 					_ = req.Reply(false, nil)
 					continue
