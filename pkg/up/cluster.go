@@ -116,7 +116,7 @@ func Parse(data []byte, lookup func(string) (string, bool)) (*Cluster, error) {
 	if err := yaml.UnmarshalStrict([]byte(expanded), &c); err != nil {
 		return nil, fmt.Errorf("not a valid cluster file: %w", err)
 	}
-	if err := c.complete(); err != nil {
+	if err := c.Complete(); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -142,8 +142,8 @@ func expand(s string, lookup func(string) (string, bool)) (string, error) {
 	return strings.ReplaceAll(s, dollar, "$"), nil
 }
 
-// complete checks the cluster and fills in the defaults of its hosts.
-func (c *Cluster) complete() error {
+// Complete checks the cluster and fills in the defaults of its hosts.
+func (c *Cluster) Complete() error {
 	if c.APIVersion != APIVersion || c.Kind != Kind {
 		return fmt.Errorf("apiVersion %q, kind %q: want apiVersion %s and kind %s", c.APIVersion, c.Kind, APIVersion, Kind)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/kasa-io/kasa/pkg/cli/server"
 	"github.com/kasa-io/kasa/pkg/cli/token"
 	"github.com/kasa-io/kasa/pkg/cli/tools"
+	upcli "github.com/kasa-io/kasa/pkg/cli/up"
 	"github.com/kasa-io/kasa/pkg/version"
 )
 
@@ -39,6 +40,7 @@ func NewCommand() *cobra.Command {
 		checkconfig.NewCommand(),
 	)
 	cmd.AddCommand(apps.NewCommands(kubectl.OSEnv())...)
+	cmd.AddCommand(upcli.NewCommands()...)
 	for _, t := range tools.Tools {
 		cmd.AddCommand(tools.NewCommand(t))
 	}

@@ -1,0 +1,426 @@
+package up
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kasa-io/kasa/install"
+	"github.com/kasa-io/kasa/pkg/fileutil"
+	"github.com/kasa-io/kasa/pkg/token"
+)
+
+// Options are what Up needs besides the cluster file.
+type Options struct {
+	// Binary is the kasa binary uploaded to the hosts.
+	Binary string
+	Auth   Auth
+	// SudoPassword is given to sudo on hosts reached as another user than root.
+	SudoPassword string
+	// Concurrency bounds the agents installed at once.
+	Concurrency int
+	// Kubeconfig is the file the cluster's context is merged into.
+	Kubeconfig string
+	// NoSwitchContext keeps the kubeconfig's current context.
+	NoSwitchContext bool
+	// StateDir keeps a generated token per cluster (~/.kasa/up).
+	StateDir string
+	// ReadyTimeout bounds the wait for each node; 5 min when zero.
+	ReadyTimeout time.Duration
+	Out          io.Writer
+}
+
+// Result is what happened on one host.
+type Result struct {
+	Host    string
+	Role    string
+	Changed bool
+	Err     error
+	Took    time.Duration
+}
+
+// remoteDir is where kasa up puts its files in a user's home on a host.
+const remoteDir = ".kasa-up"
+
+// Up installs the cluster: the server first, then the agents, at most
+// o.Concurrency at once; a host that fails does not stop the others. It
+// merges the cluster's context into o.Kubeconfig and returns one result
+// per host, in the file's order.
+func Up(ctx context.Context, c *Cluster, o Options) ([]Result, error) {
+	tok, err := clusterToken(c, o.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	sum, err := fileSHA256(o.Binary)
+	if err != nil {
+		return nil, fmt.Errorf("the kasa binary to upload: %w", err)
+	}
+	u := &run{c: c, o: o, token: tok, binSum: sum}
+	srv := c.Server()
+	results := make([]Result, len(c.Spec.Hosts))
+	index := func(h *Host) int {
+		return slices.IndexFunc(c.Spec.Hosts, func(x Host) bool { return x.Name == h.Name })
+	}
+	serverURL := "https://" + net.JoinHostPort(srv.SSH.Address, "6443")
+
+	r := u.host(ctx, srv, serverArgs(c, srv), map[string]string{"KASA_TOKEN": tok})
+	results[index(srv)] = r
+	if r.Err != nil {
+		for i, h := range c.Spec.Hosts {
+			if h.Role == RoleAgent {
+				results[i] = Result{Host: h.Name, Role: h.Role, Err: errors.New("not installed: the server failed")}
+			}
+		}
+		return results, nil
+	}
+	if err := u.fetchKubeconfig(ctx, srv, serverURL); err != nil {
+		results[index(srv)].Err = err
+		return results, nil
+	}
+
+	sem := make(chan struct{}, max(1, o.Concurrency))
+	var wg sync.WaitGroup
+	for i := range c.Spec.Hosts {
+		h := &c.Spec.Hosts[i]
+		if h.Role != RoleAgent {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			results[i] = u.host(ctx, h, append([]string{"agent"}, h.InstallFlags...),
+				map[string]string{"KASA_URL": serverURL, "KASA_TOKEN": tok})
+		}()
+	}
+	wg.Wait()
+	return results, nil
+}
+
+// run is one kasa up.
+type run struct {
+	c      *Cluster
+	o      Options
+	token  string
+	binSum string
+	mu     sync.Mutex
+	// client reaches the cluster from here, once the server's kubeconfig
+	// is merged.
+	client kubernetes.Interface
+}
+
+// fetchKubeconfig reads the server's admin kubeconfig, merges it into
+// o.Kubeconfig under the cluster's name with the server's address, and
+// makes the client the agents' readiness is checked with.
+func (u *run) fetchKubeconfig(ctx context.Context, srv *Host, serverURL string) error {
+	conn, err := Dial(ctx, Target{Address: srv.SSH.Address, Port: srv.SSH.Port, User: srv.SSH.User, KeyPath: srv.SSH.KeyPath, Bastion: srv.SSH.Bastion}, u.o.Auth)
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	defer conn.Close()
+	data, stderr, err := conn.Sudo(ctx, "cat /etc/kasa/kasa.yaml", u.o.SudoPassword, nil)
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w: %s", err, stderr)
+	}
+	name := u.c.Metadata.Name
+	if err := MergeKubeconfig(u.o.Kubeconfig, []byte(data), serverURL, name, !u.o.NoSwitchContext); err != nil {
+		return err
+	}
+	u.logf(srv.Name, "kubeconfig", "context %s in %s", name, u.o.Kubeconfig)
+	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: u.o.Kubeconfig},
+		&clientcmd.ConfigOverrides{CurrentContext: name}).ClientConfig()
+	if err != nil {
+		return err
+	}
+	rc.Timeout = 10 * time.Second
+	u.client, err = kubernetes.NewForConfig(rc)
+	return err
+}
+
+// waitReady waits until node name is Ready: asked from here once the
+// kubeconfig is merged, else on the host (the server) itself.
+func (u *run) waitReady(ctx context.Context, conn *Conn, name string) error {
+	timeout := u.o.ReadyTimeout
+	if timeout == 0 {
+		timeout = 5 * time.Minute
+	}
+	deadline := time.Now().Add(timeout)
+	last := "not yet asked"
+	for time.Now().Before(deadline) {
+		status := ""
+		if u.client != nil {
+			n, err := u.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				last = err.Error()
+			} else {
+				for _, c := range n.Status.Conditions {
+					if c.Type == corev1.NodeReady {
+						status = string(c.Status)
+					}
+				}
+			}
+		} else {
+			out, stderr, err := conn.Sudo(ctx, "/usr/local/bin/kasa kubectl get node "+shellQuote(name)+
+				` -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}'`, u.o.SudoPassword, nil)
+			status = strings.TrimSpace(out)
+			if err != nil {
+				last = strings.TrimSpace(lastLines(stderr, 1))
+			}
+		}
+		if status == "True" {
+			return nil
+		}
+		if status != "" {
+			last = "Ready is " + status
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	return fmt.Errorf("node %s not Ready within %s (last: %s)", name, timeout, last)
+}
+
+func (u *run) logf(host, phase, format string, args ...any) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.o.Out != nil {
+		fmt.Fprintf(u.o.Out, "%-16s %-10s %s\n", host, phase, fmt.Sprintf(format, args...))
+	}
+}
+
+// host installs kasa on h: connect, upload, install, wait until its node
+// is Ready. Errors name the phase and carry the remote command's stderr.
+func (u *run) host(ctx context.Context, h *Host, args []string, env map[string]string) (res Result) {
+	start := time.Now()
+	res = Result{Host: h.Name, Role: h.Role}
+	defer func() { res.Took = time.Since(start) }()
+	fail := func(phase string, err error) Result {
+		res.Err = fmt.Errorf("%s: %s: %w", h.Name, phase, err)
+		u.logf(h.Name, phase, "failed: %v", err)
+		return res
+	}
+	u.logf(h.Name, "connect", "%s@%s:%d", h.SSH.User, h.SSH.Address, h.SSH.Port)
+	conn, err := Dial(ctx, Target{Address: h.SSH.Address, Port: h.SSH.Port, User: h.SSH.User, KeyPath: h.SSH.KeyPath, Bastion: h.SSH.Bastion}, u.o.Auth)
+	if err != nil {
+		return fail("connect", err)
+	}
+	defer conn.Close()
+
+	home, stderr, err := conn.Run(ctx, "printf %s \"$HOME\"", nil)
+	if err != nil {
+		return fail("connect", fmt.Errorf("%w: %s", err, stderr))
+	}
+	if home == "" {
+		return fail("connect", errors.New("the user has no home directory"))
+	}
+	dir := home + "/" + remoteDir
+	if _, stderr, err := conn.Run(ctx, "mkdir -p -m 0700 "+shellQuote(dir), nil); err != nil {
+		return fail("upload", fmt.Errorf("%w: %s", err, stderr))
+	}
+	copied, err := conn.Upload(ctx, u.o.Binary, dir+"/kasa", 0o755, u.binSum)
+	if err != nil {
+		return fail("upload", err)
+	}
+	if copied {
+		u.logf(h.Name, "upload", "kasa uploaded and checked (sha256 %s...)", u.binSum[:12])
+		res.Changed = true
+	}
+	script, err := writeTemp(install.Script)
+	if err != nil {
+		return fail("upload", err)
+	}
+	defer os.Remove(script)
+	sum := sha256.Sum256(install.Script)
+	if _, err := conn.Upload(ctx, script, dir+"/install.sh", 0o755, hex.EncodeToString(sum[:])); err != nil {
+		return fail("upload", err)
+	}
+
+	// The settings, secrets among them, go in a file only the user can
+	// read, never on a command line.
+	var envFile strings.Builder
+	for _, k := range sortedKeys(env) {
+		fmt.Fprintf(&envFile, "%s=%s\n", k, shellQuote(env[k]))
+	}
+	for _, k := range sortedKeys(h.Environment) {
+		fmt.Fprintf(&envFile, "%s=%s\n", k, shellQuote(h.Environment[k]))
+	}
+	fmt.Fprintf(&envFile, "INSTALL_KASA_BINARY=%s\nINSTALL_KASA_EXEC=%s\n", shellQuote(dir+"/kasa"), shellQuote(strings.Join(args, " ")))
+	if _, stderr, err := conn.Run(ctx, "umask 077 && cat > "+shellQuote(dir+"/env"), strings.NewReader(envFile.String())); err != nil {
+		return fail("install", fmt.Errorf("%w: %s", err, stderr))
+	}
+	u.logf(h.Name, "install", "%s", strings.Join(args, " "))
+	cmd := "set -a; . " + shellQuote(dir+"/env") + "; set +a; rm -f " + shellQuote(dir+"/env") + "; exec sh " + shellQuote(dir+"/install.sh")
+	out, stderr, err := conn.Sudo(ctx, cmd, u.o.SudoPassword, nil)
+	_, _, _ = conn.Run(ctx, "rm -f "+shellQuote(dir+"/env"), nil)
+	if err != nil {
+		return fail("install", fmt.Errorf("%w: %s", err, lastLines(stderr+out, 5)))
+	}
+	if !strings.Contains(out, "no change") {
+		res.Changed = true
+	}
+
+	name, _, err := conn.Run(ctx, "hostname", nil)
+	if err != nil {
+		return fail("ready", err)
+	}
+	name = strings.ToLower(strings.TrimSpace(name))
+	if i := slices.Index(h.InstallFlags, "--node-name"); i >= 0 && i+1 < len(h.InstallFlags) {
+		name = h.InstallFlags[i+1]
+	}
+	u.logf(h.Name, "ready", "waiting for node %s", name)
+	if err := u.waitReady(ctx, conn, name); err != nil {
+		return fail("ready", err)
+	}
+	state := "unchanged"
+	if res.Changed {
+		state = "installed"
+	}
+	u.logf(h.Name, "done", "node %s Ready (%s, %s)", name, state, time.Since(start).Round(100*time.Millisecond))
+	return res
+}
+
+func serverArgs(c *Cluster, srv *Host) []string {
+	args := []string{"server", "--tls-san", srv.SSH.Address}
+	for _, san := range c.Spec.TLSSANs {
+		args = append(args, "--tls-san", san)
+	}
+	return append(args, srv.InstallFlags...)
+}
+
+// clusterToken is the file's token, else the one kept for the cluster in
+// the state dir, made on the first run.
+func clusterToken(c *Cluster, stateDir string) (string, error) {
+	if c.Spec.Token != "" {
+		return c.Spec.Token, nil
+	}
+	file := filepath.Join(stateDir, c.Metadata.Name+".json")
+	var st struct {
+		Token string `json:"token"`
+	}
+	if b, err := os.ReadFile(file); err == nil {
+		if err := json.Unmarshal(b, &st); err != nil {
+			return "", fmt.Errorf("%s: %w", file, err)
+		}
+		if st.Token != "" {
+			return st.Token, nil
+		}
+	}
+	secret, err := token.NewSecret()
+	if err != nil {
+		return "", err
+	}
+	st.Token = secret
+	b, _ := json.Marshal(st)
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return "", err
+	}
+	return secret, fileutil.WriteFile(file, b, 0o600)
+}
+
+func fileSHA256(file string) (string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func writeTemp(data []byte) (string, error) {
+	f, err := os.CreateTemp("", "kasa-up-")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Down uninstalls kasa from every host of the cluster, agents first, and
+// removes the cluster's context from the kubeconfig.
+func Down(ctx context.Context, c *Cluster, o Options) []Result {
+	var order []*Host
+	for i := range c.Spec.Hosts {
+		if c.Spec.Hosts[i].Role == RoleAgent {
+			order = append(order, &c.Spec.Hosts[i])
+		}
+	}
+	order = append(order, c.Server())
+	u := &run{c: c, o: o}
+	var results []Result
+	for _, h := range order {
+		start := time.Now()
+		res := Result{Host: h.Name, Role: h.Role}
+		conn, err := Dial(ctx, Target{Address: h.SSH.Address, Port: h.SSH.Port, User: h.SSH.User, KeyPath: h.SSH.KeyPath, Bastion: h.SSH.Bastion}, o.Auth)
+		if err != nil {
+			res.Err = fmt.Errorf("%s: connect: %w", h.Name, err)
+			u.logf(h.Name, "connect", "failed: %v", err)
+			results = append(results, res)
+			continue
+		}
+		script := "/usr/local/bin/kasa-uninstall.sh"
+		if h.Role == RoleAgent {
+			script = "/usr/local/bin/kasa-agent-uninstall.sh"
+		}
+		cmd := "if [ -x " + script + " ]; then " + script + "; else echo 'kasa is not installed'; fi"
+		out, stderr, err := conn.Sudo(ctx, cmd, o.SudoPassword, nil)
+		if err != nil {
+			res.Err = fmt.Errorf("%s: uninstall: %w: %s", h.Name, err, lastLines(stderr+out, 5))
+			u.logf(h.Name, "uninstall", "failed: %v", err)
+		} else {
+			_, _, _ = conn.Run(ctx, "rm -rf \"$HOME\"/"+remoteDir, nil)
+			u.logf(h.Name, "uninstall", "%s", lastLines(out, 1))
+		}
+		conn.Close()
+		res.Took = time.Since(start)
+		results = append(results, res)
+	}
+	if err := RemoveContext(o.Kubeconfig, c.Metadata.Name); err != nil {
+		results = append(results, Result{Host: "kubeconfig", Err: err})
+	}
+	return results
+}
