@@ -157,7 +157,7 @@ func (u *run) fetchKubeconfig(ctx context.Context, srv *Host, serverURL string) 
 
 // waitReady waits until node name is Ready: asked from here once the
 // kubeconfig is merged, else on the host (the server) itself.
-func (u *run) waitReady(ctx context.Context, conn *Conn, name string) error {
+func (u *run) waitReady(ctx context.Context, conn *Conn, name, unit, restarts string) error {
 	timeout := u.o.ReadyTimeout
 	if timeout == 0 {
 		timeout = 5 * time.Minute
@@ -187,6 +187,12 @@ func (u *run) waitReady(ctx context.Context, conn *Conn, name string) error {
 		}
 		if status == "True" {
 			return nil
+		}
+		// A service that exits is restarted by systemd: say why at once
+		// rather than wait out the timeout.
+		if out, _, err := conn.Run(ctx, "systemctl show -p NRestarts --value "+unit, nil); err == nil && strings.TrimSpace(out) != restarts {
+			journal, _, _ := conn.Sudo(ctx, "journalctl -u "+unit+" --no-pager -n 50 -o cat | grep '^kasa: ' | tail -n 1", u.o.SudoPassword, nil)
+			return fmt.Errorf("the %s service keeps exiting: %s", unit, strings.TrimSpace(journal))
 		}
 		if status != "" {
 			last = "Ready is " + status
@@ -288,7 +294,12 @@ func (u *run) host(ctx context.Context, h *Host, args []string, env map[string]s
 		name = h.InstallFlags[i+1]
 	}
 	u.logf(h.Name, "ready", "waiting for node %s", name)
-	if err := u.waitReady(ctx, conn, name); err != nil {
+	unit := "kasa"
+	if h.Role == RoleAgent {
+		unit = "kasa-agent"
+	}
+	restarts, _, _ := conn.Run(ctx, "systemctl show -p NRestarts --value "+unit, nil)
+	if err := u.waitReady(ctx, conn, name, unit, strings.TrimSpace(restarts)); err != nil {
 		return fail("ready", err)
 	}
 	state := "unchanged"

@@ -29,9 +29,9 @@ import (
 func TestE2EUp(t *testing.T) {
 	cl := newClusterWith(t, hosts.Prefix+"e2e-up", "172.31.246.0/24", func(_, image string) map[string]string {
 		return map[string]string{inHostDataDir + "/agent/images/web.tar": image}
-	}, "ag")
+	}, "ag1", "ag2", "ag3", "ag4")
 	ctx := context.Background()
-	srv, ag := cl.srv, cl.agents["ag"]
+	srv, ag, ag2, ag3, ag4 := cl.srv, cl.agents["ag1"], cl.agents["ag2"], cl.agents["ag3"], cl.agents["ag4"]
 	bin, err := harness.Binary()
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +57,16 @@ func TestE2EUp(t *testing.T) {
 	}
 	signer, _ := ssh.NewSignerFromKey(priv)
 	authorized := ssh.MarshalAuthorizedKey(signer.PublicKey())
-	if err := srv.WriteFile(ctx, "/root/.ssh/authorized_keys", authorized, 0o600); err != nil {
+	for _, h := range []*hosts.Host{srv, ag2, ag3, ag4} {
+		if err := h.WriteFile(ctx, "/root/.ssh/authorized_keys", authorized, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A key that no host authorizes.
+	_, otherPriv, _ := ed25519.GenerateKey(rand.Reader)
+	otherBlock, _ := ssh.MarshalPrivateKey(otherPriv, "")
+	otherKey := filepath.Join(home, "other_key")
+	if err := os.WriteFile(otherKey, pem.EncodeToMemory(otherBlock), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	mustExec(t, ag, "sh", "-c", "useradd -m -s /bin/sh deploy && echo 'deploy:sudo-pw-e2e' | chpasswd && "+
@@ -69,24 +78,21 @@ func TestE2EUp(t *testing.T) {
 	mustExec(t, ag, "chown", "deploy:deploy", "/home/deploy/.ssh/authorized_keys")
 
 	clusterFile := filepath.Join(home, "cluster.yaml")
-	spec := `apiVersion: kasa.io/v1alpha1
-kind: Cluster
-metadata:
-  name: e2e-up
-spec:
-  hosts:
-  - name: srv
-    role: server
-    ssh: {address: ` + srv.IP + `}
-    installFlags: [--data-dir, ` + inHostDataDir + `, --resolv-conf, ` + hosts.PodResolvConf + `, --disable, "traefik,metrics-server"]
-  - name: ag
-    role: agent
-    ssh: {address: ` + ag.IP + `, user: deploy}
-    installFlags: [--data-dir, ` + inHostDataDir + `, --resolv-conf, ` + hosts.PodResolvConf + `]
-`
-	if err := os.WriteFile(clusterFile, []byte(spec), 0o600); err != nil {
-		t.Fatal(err)
+	flags := "[--data-dir, " + inHostDataDir + ", --resolv-conf, " + hosts.PodResolvConf + "]"
+	host := func(name, role, ssh, flags string) string {
+		return "  - {name: " + name + ", role: " + role + ", ssh: " + ssh + ", installFlags: " + flags + "}\n"
 	}
+	base := host("srv", "server", "{address: "+srv.IP+"}", "[--data-dir, "+inHostDataDir+", --resolv-conf, "+hosts.PodResolvConf+", --disable, \"traefik,metrics-server\"]") +
+		host("ag1", "agent", "{address: "+ag.IP+", user: deploy}", flags) +
+		host("ag2", "agent", "{address: "+ag2.IP+"}", flags)
+	writeCluster := func(hostLines string) {
+		t.Helper()
+		spec := "apiVersion: kasa.io/v1alpha1\nkind: Cluster\nmetadata:\n  name: e2e-up\nspec:\n  hosts:\n" + hostLines
+		if err := os.WriteFile(clusterFile, []byte(spec), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCluster(base)
 	kasa := func(args ...string) (string, error) {
 		cmd := exec.Command(bin, args...)
 		cmd.Env = append(os.Environ(), "HOME="+home, "SSH_AUTH_SOCK=")
@@ -106,9 +112,9 @@ spec:
 	if err != nil {
 		t.Fatalf("kasa up: %v\n%s", err, out)
 	}
-	t.Logf("kasa up, one server and one agent, %s:\n%s", time.Since(started).Round(100*time.Millisecond), out)
+	t.Logf("kasa up, one server and two agents, %s:\n%s", time.Since(started).Round(100*time.Millisecond), out)
 	if out, err := exec.Command(bin, "kubectl", "--kubeconfig", filepath.Join(home, ".kube", "config"), "get", "nodes", "--no-headers").CombinedOutput(); err != nil ||
-		!strings.Contains(string(out), "srv ") || !strings.Contains(string(out), "ag ") || strings.Count(string(out), " Ready ") != 2 {
+		!strings.Contains(string(out), "srv ") || !strings.Contains(string(out), "ag1 ") || strings.Count(string(out), " Ready ") != 3 {
 		t.Errorf("kubectl from the workstation: %v\n%s", err, out)
 	}
 	if ps := mustExec(t, ag, "ps", "-eo", "args"); strings.Contains(ps, "sudo-pw-e2e") {
@@ -117,17 +123,56 @@ spec:
 
 	started = time.Now()
 	out, err = kasa("up", "-f", clusterFile, "--sudo-password-stdin")
-	if err != nil || strings.Count(out, "ok (unchanged)") != 2 {
+	if err != nil || strings.Count(out, "ok (unchanged)") != 3 {
 		t.Errorf("the same again: %v\n%s", err, out)
 	}
 	t.Logf("kasa up again, nothing to change: %s", time.Since(started).Round(100*time.Millisecond))
+
+	// Failures, each named with its host and phase, while the other hosts
+	// are checked and left as they are: a wrong sudo password (ag1), a
+	// host that does not answer, a key the host refuses, an install whose
+	// service cannot start (ag3 with a flag kasa does not know).
+	writeCluster(base +
+		host("ghost", "agent", "{address: 172.31.246.250}", flags) +
+		host("ag4", "agent", "{address: "+ag4.IP+", keyPath: "+otherKey+"}", "[]") +
+		host("ag3", "agent", "{address: "+ag3.IP+"}", "[--data-dir, "+inHostDataDir+", --bogus-flag]"))
+	cmd := exec.Command(bin, "up", "-f", clusterFile, "--sudo-password-stdin", "--accept-new-host-keys")
+	cmd.Env = append(os.Environ(), "HOME="+home, "SSH_AUTH_SOCK=")
+	cmd.Stdin = strings.NewReader("not-the-password\n")
+	b, err := cmd.CombinedOutput()
+	out = string(b)
+	if err == nil {
+		t.Errorf("kasa up with failing hosts succeeded:\n%s", out)
+	}
+	for _, want := range []string{
+		"ag1: install: sudo on " + ag.IP + " refused the password",
+		"ghost: connect: cannot reach 172.31.246.250:22",
+		"ag4: connect: ssh to root@" + ag4.IP + ":22: ssh: handshake failed: ssh: unable to authenticate",
+		"ag3: ready: the kasa-agent service keeps exiting: kasa: unknown flag: --bogus-flag",
+		"srv              server ok (unchanged)",
+		"ag2              agent  ok (unchanged)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("kasa up with failing hosts does not say %q:\n%s", want, out)
+		}
+	}
+
+	// The fourth host, fixed, joins; the rest is unchanged.
+	writeCluster(base + host("ag3", "agent", "{address: "+ag3.IP+"}", flags))
+	started = time.Now()
+	out, err = kasa("up", "-f", clusterFile, "--sudo-password-stdin")
+	if err != nil || strings.Count(out, "ok (unchanged)") != 3 || !strings.Contains(out, "ag3              agent  ok\n") {
+		t.Errorf("adding ag3: %v\n%s", err, out)
+	}
+	t.Logf("kasa up with a fourth host: %s", time.Since(started).Round(100*time.Millisecond))
 
 	out, err = kasa("down", "-f", clusterFile, "--sudo-password-stdin")
 	if err != nil {
 		t.Fatalf("kasa down: %v\n%s", err, out)
 	}
-	checkHostClean(t, ag)
-	checkHostClean(t, srv)
+	for _, h := range []*hosts.Host{ag, ag2, ag3, srv} {
+		checkHostClean(t, h)
+	}
 	if kc, err := os.ReadFile(filepath.Join(home, ".kube", "config")); err != nil || strings.Contains(string(kc), "e2e-up") {
 		t.Errorf("the context is still in the kubeconfig: %v\n%s", err, kc)
 	}
