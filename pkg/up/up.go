@@ -79,7 +79,12 @@ func Up(ctx context.Context, c *Cluster, o Options) ([]Result, error) {
 	}
 	serverURL := "https://" + net.JoinHostPort(srv.SSH.Address, "6443")
 
-	r := u.host(ctx, srv, serverArgs(c, srv), map[string]string{"KASA_TOKEN": tok})
+	serverEnv := map[string]string{"KASA_TOKEN": tok}
+	if c.Spec.DatastoreEndpoint != "" {
+		// A DSN may hold a password: the environment file, not the unit.
+		serverEnv["KASA_DATASTORE_ENDPOINT"] = c.Spec.DatastoreEndpoint
+	}
+	r := u.host(ctx, srv, serverArgs(c, srv), serverEnv)
 	results[index(srv)] = r
 	if r.Err != nil {
 		for i, h := range c.Spec.Hosts {
@@ -400,7 +405,9 @@ func Down(ctx context.Context, c *Cluster, o Options) []Result {
 			order = append(order, &c.Spec.Hosts[i])
 		}
 	}
-	order = append(order, c.Server())
+	if srv := c.Server(); srv != nil {
+		order = append(order, srv)
+	}
 	u := &run{c: c, o: o}
 	var results []Result
 	for _, h := range order {
@@ -413,11 +420,7 @@ func Down(ctx context.Context, c *Cluster, o Options) []Result {
 			results = append(results, res)
 			continue
 		}
-		script := "/usr/local/bin/kasa-uninstall.sh"
-		if h.Role == RoleAgent {
-			script = "/usr/local/bin/kasa-agent-uninstall.sh"
-		}
-		cmd := "if [ -x " + script + " ]; then " + script + "; else echo 'kasa is not installed'; fi"
+		cmd := "for s in /usr/local/bin/kasa-agent-uninstall.sh /usr/local/bin/kasa-uninstall.sh; do if [ -x $s ]; then $s; exit; fi; done; echo 'kasa is not installed'"
 		out, stderr, err := conn.Sudo(ctx, cmd, o.SudoPassword, nil)
 		if err != nil {
 			res.Err = fmt.Errorf("%s: uninstall: %w: %s", h.Name, err, lastLines(stderr+out, 5))

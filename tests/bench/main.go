@@ -146,6 +146,9 @@ func run(idle time.Duration, starts, creates int, profile string, env []string, 
 		if err := benchAgents(bin, idle, add); err != nil {
 			return fmt.Errorf("agents: %w", err)
 		}
+		if err := benchUp(bin, add); err != nil {
+			return fmt.Errorf("kasa up: %w", err)
+		}
 	}
 
 	fmt.Printf("Measured %s on %s, %d cores, with `make bench` (tests/bench, %d starts each, median).\n\n",

@@ -16,12 +16,13 @@ import (
 
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/up"
+	"github.com/kasa-io/kasa/pkg/version"
 )
 
 // flags are the options of kasa up and kasa down.
 type flags struct {
 	file, server, sshKey, user, bastion, kubeconfig, context string
-	agents, serverArgs, agentArgs                            []string
+	agents, serverArgs, agentArgs, downHosts                 []string
 	sudoPasswordStdin, acceptNew, insecure, noSwitch, dryRun bool
 	concurrency                                              int
 }
@@ -39,6 +40,9 @@ func (f *flags) bind(cmd *cobra.Command, up bool) {
 	fs.BoolVar(&f.insecure, "insecure-ignore-host-key", false, "do not check host keys at all (unsafe)")
 	fs.StringVar(&f.kubeconfig, "kubeconfig-out", "", "kubeconfig to merge the cluster's context into (default ~/.kube/config)")
 	fs.StringVar(&f.context, "context", "", "the context's name (default: the cluster file's name, else kasa)")
+	if !up {
+		fs.StringArrayVar(&f.downHosts, "host", nil, "a host to uninstall, as [USER@]HOST[:PORT] (repeatable; without -f)")
+	}
 	if up {
 		fs.StringArrayVar(&f.serverArgs, "server-arg", nil, "extra flag of kasa server (repeatable)")
 		fs.StringArrayVar(&f.agentArgs, "agent-arg", nil, "extra flag of kasa agent (repeatable)")
@@ -51,6 +55,21 @@ func (f *flags) bind(cmd *cobra.Command, up bool) {
 // cluster is the cluster file, or the cluster the flags describe.
 func (f *flags) cluster() (*up.Cluster, error) {
 	var c *up.Cluster
+	if len(f.downHosts) > 0 {
+		if f.file != "" || f.server != "" || len(f.agents) > 0 {
+			return nil, errors.New("give --host, or -f, or --server/--agent")
+		}
+		c = &up.Cluster{APIVersion: up.APIVersion, Kind: up.Kind}
+		for _, h := range f.downHosts {
+			user, host, port, err := up.ParseTarget(h, f.user, up.DefaultPort)
+			if err != nil {
+				return nil, fmt.Errorf("--host: %w", err)
+			}
+			c.Spec.Hosts = append(c.Spec.Hosts, up.Host{Name: host, Role: up.RoleAgent, SSH: up.SSH{Address: host, User: user, Port: port, KeyPath: f.sshKey, Bastion: f.bastion}})
+		}
+		c.Metadata.Name = f.context
+		return c, nil
+	}
 	if f.file != "" {
 		if f.server != "" || len(f.agents) > 0 {
 			return nil, errors.New("give -f or --server/--agent, not both")
@@ -138,6 +157,8 @@ func (f *flags) options(cmd *cobra.Command) (up.Options, error) {
 			return term.ReadPassword(int(os.Stdin.Fd()))
 		}
 	}
+	// SSH password authentication, for hosts without keys.
+	o.Auth.Password = os.Getenv("KASA_SSH_PASSWORD")
 	switch {
 	case f.sudoPasswordStdin:
 		line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
@@ -168,6 +189,9 @@ Running it again checks each host and changes only what differs.
 			c, err := uf.cluster()
 			if err != nil {
 				return err
+			}
+			if v := c.Spec.Version; v != "" && v != version.Version {
+				return fmt.Errorf("the cluster file asks for kasa %s, and this is kasa %s, whose own binary kasa up installs: run the kasa of that version", v, version.Version)
 			}
 			if uf.dryRun {
 				for _, h := range c.Spec.Hosts {
