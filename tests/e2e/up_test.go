@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kasa-io/kasa/tests/harness"
 	"github.com/kasa-io/kasa/tests/harness/hosts"
@@ -117,6 +119,23 @@ func TestE2EUp(t *testing.T) {
 		!strings.Contains(string(out), "srv ") || !strings.Contains(string(out), "ag1 ") || strings.Count(string(out), " Ready ") != 3 {
 		t.Errorf("kubectl from the workstation: %v\n%s", err, out)
 	}
+	// A workload spreads over the three nodes, through the merged
+	// kubeconfig from this machine.
+	rc, err := clientcmd.BuildConfigFromFlags("", filepath.Join(home, ".kube", "config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cl.c, err = kubernetes.NewForConfig(rc); err != nil {
+		t.Fatal(err)
+	}
+	cl.webDeployment(ctx, 3)
+	waitFor(t, 2*time.Minute, "a web pod on each node", func() error {
+		pods, err := webPods(ctx, cl.c, 3)
+		if err != nil {
+			return err
+		}
+		return spread(pods, map[string]int{"srv": 1, "ag1": 1, "ag2": 1})
+	})
 	if ps := mustExec(t, ag, "ps", "-eo", "args"); strings.Contains(ps, "sudo-pw-e2e") {
 		t.Error("the sudo password shows in the agent host's process list")
 	}
