@@ -135,7 +135,7 @@ type run struct {
 // o.Kubeconfig under the cluster's name with the server's address, and
 // makes the client the agents' readiness is checked with.
 func (u *run) fetchKubeconfig(ctx context.Context, srv *Host, serverURL string) error {
-	conn, err := Dial(ctx, Target{Address: srv.SSH.Address, Port: srv.SSH.Port, User: srv.SSH.User, KeyPath: srv.SSH.KeyPath, Bastion: srv.SSH.Bastion}, u.o.Auth)
+	conn, err := Dial(ctx, srv.target(), u.o.Auth)
 	if err != nil {
 		return fmt.Errorf("kubeconfig: %w", err)
 	}
@@ -231,7 +231,7 @@ func (u *run) host(ctx context.Context, h *Host, args []string, env map[string]s
 		return res
 	}
 	u.logf(h.Name, "connect", "%s@%s:%d", h.SSH.User, h.SSH.Address, h.SSH.Port)
-	conn, err := Dial(ctx, Target{Address: h.SSH.Address, Port: h.SSH.Port, User: h.SSH.User, KeyPath: h.SSH.KeyPath, Bastion: h.SSH.Bastion}, u.o.Auth)
+	conn, err := Dial(ctx, h.target(), u.o.Auth)
 	if err != nil {
 		return fail("connect", err)
 	}
@@ -413,7 +413,7 @@ func Down(ctx context.Context, c *Cluster, o Options) []Result {
 	for _, h := range order {
 		start := time.Now()
 		res := Result{Host: h.Name, Role: h.Role}
-		conn, err := Dial(ctx, Target{Address: h.SSH.Address, Port: h.SSH.Port, User: h.SSH.User, KeyPath: h.SSH.KeyPath, Bastion: h.SSH.Bastion}, o.Auth)
+		conn, err := Dial(ctx, h.target(), o.Auth)
 		if err != nil {
 			res.Err = fmt.Errorf("%s: connect: %w", h.Name, err)
 			u.logf(h.Name, "connect", "failed: %v", err)
@@ -437,4 +437,9 @@ func Down(ctx context.Context, c *Cluster, o Options) []Result {
 		results = append(results, Result{Host: "kubeconfig", Err: err})
 	}
 	return results
+}
+
+// target is how the host is reached.
+func (h *Host) target() Target {
+	return Target{Address: h.SSH.Address, Port: h.SSH.Port, User: h.SSH.User, KeyPath: h.SSH.KeyPath, Bastion: h.SSH.Bastion}
 }

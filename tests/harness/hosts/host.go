@@ -150,8 +150,19 @@ func (h *Host) create(ctx context.Context) error {
 // keeps its file system, volume and address. The files in /run and
 // /run/lock (tmpfs) are gone, as after a reboot.
 func (h *Host) Start(ctx context.Context) error {
-	if _, _, err := docker(ctx, nil, "container", "start", h.Container); err != nil {
-		return fmt.Errorf("host %s: %w", h.Name, err)
+	// Docker 20.10 sometimes refuses a start with "Address already in
+	// use" when several containers of a new network start at once, and
+	// takes it on a later try.
+	for try := 1; ; try++ {
+		_, _, err := docker(ctx, nil, "container", "start", h.Container)
+		if err == nil {
+			break
+		}
+		if try == 5 || !strings.Contains(err.Error(), "Address already in use") {
+			return fmt.Errorf("host %s: %w", h.Name, err)
+		}
+		h.Network.logf("host %s: docker refused the start (address already in use), trying again", h.Name)
+		time.Sleep(time.Duration(try) * time.Second)
 	}
 	if err := h.waitBooted(ctx); err != nil {
 		return fmt.Errorf("host %s: %w", h.Name, err)
