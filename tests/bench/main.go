@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kasa-io/kasa/tests/harness"
+	"github.com/kasa-io/kasa/tests/harness/hosts"
 )
 
 func main() {
@@ -145,7 +146,12 @@ func run(idle time.Duration, starts, creates int, profile string, env []string, 
 	if agents {
 		// The test hosts share this machine's kernel; what their nodes
 		// change there is put back (and said) if their clean-up missed it.
-		defer restoreSysctls(snapshotSysctls())
+		before := hosts.ReadSysctls()
+		defer func() {
+			for _, line := range hosts.RestoreSysctls(before) {
+				fmt.Fprintln(os.Stderr, "bench: "+line)
+			}
+		}()
 		if err := benchAgents(bin, idle, add); err != nil {
 			return fmt.Errorf("agents: %w", err)
 		}
@@ -266,30 +272,4 @@ func cpuProfile(s *harness.Server, file string, seconds int) error {
 	defer f.Close()
 	_, err = io.Copy(f, resp.Body)
 	return err
-}
-
-// globalSysctls are the kernel settings a node changes that are not per
-// network namespace.
-var globalSysctls = []string{"kernel/panic", "kernel/panic_on_oops", "vm/overcommit_memory", "vm/panic_on_oom",
-	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes"}
-
-func snapshotSysctls() map[string]string {
-	vals := map[string]string{}
-	for _, k := range globalSysctls {
-		if b, err := os.ReadFile("/proc/sys/" + k); err == nil {
-			vals[k] = strings.TrimSpace(string(b))
-		}
-	}
-	return vals
-}
-
-func restoreSysctls(before map[string]string) {
-	for k, v := range before {
-		b, err := os.ReadFile("/proc/sys/" + k)
-		if err != nil || strings.TrimSpace(string(b)) == v {
-			continue
-		}
-		fmt.Fprintf(os.Stderr, "bench: kernel setting %s was %s before the test hosts and is %s after them; writing %s back\n", k, v, strings.TrimSpace(string(b)), v)
-		_ = os.WriteFile("/proc/sys/"+k, []byte(v), 0o644)
-	}
 }

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -22,27 +21,6 @@ import (
 // hostsNetwork is the network of TestE2EHosts; Cleanup of this prefix at
 // the start removes what a killed run left.
 const hostsNetwork = hosts.Prefix + "e2e-hosts"
-
-// globalSysctls are kernel settings that are not per network namespace, so
-// that a host (whose kernel is the machine's) changes them for the
-// machine: the kubelet's (kernel.panic, kernel.panic_on_oops,
-// vm.overcommit_memory, vm.panic_on_oom, kernel.keys.root_maxkeys and
-// root_maxbytes), systemd's (fs.file-max, fs.nr_open) and a few more that
-// a node could touch.
-var globalSysctls = []string{
-	"kernel/panic",
-	"kernel/panic_on_oops",
-	"vm/overcommit_memory",
-	"vm/panic_on_oom",
-	"kernel/keys/root_maxkeys",
-	"kernel/keys/root_maxbytes",
-	"fs/file-max",
-	"fs/nr_open",
-	"fs/inotify/max_user_instances",
-	"fs/inotify/max_user_watches",
-	"kernel/pid_max",
-	"net/netfilter/nf_conntrack_max",
-}
 
 // inHostDataDir is kasa's data dir in the host. Not the default
 // /var/lib/kasa: this machine sees a host's processes with the paths they
@@ -320,13 +298,7 @@ type machineState struct {
 
 func snapshotMachine(t *testing.T) machineState {
 	t.Helper()
-	s := machineState{links: linkNames(t), sysctls: map[string]string{}, cgroupMounts: cgroupMounts(t)}
-	for _, k := range globalSysctls {
-		if b, err := os.ReadFile(filepath.Join("/proc/sys", k)); err == nil {
-			s.sysctls[k] = strings.TrimSpace(string(b))
-		}
-	}
-	return s
+	return machineState{links: linkNames(t), sysctls: hosts.ReadSysctls(), cgroupMounts: cgroupMounts(t)}
 }
 
 func linkNames(t *testing.T) []string {
@@ -435,23 +407,8 @@ func checkMachineClean(t *testing.T, before machineState, nw *hosts.Network, vet
 
 	// Kernel settings: as before. A differing one is put back (this test's
 	// hosts changed it, unless another kasa node started meanwhile).
-	for _, k := range globalSysctls {
-		want, ok := before.sysctls[k]
-		if !ok {
-			continue
-		}
-		p := filepath.Join("/proc/sys", k)
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Errorf("%s: %v", k, err)
-			continue
-		}
-		if got := strings.TrimSpace(string(b)); got != want {
-			t.Errorf("kernel setting %s was %s before the test and is %s after it (kasa killall restores only the settings it records); writing %s back", k, want, got, want)
-			if err := os.WriteFile(p, []byte(want), 0o644); err != nil {
-				t.Errorf("restore %s: %v", k, err)
-			}
-		}
+	for _, line := range hosts.RestoreSysctls(before.sysctls) {
+		t.Errorf("%s (kasa killall restores only the settings it records)", line)
 	}
 	checkCgroupMounts(t, before.cgroupMounts, "after the test")
 }
