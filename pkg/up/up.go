@@ -84,7 +84,9 @@ func Up(ctx context.Context, c *Cluster, o Options) ([]Result, error) {
 		// A DSN may hold a password: the environment file, not the unit.
 		serverEnv["KASA_DATASTORE_ENDPOINT"] = c.Spec.DatastoreEndpoint
 	}
-	r := u.host(ctx, srv, serverArgs(c, srv), serverEnv)
+	r := u.host(ctx, srv, serverArgs(c, srv), serverEnv, func(ctx context.Context, conn *Conn) error {
+		return u.fetchKubeconfig(ctx, conn, srv, serverURL)
+	})
 	results[index(srv)] = r
 	if r.Err != nil {
 		for i, h := range c.Spec.Hosts {
@@ -92,10 +94,6 @@ func Up(ctx context.Context, c *Cluster, o Options) ([]Result, error) {
 				results[i] = Result{Host: h.Name, Role: h.Role, Err: errors.New("not installed: the server failed")}
 			}
 		}
-		return results, nil
-	}
-	if err := u.fetchKubeconfig(ctx, srv, serverURL); err != nil {
-		results[index(srv)].Err = err
 		return results, nil
 	}
 
@@ -112,7 +110,7 @@ func Up(ctx context.Context, c *Cluster, o Options) ([]Result, error) {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			results[i] = u.host(ctx, h, append([]string{"agent"}, h.InstallFlags...),
-				map[string]string{"KASA_URL": serverURL, "KASA_TOKEN": tok})
+				map[string]string{"KASA_URL": serverURL, "KASA_TOKEN": tok}, nil)
 		}()
 	}
 	wg.Wait()
@@ -134,15 +132,10 @@ type run struct {
 // fetchKubeconfig reads the server's admin kubeconfig, merges it into
 // o.Kubeconfig under the cluster's name with the server's address, and
 // makes the client the agents' readiness is checked with.
-func (u *run) fetchKubeconfig(ctx context.Context, srv *Host, serverURL string) error {
-	conn, err := Dial(ctx, srv.target(), u.o.Auth)
-	if err != nil {
-		return fmt.Errorf("kubeconfig: %w", err)
-	}
-	defer conn.Close()
+func (u *run) fetchKubeconfig(ctx context.Context, conn *Conn, srv *Host, serverURL string) error {
 	data, stderr, err := conn.Sudo(ctx, "cat /etc/kasa/kasa.yaml", u.o.SudoPassword, nil)
 	if err != nil {
-		return fmt.Errorf("kubeconfig: %w: %s", err, stderr)
+		return fmt.Errorf("%w: %s", err, stderr)
 	}
 	name := u.c.Metadata.Name
 	if err := MergeKubeconfig(u.o.Kubeconfig, []byte(data), serverURL, name, !u.o.NoSwitchContext); err != nil {
@@ -221,7 +214,9 @@ func (u *run) logf(host, phase, format string, args ...any) {
 
 // host installs kasa on h: connect, upload, install, wait until its node
 // is Ready. Errors name the phase and carry the remote command's stderr.
-func (u *run) host(ctx context.Context, h *Host, args []string, env map[string]string) (res Result) {
+// then, when not nil, runs last on the same connection (the server's
+// kubeconfig is read so).
+func (u *run) host(ctx context.Context, h *Host, args []string, env map[string]string, then func(context.Context, *Conn) error) (res Result) {
 	start := time.Now()
 	res = Result{Host: h.Name, Role: h.Role}
 	defer func() { res.Took = time.Since(start) }()
@@ -310,6 +305,11 @@ func (u *run) host(ctx context.Context, h *Host, args []string, env map[string]s
 	state := "unchanged"
 	if res.Changed {
 		state = "installed"
+	}
+	if then != nil {
+		if err := then(ctx, conn); err != nil {
+			return fail("kubeconfig", err)
+		}
 	}
 	u.logf(h.Name, "done", "node %s Ready (%s, %s)", name, state, time.Since(start).Round(100*time.Millisecond))
 	return res
