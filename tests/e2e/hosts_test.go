@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"slices"
@@ -77,9 +78,25 @@ func TestE2EHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("host a up with the %d MB kasa binary copied in, %s after StartHost", fileMB(bin), time.Since(started).Round(100*time.Millisecond))
+	// An address that Docker holds though no host of the network has it
+	// (here a container started behind the harness's back; in CI, once,
+	// Docker's own stale state): the next host moves on to another one.
+	squatter := nw.Name + "-squatter"
+	t.Cleanup(func() { _ = exec.Command("docker", "container", "rm", "--force", squatter).Run() })
+	if out, err := exec.Command("docker", "container", "run", "--detach", "--name", squatter,
+		"--network", nw.Name, "--ip", hostAfter(t, a.IP), "--label", hosts.Label+"=1",
+		"--entrypoint", "sleep", nw.Image, "infinity").CombinedOutput(); err != nil {
+		t.Fatalf("start a container at %s: %v\n%s", hostAfter(t, a.IP), err, out)
+	}
 	b, err := nw.StartHost(ctx, "b", hosts.HostOptions{Env: []string{"KASA_TEST_GREETING=hello"}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if b.IP == hostAfter(t, a.IP) {
+		t.Errorf("host b has %s, the address of the other container", b.IP)
+	}
+	if out, err := exec.Command("docker", "container", "rm", "--force", squatter).CombinedOutput(); err != nil {
+		t.Fatalf("remove %s: %v\n%s", squatter, err, out)
 	}
 	ourVeths = vethsOn(t, nw.Bridge)
 	if len(ourVeths) != 2 {
@@ -421,4 +438,14 @@ func lineWith(s, sub string) string {
 		}
 	}
 	return ""
+}
+
+// hostAfter is the address after ip (an IPv4 address).
+func hostAfter(t *testing.T, ip string) string {
+	t.Helper()
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.Next().String()
 }

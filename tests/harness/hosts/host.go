@@ -77,22 +77,40 @@ func (n *Network) StartHost(ctx context.Context, name string, opts HostOptions) 
 			return nil, fmt.Errorf("env %q: want KEY=VALUE", kv)
 		}
 	}
-	addr, err := n.allocate(name, opts.IP)
-	if err != nil {
-		return nil, fmt.Errorf("host %s: %w", name, err)
-	}
-	container := n.Name + "-" + name
-	h := &Host{Name: name, IP: addr.String(), Container: container, Volume: container + "-var-lib",
-		Network: n, addr: addr, env: slices.Clone(opts.Env)}
-	n.mu.Lock()
-	n.hosts[name] = h
-	n.mu.Unlock()
 	started := time.Now()
-	if err := h.create(ctx); err != nil {
-		return nil, errors.Join(err, h.Close())
-	}
-	if err := h.Start(ctx); err != nil {
-		return nil, errors.Join(err, h.Close())
+	var h *Host
+	for try := 1; ; try++ {
+		addr, err := n.allocate(name, opts.IP)
+		if err != nil {
+			return nil, fmt.Errorf("host %s: %w", name, err)
+		}
+		container := n.Name + "-" + name
+		h = &Host{Name: name, IP: addr.String(), Container: container, Volume: container + "-var-lib",
+			Network: n, addr: addr, env: slices.Clone(opts.Env)}
+		n.mu.Lock()
+		n.hosts[name] = h
+		n.mu.Unlock()
+		if err := h.create(ctx); err != nil {
+			return nil, errors.Join(err, h.Close())
+		}
+		err = h.start(ctx, 2)
+		if err == nil {
+			break
+		}
+		// Docker can hold an address of a subnet that no container has,
+		// left from an earlier network with the same subnet; it then
+		// refuses every start at that address. A host whose address was
+		// not asked for moves on to the next one.
+		if !errors.Is(err, errAddressInUse) || opts.IP != "" || try == 3 {
+			return nil, errors.Join(err, h.Close())
+		}
+		if err := h.Close(); err != nil {
+			return nil, err
+		}
+		n.mu.Lock()
+		n.refused[addr] = true
+		n.mu.Unlock()
+		n.logf("host %s: docker holds %s though no host has it; trying the next address", name, addr)
 	}
 	if err := h.WriteFile(ctx, PodResolvConf, []byte(fmt.Sprintf(
 		"# Written by tests/harness/hosts for kasa's --resolv-conf: the gateway, an address of the test machine.\nnameserver %s\n",
@@ -150,16 +168,28 @@ func (h *Host) create(ctx context.Context) error {
 // keeps its file system, volume and address. The files in /run and
 // /run/lock (tmpfs) are gone, as after a reboot.
 func (h *Host) Start(ctx context.Context) error {
-	// Docker 20.10 sometimes refuses a start with "Address already in
-	// use" when several containers of a new network start at once, and
-	// takes it on a later try.
+	return h.start(ctx, 5)
+}
+
+// errAddressInUse is Docker's refusal of a start because its address
+// manager has the container's address taken.
+var errAddressInUse = errors.New("docker has the address taken")
+
+// start starts the container, trying again up to tries times when Docker
+// refuses with "Address already in use": Docker 20.10 sometimes does that
+// when several containers of a new network start at once, and takes the
+// start on a later try.
+func (h *Host) start(ctx context.Context, tries int) error {
 	for try := 1; ; try++ {
 		_, _, err := docker(ctx, nil, "container", "start", h.Container)
 		if err == nil {
 			break
 		}
-		if try == 5 || !strings.Contains(err.Error(), "Address already in use") {
+		if !strings.Contains(err.Error(), "Address already in use") {
 			return fmt.Errorf("host %s: %w", h.Name, err)
+		}
+		if try == tries {
+			return fmt.Errorf("host %s: %w (%s): %w", h.Name, errAddressInUse, h.IP, err)
 		}
 		h.Network.logf("host %s: docker refused the start (address already in use), trying again", h.Name)
 		time.Sleep(time.Duration(try) * time.Second)

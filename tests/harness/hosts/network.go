@@ -44,9 +44,13 @@ type Network struct {
 	// Logf, when set, receives progress (t.Logf fits).
 	Logf func(format string, args ...any)
 
-	mu     sync.Mutex
-	hosts  map[string]*Host
-	closed bool
+	mu    sync.Mutex
+	hosts map[string]*Host
+	// refused are addresses Docker refused ("Address already in use")
+	// though no host of the network had them; they are not handed out
+	// again.
+	refused map[netip.Addr]bool
+	closed  bool
 }
 
 // NewNetwork creates the Docker bridge network Prefix+name (name may
@@ -77,7 +81,7 @@ func NewNetwork(name string, subnet string) (*Network, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Network{Name: name, Subnet: p, Gateway: p.Addr().Next(), Image: img, hosts: map[string]*Host{}}
+	n := &Network{Name: name, Subnet: p, Gateway: p.Addr().Next(), Image: img, hosts: map[string]*Host{}, refused: map[netip.Addr]bool{}}
 	ctx, cancel := context.WithTimeout(context.Background(), createTimeout)
 	defer cancel()
 	id, _, err := docker(ctx, nil, "network", "create",
@@ -132,6 +136,9 @@ func (n *Network) allocate(name, ip string) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("host %s exists", name)
 	}
 	used := map[netip.Addr]bool{n.Gateway: true}
+	for a := range n.refused {
+		used[a] = true
+	}
 	for _, h := range n.hosts {
 		used[h.addr] = true
 	}
