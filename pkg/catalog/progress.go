@@ -9,14 +9,19 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
 )
 
 // State is what a release's objects are doing, as install shows it.
 type State struct {
 	// Ready is true when every Deployment and StatefulSet of the release
-	// has all its replicas ready and updated.
+	// has all its replicas ready and updated, and every Service of the
+	// release that selects its pods has a ready endpoint: a client that
+	// connects then reaches the app, instead of being refused until the
+	// endpoint is published.
 	Ready bool
 	// Workloads, Volumes and Pods are one line each.
 	Workloads, Volumes, Pods []string
@@ -71,6 +76,29 @@ func (c *Client) Observe(ctx context.Context, namespace, name string) (State, er
 			ready++
 		}
 	}
+	pods, err := c.kube.CoreV1().Pods(namespace).List(ctx, sel)
+	if err != nil {
+		return st, err
+	}
+	svcs, err := c.kube.CoreV1().Services(namespace).List(ctx, sel)
+	if err != nil {
+		return st, err
+	}
+	for _, svc := range svcs.Items {
+		if !selectsAny(svc, pods.Items) {
+			continue
+		}
+		eps, err := c.kube.DiscoveryV1().EndpointSlices(namespace).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + svc.Name})
+		if err != nil {
+			return st, err
+		}
+		n := readyEndpoints(eps.Items)
+		st.Workloads = append(st.Workloads, fmt.Sprintf("service %s: %d %s ready", svc.Name, n, plural(n, "endpoint", "endpoints")))
+		total++
+		if n > 0 {
+			ready++
+		}
+	}
 	st.Ready = ready == total
 
 	pvcs, err := c.kube.CoreV1().PersistentVolumeClaims(namespace).List(ctx, sel)
@@ -88,10 +116,6 @@ func (c *Client) Observe(ctx context.Context, namespace, name string) (State, er
 			line += " (bound when its pod is scheduled)"
 		}
 		st.Volumes = append(st.Volumes, line)
-	}
-	pods, err := c.kube.CoreV1().Pods(namespace).List(ctx, sel)
-	if err != nil {
-		return st, err
 	}
 	for _, p := range pods.Items {
 		involved[p.Name] = true
@@ -118,6 +142,42 @@ func (c *Client) Observe(ctx context.Context, namespace, name string) (State, er
 		}
 	}
 	return st, nil
+}
+
+// selectsAny reports whether the Service sends traffic to any of pods (a
+// Service without a selector, or one for pods the release does not have,
+// is not waited for).
+func selectsAny(svc corev1.Service, pods []corev1.Pod) bool {
+	if len(svc.Spec.Selector) == 0 {
+		return false
+	}
+	sel := labels.SelectorFromSet(svc.Spec.Selector)
+	for _, p := range pods {
+		if sel.Matches(labels.Set(p.Labels)) {
+			return true
+		}
+	}
+	return false
+}
+
+// readyEndpoints counts the ready endpoints of a Service's EndpointSlices.
+func readyEndpoints(slices []discoveryv1.EndpointSlice) int {
+	n := 0
+	for _, s := range slices {
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready == nil || *e.Conditions.Ready {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // podLine says what a pod is doing; stuck is the reason it is not ready.

@@ -111,7 +111,7 @@ func TestE2ECatalog(t *testing.T) {
 		if after := secretData(t, c, "mysql-auth"); fmt.Sprint(after) != fmt.Sprint(secret) {
 			t.Error("the upgrade changed the generated credentials")
 		}
-		out = runClient(t, c, databases[0], databases[0].read)
+		out = runClientReachable(t, c, databases[0], databases[0].read)
 		if !strings.Contains(out, "42") {
 			t.Errorf("after the upgrade the row is gone: %q", out)
 		}
@@ -135,7 +135,7 @@ func TestE2ECatalog(t *testing.T) {
 		}
 		// Installed again, it finds its data with the same credentials.
 		mustKasa(t, "install", "mysql")
-		if out := runClient(t, c, databases[0], databases[0].read); !strings.Contains(out, "42") {
+		if out := runClientReachable(t, c, databases[0], databases[0].read); !strings.Contains(out, "42") {
 			t.Errorf("a new install on the kept volume does not see the row: %q", out)
 		}
 		mustKasa(t, "uninstall", "mysql", "--purge")
@@ -285,7 +285,7 @@ func TestE2ECatalog(t *testing.T) {
 // reads the value back once the app is ready again.
 func checkPersists(t *testing.T, c kubernetes.Interface, app catalogApp) {
 	t.Helper()
-	if out := runClient(t, c, app, app.write); strings.Contains(strings.ToLower(out), "error") {
+	if out := runClientReachable(t, c, app, app.write); strings.Contains(strings.ToLower(out), "error") {
 		t.Fatalf("write: %s", out)
 	}
 	pod := app.name + "-0"
@@ -323,19 +323,28 @@ func checkPersists(t *testing.T, c kubernetes.Interface, app catalogApp) {
 	t.Errorf("%s: after the pod was replaced the value is gone: %q", app.name, out)
 }
 
-// runClient runs a command in a pod of the app's own image, with the
-// password from the app's Secret in the environment (never in arguments),
-// and fails the test if the command fails.
-func runClient(t *testing.T, c kubernetes.Interface, app catalogApp, script string) string {
+// runClientReachable runs a command in a pod of the app's own image, with
+// the password from the app's Secret in the environment (never in
+// arguments), and fails the test if the command keeps failing. It is for
+// the first connection after the app's pod started: kasa install waits for
+// the Service's endpoint, and kube-proxy programs it a moment later, so a
+// command that fails is tried again for a while.
+func runClientReachable(t *testing.T, c kubernetes.Interface, app catalogApp, script string) string {
 	t.Helper()
-	out, ok := clientPod(t, c, app, script)
-	if !ok {
-		t.Fatalf("client %q failed: %s", script, out)
+	for try := 1; ; try++ {
+		out, ok := clientPod(t, c, app, script)
+		if ok {
+			return out
+		}
+		if try == 10 {
+			t.Fatalf("client %q failed %d times; the last time: %s", script, try, out)
+		}
+		t.Logf("client %q failed, trying again: %s", script, strings.TrimSpace(out))
+		time.Sleep(2 * time.Second)
 	}
-	return out
 }
 
-// runClientOutput is runClient that returns a failed command's output.
+// runClientOutput runs the command once and returns its output, failed or not.
 func runClientOutput(t *testing.T, c kubernetes.Interface, app catalogApp, script string) string {
 	t.Helper()
 	out, _ := clientPod(t, c, app, script)
