@@ -98,6 +98,27 @@ func TestE2EInstall(t *testing.T) {
 			t.Errorf("%v: %v\n%s", bad.env, err, out)
 		}
 	}
+	// A machine the installer cannot serve: another architecture or
+	// kernel (as uname says, from a PATH that answers so), no systemctl,
+	// or a user who is not root.
+	mustExec(t, srv, "sh", "-c", `for f in riscv64:-m Darwin:-s; do d=/tmp/uname-${f%%:*}; mkdir -p $d; `+
+		`printf '#!/bin/sh\n[ "$1" = %s ] && { echo %s; exit; }\nexec /usr/bin/uname "$@"\n' ${f#*:} ${f%%:*} > $d/uname; chmod +x $d/uname; done; `+
+		`mkdir -p /tmp/no-systemctl; ln -sf /usr/bin/uname /usr/bin/id /tmp/no-systemctl/; `+
+		`cp /root/install.sh /tmp/install.sh; chmod 0644 /tmp/install.sh`)
+	for _, bad := range []struct {
+		cmd  []string
+		want string
+	}{
+		{[]string{"env", "PATH=/tmp/uname-riscv64:/usr/sbin:/usr/bin:/sbin:/bin", "sh", "/tmp/install.sh"}, "unsupported architecture riscv64"},
+		{[]string{"env", "PATH=/tmp/uname-Darwin:/usr/sbin:/usr/bin:/sbin:/bin", "sh", "/tmp/install.sh"}, "kasa runs on Linux; this is Darwin"},
+		{[]string{"env", "PATH=/tmp/no-systemctl", "/bin/sh", "/tmp/install.sh"}, "needs systemd as the init system"},
+		{[]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "/tmp/install.sh"}, "run the installer as root"},
+	} {
+		out, stderr, err := srv.Exec(ctx, bad.cmd...)
+		if err == nil || !strings.Contains(out+stderr, bad.want) {
+			t.Errorf("%v: %v, want %q in\n%s%s", bad.cmd, err, bad.want, out, stderr)
+		}
+	}
 	if p := mainPID(srv, "kasa"); p != pid {
 		t.Errorf("a refused run restarted kasa (pid %s -> %s)", pid, p)
 	}
@@ -119,6 +140,35 @@ func TestE2EInstall(t *testing.T) {
 	// also serves the binary and its sha256.
 	web := serveInstall(t, cl.nw.Gateway.String(), script)
 	tok := strings.TrimSpace(mustExec(t, srv, "cat", inHostDataDir+"/server/token"))
+
+	// First an agent in another folder, without links, enabled but not
+	// started; its own uninstall script takes it away again.
+	agentExec := "INSTALL_KASA_EXEC=--data-dir " + inHostDataDir + " --resolv-conf " + hosts.PodResolvConf
+	out, err = install(ag, agentExec, "KASA_URL=https://srv:6443", "KASA_TOKEN="+tok,
+		"INSTALL_KASA_BIN_DIR=/opt/kasa/bin", "INSTALL_KASA_SKIP_START=true", "INSTALL_KASA_SYMLINK=skip")
+	if err != nil || !strings.Contains(out, "not started") {
+		t.Errorf("install with INSTALL_KASA_BIN_DIR, _SKIP_START and _SYMLINK: %v\n%s", err, out)
+	}
+	if unit := mustExec(t, ag, "cat", "/etc/systemd/system/kasa-agent.service"); !strings.Contains(unit, "ExecStart=/opt/kasa/bin/kasa agent ") {
+		t.Errorf("kasa-agent.service with INSTALL_KASA_BIN_DIR:\n%s", unit)
+	}
+	if files := mustExec(t, ag, "ls", "/opt/kasa/bin"); files != "kasa\nkasa-agent-uninstall.sh\nkasa-killall.sh\n" {
+		t.Errorf("/opt/kasa/bin holds:\n%s", files)
+	}
+	if out, _, _ := ag.Exec(ctx, "systemctl", "is-enabled", "kasa-agent"); strings.TrimSpace(out) != "enabled" {
+		t.Errorf("kasa-agent is %q, not enabled", out)
+	}
+	if out, _, _ := ag.Exec(ctx, "systemctl", "is-active", "kasa-agent"); strings.TrimSpace(out) != "inactive" {
+		t.Errorf("kasa-agent is %q, not inactive", out)
+	}
+	if out, stderr, err := ag.Exec(ctx, "/opt/kasa/bin/kasa-agent-uninstall.sh"); err != nil {
+		t.Errorf("kasa-agent-uninstall.sh in /opt/kasa/bin: %v\n%s%s", err, out, stderr)
+	}
+	if files := mustExec(t, ag, "sh", "-c", "ls -A /opt/kasa/bin 2>/dev/null; ls /etc/systemd/system | grep '^kasa-agent' || true"); files != "" {
+		t.Errorf("left after the uninstall script:\n%s", files)
+	}
+	checkHostClean(t, ag)
+
 	curlInstall := func(binURL string) (string, error) {
 		cmd := fmt.Sprintf("curl -sfL %s/install.sh | KASA_URL=https://srv:6443 KASA_TOKEN=%s INSTALL_KASA_DOWNLOAD_URL=%s INSTALL_KASA_EXEC='--data-dir %s --resolv-conf %s' sh -",
 			web, tok, binURL, inHostDataDir, hosts.PodResolvConf)

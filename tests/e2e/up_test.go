@@ -23,9 +23,10 @@ import (
 )
 
 // TestE2EUp: kasa up from this machine (the workstation, with a HOME of
-// its own) installs a server reached as root and an agent reached as a
-// user whose sudo asks for a password, over SSH with keys; unknown host
-// keys are refused first; a second run changes nothing; kubectl through
+// its own) installs a server reached as root with a key, an agent reached
+// as a user who logs in with a password and whose sudo asks for it, and
+// an agent reached through the server as a bastion; unknown host keys are
+// refused first; a second run changes nothing; kubectl through
 // the merged kubeconfig works from here; kasa down leaves the hosts clean
 // and the context gone.
 func TestE2EUp(t *testing.T) {
@@ -40,8 +41,9 @@ func TestE2EUp(t *testing.T) {
 	}
 	home := t.TempDir()
 
-	// A key of the workstation's, authorized for root on srv and for
-	// deploy on ag, whose sudo asks for deploy's password.
+	// A key of the workstation's, authorized for root on srv, ag2, ag3
+	// and ag4. On ag, the user deploy has no key: it logs in with its
+	// password (KASA_SSH_PASSWORD), which its sudo asks for too.
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -74,10 +76,6 @@ func TestE2EUp(t *testing.T) {
 	mustExec(t, ag, "sh", "-c", "useradd -m -s /bin/sh deploy && echo 'deploy:sudo-pw-e2e' | chpasswd && "+
 		"echo 'deploy ALL=(ALL) ALL' > /etc/sudoers.d/deploy && chmod 0440 /etc/sudoers.d/deploy && "+
 		"install -d -o deploy -g deploy -m 0700 /home/deploy/.ssh")
-	if err := ag.WriteFile(ctx, "/home/deploy/.ssh/authorized_keys", authorized, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	mustExec(t, ag, "chown", "deploy:deploy", "/home/deploy/.ssh/authorized_keys")
 
 	clusterFile := filepath.Join(home, "cluster.yaml")
 	flags := "[--data-dir, " + inHostDataDir + ", --resolv-conf, " + hosts.PodResolvConf + "]"
@@ -86,7 +84,7 @@ func TestE2EUp(t *testing.T) {
 	}
 	base := host("srv", "server", "{address: "+srv.IP+"}", "[--data-dir, "+inHostDataDir+", --resolv-conf, "+hosts.PodResolvConf+", --disable, \"traefik,metrics-server\"]") +
 		host("ag1", "agent", "{address: "+ag.IP+", user: deploy}", flags) +
-		host("ag2", "agent", "{address: "+ag2.IP+"}", flags)
+		host("ag2", "agent", "{address: "+ag2.IP+", bastion: "+srv.IP+"}", flags)
 	writeCluster := func(hostLines string) {
 		t.Helper()
 		spec := "apiVersion: kasa.io/v1alpha1\nkind: Cluster\nmetadata:\n  name: e2e-up\nspec:\n  hosts:\n" + hostLines
@@ -95,9 +93,10 @@ func TestE2EUp(t *testing.T) {
 		}
 	}
 	writeCluster(base)
+	env := append(os.Environ(), "HOME="+home, "SSH_AUTH_SOCK=", "KASA_SSH_PASSWORD=sudo-pw-e2e")
 	kasa := func(args ...string) (string, error) {
 		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "HOME="+home, "SSH_AUTH_SOCK=")
+		cmd.Env = env
 		cmd.Stdin = strings.NewReader("sudo-pw-e2e\n")
 		out, err := cmd.CombinedOutput()
 		return string(out), err
@@ -139,6 +138,14 @@ func TestE2EUp(t *testing.T) {
 	if ps := mustExec(t, ag, "ps", "-eo", "args"); strings.Contains(ps, "sudo-pw-e2e") {
 		t.Error("the sudo password shows in the agent host's process list")
 	}
+	// ag1 let deploy in by password; ag2 saw kasa up come from srv, the
+	// bastion, not from this machine.
+	if log := mustExec(t, ag, "journalctl", "-u", "ssh", "--no-pager", "-o", "cat"); !strings.Contains(log, "Accepted password for deploy") {
+		t.Errorf("ag1's sshd did not log a password login for deploy:\n%s", log)
+	}
+	if log := mustExec(t, ag2, "journalctl", "-u", "ssh", "--no-pager", "-o", "cat"); !strings.Contains(log, "Accepted publickey for root from "+srv.IP+" ") {
+		t.Errorf("ag2's sshd did not log a login from the bastion %s:\n%s", srv.IP, log)
+	}
 
 	started = time.Now()
 	out, err = kasa("up", "-f", clusterFile, "--sudo-password-stdin")
@@ -156,7 +163,7 @@ func TestE2EUp(t *testing.T) {
 		host("ag4", "agent", "{address: "+ag4.IP+", keyPath: "+otherKey+"}", "[]") +
 		host("ag3", "agent", "{address: "+ag3.IP+"}", "[--data-dir, "+inHostDataDir+", --bogus-flag]"))
 	cmd := exec.Command(bin, "up", "-f", clusterFile, "--sudo-password-stdin", "--accept-new-host-keys")
-	cmd.Env = append(os.Environ(), "HOME="+home, "SSH_AUTH_SOCK=")
+	cmd.Env = env
 	cmd.Stdin = strings.NewReader("not-the-password\n")
 	b, err := cmd.CombinedOutput()
 	out = string(b)
