@@ -12,7 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kasa-io/kasa/tests/harness/hosts"
 )
@@ -63,7 +62,7 @@ func benchAgents(bin string, idle time.Duration, add func(name, value, target st
 		"--data-dir", hostDataDir, "--resolv-conf", hosts.PodResolvConf); err != nil {
 		return fmt.Errorf("start the server: %w %s", err, stderr)
 	}
-	c, err := hostClient(ctx, srv)
+	c, err := srv.Client(ctx, 2*time.Minute)
 	if err != nil {
 		return err
 	}
@@ -108,34 +107,6 @@ func benchAgents(bin string, idle time.Duration, add func(name, value, target st
 		fmt.Sprintf("%d MiB (kasa %d, containerd %d; shims %d)", (kib["kasa"]+kib["containerd"])/1024,
 			kib["kasa"]/1024, kib["containerd"]/1024, kib["containerd-shim"]/1024), "< 200 MiB")
 	return nil
-}
-
-// hostClient is a client of the server in host h, from this machine.
-func hostClient(ctx context.Context, h *hosts.Host) (kubernetes.Interface, error) {
-	var kc string
-	if _, err := until(2*time.Minute, func() error {
-		out, stderr, err := h.Exec(ctx, "cat", "/etc/kasa/kasa.yaml")
-		if err != nil {
-			return fmt.Errorf("%w %s", err, stderr)
-		}
-		kc = out
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	cfg, err := clientcmd.Load([]byte(kc))
-	if err != nil {
-		return nil, err
-	}
-	for _, cl := range cfg.Clusters {
-		cl.Server = "https://" + h.IP + ":6443"
-	}
-	rc, err := clientcmd.NewDefaultClientConfig(*cfg, nil).ClientConfig()
-	if err != nil {
-		return nil, err
-	}
-	rc.Timeout = 10 * time.Second
-	return kubernetes.NewForConfig(rc)
 }
 
 // nodesReady reports whether n nodes are there, all Ready.

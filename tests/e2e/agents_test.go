@@ -24,7 +24,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
 	"github.com/kasa-io/kasa/pkg/join"
@@ -456,31 +455,9 @@ Delegate=yes
 // client is a client of the cluster from this machine, with the server's
 // admin kubeconfig pointed at the server host's address.
 func (cl *cluster) client() kubernetes.Interface {
-	t := cl.t
-	var kc string
-	waitFor(t, 2*time.Minute, "the admin kubeconfig in host srv", func() error {
-		out, stderr, err := cl.srv.Exec(context.Background(), "cat", "/etc/kasa/kasa.yaml")
-		if err != nil {
-			return fmt.Errorf("%w %s", err, stderr)
-		}
-		kc = out
-		return nil
-	})
-	cfg, err := clientcmd.Load([]byte(kc))
+	c, err := cl.srv.Client(context.Background(), 2*time.Minute)
 	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range cfg.Clusters {
-		c.Server = "https://" + cl.srv.IP + ":6443"
-	}
-	rc, err := clientcmd.NewDefaultClientConfig(*cfg, nil).ClientConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc.Timeout = 10 * time.Second
-	c, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		t.Fatal(err)
+		cl.t.Fatal(err)
 	}
 	return c
 }

@@ -197,7 +197,7 @@ func TestE2EHosts(t *testing.T) {
 		return nil
 	})
 	t.Logf("CoreDNS available in host a %s after systemd-run", time.Since(started).Round(100*time.Millisecond))
-	if out := mustExec(t, a, "stat", "-c", "%a", "/etc/kasa/kasa.yaml"); strings.TrimSpace(out) != "600" {
+	if out := mustExec(t, a, "stat", "-c", "%a", hosts.AdminKubeconfig); strings.TrimSpace(out) != "600" {
 		t.Errorf("the kubeconfig's mode is %s", out)
 	}
 	checkCgroupMounts(t, before.cgroupMounts, "with a kasa node in a host")
