@@ -28,7 +28,7 @@ LDFLAGS := -s -w \
 # No -trimpath: it has its own build cache, and tests share this one.
 export CGO_ENABLED := 1
 
-.PHONY: all build bundle test-images host-image unit integration e2e test check lint tidy-check bench clean
+.PHONY: all build bundle test-images host-image unit integration e2e test check lint tidy-check fresh-check bench clean
 
 all: build
 
@@ -44,9 +44,10 @@ bundle:
 	@mkdir -p $(BIN)
 	scripts/build-bundle.sh
 
-# Fast tests: no root, no binary.
+# Fast tests: no root, no binary. Every package's untagged tests, wherever
+# they live (tests/harness too).
 unit:
-	$(GO) test -short ./pkg/... ./cmd/... ./charts/... ./manifests/... ./airgap/...
+	$(GO) test -short ./...
 
 # Tests that run the built binary as real processes (no root needed).
 integration: build
@@ -67,7 +68,12 @@ host-image:
 test-images:
 	scripts/build-test-images.sh build/test-images
 
-check: tidy-check lint
+check: tidy-check lint fresh-check
+
+# The steps that a warm machine hides: module sources from an empty module
+# cache, Debian's mirrors from apt's sources (scripts/check-fresh.sh).
+fresh-check:
+	scripts/check-fresh.sh
 
 tidy-check:
 	scripts/tidy-check.sh

@@ -2,10 +2,55 @@
 # Builds what kasa bundles (airgap/README.md) into build/bundle/ and packs it
 # into build/bundle.bin, the payload that the Makefile appends to bin/kasa.
 # Everything is built from source; a part already built at its version is kept.
+#
+#   scripts/build-bundle.sh             build what changed, pack build/bundle.bin
+#   scripts/build-bundle.sh --sources   only fetch the module sources that the
+#                                       build reads as files, and print their
+#                                       folders (scripts/check-fresh.sh runs it
+#                                       against an empty module cache)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . airgap/versions.env
 out=build/bundle
+
+# moddir MODULE[@VERSION]: the folder of a module's source, downloaded first
+# when the module cache does not hold it (a fresh machine's is empty, and
+# `go list -m -f {{.Dir}}` then prints nothing).
+moddir() {
+	local dir
+	dir=$(go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	if [ -z "$dir" ] || [ ! -d "$dir" ]; then
+		echo "build-bundle: go mod download $1 gave no source folder" >&2
+		return 1
+	fi
+	echo "$dir"
+}
+
+# The files that the build reads from module sources, rather than letting
+# `go install` or `go build` fetch the module: pause.c, and Traefik's tree.
+pause_source() {
+	echo "$(moddir k8s.io/kubernetes)/build/pause/linux/pause.c"
+}
+traefik_source() {
+	# Asked outside this module: Traefik's version, not the one go.mod would pick.
+	local d
+	d=$(mktemp -d)
+	(cd "$d" && GOFLAGS=-mod=mod moddir "github.com/traefik/traefik/v3@$TRAEFIK_VERSION")
+	rmdir "$d"
+}
+
+case "${1:-}" in
+--sources)
+	pause_source
+	traefik_source
+	exit 0
+	;;
+"") ;;
+*)
+	echo "usage: scripts/build-bundle.sh [--sources]" >&2
+	exit 2
+	;;
+esac
 mkdir -p "$out/bin" "$out/images" build/stamps
 
 # runc needs cgo and a static libseccomp.
@@ -56,9 +101,8 @@ build crictl "$CRICTL_VERSION" env CGO_ENABLED=0 GOBIN="$gobin" go install \
 
 # The pause image, from the C source that registry.k8s.io/pause is built from.
 build_pause() {
-	local k8s src tmp
-	k8s=$(go list -m -f '{{.Dir}}' k8s.io/kubernetes)
-	src="$k8s/build/pause/linux/pause.c"
+	local src tmp
+	src=$(pause_source)
 	tmp=$(mktemp -d)
 	gcc -Os -Wall -Werror -static -DVERSION="v$PAUSE_VERSION-kasa" -o "$tmp/pause" "$src"
 	strip "$tmp/pause"
@@ -83,7 +127,7 @@ build coredns-image "$COREDNS_VERSION" build_coredns
 build_traefik() {
 	local tmp src
 	tmp=$(mktemp -d)
-	src=$(cd "$tmp" && GOFLAGS=-mod=mod go mod download -json "github.com/traefik/traefik/v3@$TRAEFIK_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	src=$(traefik_source)
 	cp -r "$src" "$tmp/src"
 	chmod -R u+w "$tmp/src"
 	(cd "$tmp/src" && CGO_ENABLED=0 go build -trimpath -o "$tmp/traefik" \

@@ -42,7 +42,9 @@ self=scripts/build-host-image.sh
 repo=kasa-test-host
 tag=$repo:$(sha256sum "$self" | cut -c1-12)
 suite=bookworm
-mirror=http://deb.debian.org/debian
+# The Debian archive this machine's apt uses (scripts/lib/debian-sources.sh).
+. scripts/lib/debian-sources.sh
+mirror=$(debian_mirror "$suite")
 packages=systemd,systemd-sysv,dbus,iproute2,iptables,openssh-server,sudo,ca-certificates,procps,iputils-ping,curl
 work=build/host-image
 piddir=/run/kasa-test-hosts
@@ -206,7 +208,7 @@ safe_rm "$root"
 # while it installs (policy-rc.d).
 if ! unshare --mount --pid --uts --ipc --fork --kill-child --propagation private -- \
 	debootstrap --variant=minbase --include="$packages" --cache-dir="$debs" \
-	"$suite" "$root" "$mirror" >"$log" 2>&1; then
+	"$suite" "$root" ${mirror:+"$mirror"} >"$log" 2>&1; then
 	tail -25 "$log" >&2
 	echo "build-host-image: debootstrap failed; the whole log is $log" >&2
 	exit 1

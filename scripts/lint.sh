@@ -22,6 +22,8 @@ if ! command -v shellcheck >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null
 fi
 shellcheck -s sh install/install.sh
+# The build and test scripts are bash.
+shellcheck -x scripts/*.sh scripts/lib/*.sh tests/images/check.sh
 echo "shellcheck: ok"
 
 lint=bin/tools/golangci-lint
