@@ -211,7 +211,8 @@ func Components(n Node) ([]component.Component, error) {
 		proc,
 		&images.Loader{
 			Importer: images.Importer{Ctr: filepath.Join(binDir, "ctr"), Socket: ctrd.Socket()},
-			Dirs:     []string{filepath.Join(bdir, "images"), np.Join("images")},
+			Dirs:     []string{filepath.Join(bdir, "images")},
+			Inbox:    np.Join("images"),
 			Log:      log.With("component", "images"),
 		},
 		&Kubelet{Config: KubeletConfig{

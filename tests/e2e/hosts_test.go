@@ -26,7 +26,7 @@ const hostsNetwork = hosts.Prefix + "e2e-hosts"
 // inHostDataDir is kasa's data dir in the host. Not the default
 // /var/lib/kasa: this machine sees a host's processes with the paths they
 // have in the host, and `kasa killall` for /var/lib/kasa on the machine
-// (TestE2EServerWithDefaults) would take the host's containerd for its own.
+// (TestE2EReadmeTour) would take the host's containerd for its own.
 const inHostDataDir = "/var/lib/kasa-host"
 
 // TestE2EHosts: the multi-node harness. Two hosts on one network have

@@ -2,9 +2,11 @@ package images
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -17,6 +19,10 @@ import (
 type Loader struct {
 	Importer Importer
 	Dirs     []string
+	// Inbox is the folder where people drop archives (<data-dir>/agent/images),
+	// scanned like Dirs and made at start, so that the first `cp app.tar` on a
+	// new node has somewhere to go.
+	Inbox string
 	// Interval between scans of the folders; 5 s when zero.
 	Interval time.Duration
 	Log      *slog.Logger
@@ -34,6 +40,11 @@ type stamp struct {
 
 // Run implements component.Component: ready after the first scan.
 func (l *Loader) Run(ctx context.Context, ready func()) error {
+	if l.Inbox != "" {
+		if err := os.MkdirAll(l.Inbox, 0o755); err != nil {
+			return fmt.Errorf("make the images folder: %w", err)
+		}
+	}
 	seen := map[string]stamp{}
 	component.Periodic(ctx, l.Interval, ready, func() { l.scan(ctx, seen) })
 	return nil
@@ -41,7 +52,11 @@ func (l *Loader) Run(ctx context.Context, ready func()) error {
 
 func (l *Loader) scan(ctx context.Context, seen map[string]stamp) {
 	var files []string
-	for _, d := range l.Dirs {
+	dirs := l.Dirs
+	if l.Inbox != "" {
+		dirs = append(slices.Clip(dirs), l.Inbox)
+	}
+	for _, d := range dirs {
 		entries, err := os.ReadDir(d)
 		if err != nil {
 			continue
