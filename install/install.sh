@@ -7,8 +7,9 @@
 #   sh install.sh [server|agent] [FLAGS...]                      flags go to kasa
 #
 # Settings, as k3s users know them, with KASA names:
-#   INSTALL_KASA_VERSION         the release to download (default: the latest)
 #   INSTALL_KASA_DOWNLOAD_URL    where to download the binary; URL.sha256 holds its sha256
+#   INSTALL_KASA_VERSION         refused for now: no release of kasa is published yet, so
+#                                there is no default download; give the URL or the binary
 #   INSTALL_KASA_SKIP_DOWNLOAD   true: use INSTALL_KASA_BINARY, or the kasa already in the bin dir
 #   INSTALL_KASA_BINARY          a kasa binary on this machine to install (implies no download)
 #   INSTALL_KASA_SHA256          the binary's expected sha256 (checked whatever its source)
@@ -117,15 +118,10 @@ get_binary() {
 		[ -x "$BIN_DIR/kasa" ] || fatal "INSTALL_KASA_SKIP_DOWNLOAD is set but $BIN_DIR/kasa is not there: put it there or give INSTALL_KASA_BINARY"
 		NEW_BIN=$BIN_DIR/kasa
 	else
+		[ -z "${INSTALL_KASA_VERSION:-}" ] || fatal "INSTALL_KASA_VERSION: no release of kasa is published yet, so there is no version to download; give INSTALL_KASA_BINARY or INSTALL_KASA_DOWNLOAD_URL"
 		url=${INSTALL_KASA_DOWNLOAD_URL:-}
-		if [ -z "$url" ]; then
-			version=${INSTALL_KASA_VERSION:-latest}
-			if [ "$version" = latest ]; then
-				url=https://github.com/kasa-io/kasa/releases/latest/download/kasa-$ARCH
-			else
-				url=https://github.com/kasa-io/kasa/releases/download/$version/kasa-$ARCH
-			fi
-		fi
+		# No release is published yet: nothing to download by default.
+		[ -n "$url" ] || fatal "no release of kasa is published to download yet: give INSTALL_KASA_BINARY=/path/to/kasa (a binary you built or copied here) or INSTALL_KASA_DOWNLOAD_URL=https://HOST/kasa (with kasa.sha256 beside it)"
 		info "downloading $url"
 		download "$url" "$TMP/kasa" || fatal "could not download $url"
 		chmod 0755 "$TMP/kasa"

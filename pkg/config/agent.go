@@ -34,7 +34,7 @@ func (o *AgentOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.FlannelIface, "flannel-iface", "", "interface for the pod network between nodes (default: the node IP's)")
 	fs.StringVar(&o.ResolvConf, "resolv-conf", "", "resolv.conf for pods (default: the host's, unless it names loopback servers)")
 	fs.BoolVar(&o.DisableDefaultRegistryEndpoint, "disable-default-registry-endpoint", false, "never fall back to a registry's own endpoint when its mirrors fail")
-	fs.StringVar(&o.PrivateRegistry, "private-registry", "/etc/kasa/registries.yaml", "registry mirrors, rewrites, auth and TLS")
+	fs.StringVar(&o.PrivateRegistry, "private-registry", "/etc/kasa/registries.yaml", "registry mirrors, auth and TLS, in k3s's registries.yaml format (rewrites are refused)")
 	fs.StringVar(&o.LocalStoragePath, "default-local-storage-path", "", "folder of local-path volumes (default <data-dir>/storage)")
 }
 

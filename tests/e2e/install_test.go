@@ -100,7 +100,7 @@ func TestE2EInstall(t *testing.T) {
 	}
 	// A machine the installer cannot serve: another architecture or
 	// kernel (as uname says, from a PATH that answers so), no systemctl,
-	// or a user who is not root.
+	// or a user who is not root; and a download with nowhere to go.
 	mustExec(t, srv, "sh", "-c", `for f in riscv64:-m Darwin:-s; do d=/tmp/uname-${f%%:*}; mkdir -p $d; `+
 		`printf '#!/bin/sh\n[ "$1" = %s ] && { echo %s; exit; }\nexec /usr/bin/uname "$@"\n' ${f#*:} ${f%%:*} > $d/uname; chmod +x $d/uname; done; `+
 		`mkdir -p /tmp/no-systemctl; ln -sf /usr/bin/uname /usr/bin/id /tmp/no-systemctl/; `+
@@ -113,6 +113,9 @@ func TestE2EInstall(t *testing.T) {
 		{[]string{"env", "PATH=/tmp/uname-Darwin:/usr/sbin:/usr/bin:/sbin:/bin", "sh", "/tmp/install.sh"}, "kasa runs on Linux; this is Darwin"},
 		{[]string{"env", "PATH=/tmp/no-systemctl", "/bin/sh", "/tmp/install.sh"}, "needs systemd as the init system"},
 		{[]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "/tmp/install.sh"}, "run the installer as root"},
+		// No release is published yet: no default download, no version.
+		{[]string{"sh", "/tmp/install.sh"}, "no release of kasa is published to download yet"},
+		{[]string{"env", "INSTALL_KASA_VERSION=v1.0.0", "sh", "/tmp/install.sh"}, "INSTALL_KASA_VERSION: no release of kasa is published yet"},
 	} {
 		out, stderr, err := srv.Exec(ctx, bad.cmd...)
 		if err == nil || !strings.Contains(out+stderr, bad.want) {
