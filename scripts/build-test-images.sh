@@ -2,7 +2,9 @@
 # Builds the stand-ins for the catalog apps' official images (mysql, mariadb,
 # postgres, redis, nginx, tomcat, wordpress) from Debian bookworm packages, so
 # that the end-to-end suites run the charts as shipped with no registry
-# (tests/images/README.md says what each one is).
+# (tests/images/README.md says what each one is). kafka's stand-in is the
+# exception: no Debian, one Go program built from this module (its recipe sets
+# scratch).
 #
 #   scripts/build-test-images.sh [OUTDIR [APP...]]     as root; OUTDIR defaults to build/test-images
 #
@@ -20,8 +22,12 @@ self=scripts/build-test-images.sh
 out=${1:-build/test-images}
 [ $# -gt 0 ] && shift
 suite=bookworm
-mirror=http://deb.debian.org/debian
-security=http://deb.debian.org/debian-security
+# The Debian archive and its security archive as this machine's apt has them
+# (scripts/lib/debian-sources.sh; KASA_DEBIAN_MIRROR and
+# KASA_DEBIAN_SECURITY_MIRROR override).
+. scripts/lib/debian-sources.sh
+mirror=$(debian_mirror "$suite")
+security=$(debian_security "$suite")
 # Bump when the base's recipe below changes: every image is rebuilt.
 base_version=2
 # KASA_TEST_IMAGES_CACHE: the base, downloads, logs and stamps;
@@ -37,7 +43,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Longest first, so that two at a time finish together.
-all=(tomcat mariadb wordpress postgres nginx redis)
+all=(tomcat mariadb wordpress postgres nginx redis kafka)
 if [ $# -gt 0 ]; then
 	apps=("$@")
 else
@@ -135,16 +141,18 @@ build_base() {
 	echo "debootstrapping $suite (minbase) into $base"
 	safe_rm "$base.tmp"
 	safe_rm "$base"
-	debootstrap --variant=minbase "$suite" "$base.tmp" "$mirror" >"$cache/logs/base.log" 2>&1 || {
+	debootstrap --variant=minbase "$suite" "$base.tmp" ${mirror:+"$mirror"} >"$cache/logs/base.log" 2>&1 || {
 		tail -20 "$cache/logs/base.log" >&2
 		return 1
 	}
-	local r=$base.tmp
-	cat >"$r/etc/apt/sources.list" <<-EOF
-		deb $mirror $suite main
-		deb $mirror $suite-updates main
-		deb $security $suite-security main
-	EOF
+	local r=$base.tmp m=$mirror
+	# With no mirror configured here, the one debootstrap chose by default.
+	[ -n "$m" ] || m=$(KASA_APT_SOURCES_DIR=$r/etc/apt pick_source "$suite" debian)
+	{
+		echo "deb $m $suite main"
+		echo "deb $m $suite-updates main"
+		[ -z "$security" ] || echo "deb $security $suite-security main"
+	} >"$r/etc/apt/sources.list"
 	cat >"$r/etc/apt/apt.conf.d/90slim" <<-EOF
 		APT::Install-Recommends "false";
 		APT::Install-Suggests "false";
@@ -226,21 +234,48 @@ in_tree() {
 	printf '%s/%s' "$1" "$rel"
 }
 
-# stamp_of APP: what an image is built from.
+# recipe_scratch APP: whether APP's recipe builds on an empty tree instead of
+# the Debian base.
+recipe_scratch() {
+	(
+		scratch=
+		# shellcheck source=/dev/null
+		. "tests/images/$1/recipe.sh"
+		[ -n "$scratch" ]
+	)
+}
+
+# stamp_of APP: what an image is built from: the base (or, for a scratch
+# image, the Go toolchain), this script, the recipe's folder, mkimage and the
+# files the recipe lists in sources.
 stamp_of() {
+	local sources=()
+	mapfile -t sources < <(
+		sources=()
+		# shellcheck source=/dev/null
+		. "tests/images/$1/recipe.sh"
+		[ ${#sources[@]} -eq 0 ] || printf '%s\n' "${sources[@]}"
+	)
 	{
-		echo "$base_id $(realpath "$out")"
+		if recipe_scratch "$1"; then
+			echo "$(go env GOVERSION) $(realpath "$out")"
+		else
+			echo "$base_id $(realpath "$out")"
+		fi
 		sha256sum "$self"
-		find "tests/images/$1" tests/images/common airgap/mkimage -type f -print0 | sort -z | xargs -0 sha256sum
+		find "tests/images/$1" tests/images/common airgap/mkimage "${sources[@]}" -type f -print0 | sort -z | xargs -0 sha256sum
 	} | sha256sum | cut -d' ' -f1
 }
 
 # build_image APP: the whole build of one image; its output goes to a log.
 build_image() {
 	local app=$1 dir=tests/images/$1 root=$cache/roots/$1 apt=$cache/apt/$1
-	local refs=() packages=() image=()
+	local refs=() packages=() image=() sources=() scratch=
 	# A recipe sets refs, packages and image (mkimage flags) and may define
-	# before_install and after_install, which use in_chroot and put.
+	# before_install and after_install, which use in_chroot and put. One
+	# that sets scratch gets an empty tree and neither packages nor a
+	# chroot: its after_install puts everything into $root; sources are
+	# more files (outside its folder) the image is built from.
 	before_install() { :; }
 	after_install() { :; }
 	# shellcheck source=/dev/null
@@ -254,20 +289,27 @@ build_image() {
 		install -D -o 0 -g 0 -m "${3:-0644}" "$dir/$1" "$dst"
 	}
 
-	echo "== $app: copying the base"
 	safe_rm "$root"
-	mkdir -p "$apt"
-	cp -a "$base" "$root"
-	prepare_build "$root"
-	echo "== $app: before_install"
-	before_install
-	echo "== $app: installing ${packages[*]}"
-	in_chroot apt-get update -qq
-	in_chroot apt-get install -y -q --no-install-recommends "${packages[@]}"
+	if [ -n "$scratch" ]; then
+		echo "== $app: an empty tree"
+		mkdir -p "$root"
+	else
+		echo "== $app: copying the base"
+		mkdir -p "$apt"
+		cp -a "$base" "$root"
+		prepare_build "$root"
+		echo "== $app: before_install"
+		before_install
+		echo "== $app: installing ${packages[*]}"
+		in_chroot apt-get update -qq
+		in_chroot apt-get install -y -q --no-install-recommends "${packages[@]}"
+	fi
 	echo "== $app: after_install"
 	after_install
-	finish_build "$root"
-	slim "$root"
+	if [ -z "$scratch" ]; then
+		finish_build "$root"
+		slim "$root"
+	fi
 	local rootsize
 	rootsize=$(du -sh --apparent-size "$root" | cut -f1)
 	echo "== $app: packing"
@@ -290,7 +332,11 @@ for app in "${apps[@]}"; do
 done
 
 if [ ${#todo[@]} -gt 0 ]; then
-	if [ ! -d "$base" ] || [ "$(cat "$stamps/base" 2>/dev/null)" != "$base_id" ]; then
+	need_base=
+	for app in "${todo[@]}"; do
+		recipe_scratch "$app" || need_base=1
+	done
+	if [ -n "$need_base" ] && { [ ! -d "$base" ] || [ "$(cat "$stamps/base" 2>/dev/null)" != "$base_id" ]; }; then
 		build_base
 	fi
 	go build -o "$cache/mkimage" ./airgap/mkimage

@@ -62,7 +62,8 @@ func TestE2ECatalog(t *testing.T) {
 	}
 	waitFor(t, 5*time.Minute, "the app images imported", func() error {
 		return s.ImagesImported("docker.io/library/mysql:8.4", "docker.io/library/mariadb:11.4", "docker.io/library/postgres:17",
-			"docker.io/library/redis:7.4", "docker.io/library/nginx:1.27", "docker.io/library/tomcat:10.1", "docker.io/library/wordpress:6.7-apache")
+			"docker.io/library/redis:7.4", "docker.io/library/nginx:1.27", "docker.io/library/tomcat:10.1", "docker.io/library/wordpress:6.7-apache",
+			"docker.io/apache/kafka:3.9.1")
 	})
 	waitAddons(t, c, "traefik")
 	ip := nodeIP(t, c)
@@ -183,7 +184,7 @@ func TestE2ECatalog(t *testing.T) {
 		})
 	}
 
-	t.Run("kafka passes a server-side dry run", func(t *testing.T) {
+	t.Run("kafka: dry run, install, produce and consume through the Service, persist, uninstall", func(t *testing.T) {
 		out := mustKasa(t, "install", "kafka", "--dry-run")
 		for _, want := range []string{"kind: StatefulSet", "objects checked by the API server"} {
 			if !strings.Contains(out, want) {
@@ -191,8 +192,27 @@ func TestE2ECatalog(t *testing.T) {
 			}
 		}
 		if _, err := c.AppsV1().StatefulSets("default").Get(ctx, "kafka", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			t.Errorf("the dry run created kafka's StatefulSet (%v)", err)
+			t.Fatalf("the dry run created kafka's StatefulSet (%v)", err)
 		}
+
+		t.Cleanup(func() { kasa("uninstall", "kafka", "--purge") }) //nolint:errcheck // whatever the outcome
+		start := time.Now()
+		mustKasa(t, "install", "kafka")
+		t.Logf("kasa install kafka returned in %s", time.Since(start).Round(100*time.Millisecond))
+		checkKafka(t, c)
+		mustKasa(t, "uninstall", "kafka", "--purge")
+		waitFor(t, 60*time.Second, "kafka's StatefulSet, claim and cluster id removed", func() error {
+			if _, err := c.AppsV1().StatefulSets("default").Get(ctx, "kafka", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("StatefulSet still there (%w)", err)
+			}
+			if n := claims(t, c, "kafka"); len(n) != 0 {
+				return fmt.Errorf("claims %v", n)
+			}
+			if _, err := c.CoreV1().Secrets("default").Get(ctx, "kafka-auth", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("Secret still there (%w)", err)
+			}
+			return nil
+		})
 	})
 
 	t.Run("the kubectl plugin, any chart, and the helm CLI", func(t *testing.T) {
