@@ -1,14 +1,18 @@
 package up
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,8 +27,12 @@ import (
 var ErrUnknownHost = errors.New("unknown host key")
 
 // ErrHostKeyChanged is returned for a host whose key differs from the one
-// known_hosts has: never accepted.
+// of the same type that known_hosts has: never accepted.
 var ErrHostKeyChanged = errors.New("host key changed")
+
+// ErrHostKeyType is returned for a host that known_hosts has keys for, of
+// types the host does not show: never accepted either.
+var ErrHostKeyType = errors.New("no host key of a recorded type")
 
 // Target is a machine to reach.
 type Target struct {
@@ -101,7 +109,7 @@ func Dial(ctx context.Context, t Target, a Auth) (*Conn, error) {
 			return nil, fmt.Errorf("cannot reach %s: %w", addr, unwrapOp(err))
 		}
 	}
-	cfg, err := a.clientConfig(t, timeout)
+	cfg, known, err := a.clientConfig(t, addr, timeout)
 	if err != nil {
 		conn.Close()
 		c.Close()
@@ -116,8 +124,13 @@ func Dial(ctx context.Context, t Target, a Auth) (*Conn, error) {
 		if errors.As(err, &unknown) {
 			return nil, unknown
 		}
-		if errors.Is(err, ErrHostKeyChanged) {
-			return nil, fmt.Errorf("%s: %w", addr, ErrHostKeyChanged)
+		var changed *changedKeyError
+		if errors.As(err, &changed) {
+			return nil, changed
+		}
+		var algo *ssh.AlgorithmNegotiationError
+		if errors.As(err, &algo) && algo.What == "host key" && len(known.keys) > 0 {
+			return nil, &keyTypeError{host: addr, known: known, offered: algo.RequestedAlgorithms}
 		}
 		return nil, fmt.Errorf("ssh to %s: %w", t, err)
 	}
@@ -166,16 +179,65 @@ type unknownHostError struct {
 }
 
 func (e *unknownHostError) Error() string {
-	return fmt.Sprintf("%v: %s is not in %s; its key is %s. If that is the host's key, accept it with --accept-new-host-keys (or ssh-keyscan %s >> %s)",
-		ErrUnknownHost, e.host, e.file, e.fingerprint, e.host, e.file)
+	return fmt.Sprintf("%v: %s is not in %s; its key is %s. If that is the host's key, accept it with --accept-new-host-keys (or %s >> %s)",
+		ErrUnknownHost, e.host, e.file, e.fingerprint, keyscan(e.host), e.file)
 }
 
 func (e *unknownHostError) Unwrap() error { return ErrUnknownHost }
 
-func (a Auth) clientConfig(t Target, timeout time.Duration) (*ssh.ClientConfig, error) {
-	hostKey, err := a.hostKeyCallback()
+// changedKeyError is a host whose key differs from the one of the same
+// type that known_hosts holds.
+type changedKeyError struct {
+	host string
+	// shown is the key the host showed.
+	shown ssh.PublicKey
+	was   knownhosts.KnownKey
+}
+
+func (e *changedKeyError) Error() string {
+	return fmt.Sprintf("%v: the %s key of %s is %s, not the one in %s line %d: someone may be in between; if the host was reinstalled, remove that line",
+		ErrHostKeyChanged, e.shown.Type(), e.host, ssh.FingerprintSHA256(e.shown), e.was.Filename, e.was.Line)
+}
+
+func (e *changedKeyError) Unwrap() error { return ErrHostKeyChanged }
+
+// keyTypeError is a host that has no key of the types known_hosts holds
+// for it.
+type keyTypeError struct {
+	host    string
+	known   knownKeys
+	offered []string
+}
+
+func (e *keyTypeError) Error() string {
+	var recorded []string
+	for _, k := range e.known.keys {
+		kind := k.Key.Type()
+		if k.authority {
+			kind = "@cert-authority " + kind
+		}
+		recorded = append(recorded, fmt.Sprintf("%s (line %d)", kind, k.Line))
+	}
+	return fmt.Sprintf("%v: %s shows host keys of the types %s only, and %s holds %s for it: someone may be in between, or the host's keys were replaced; if they were, check the new key and record it (%s)",
+		ErrHostKeyType, e.host, strings.Join(e.offered, ", "), e.known.file, strings.Join(recorded, ", "), keyscan(e.host))
+}
+
+func (e *keyTypeError) Unwrap() error { return ErrHostKeyType }
+
+// keyscan is the ssh-keyscan command that shows the keys of the host at
+// addr (HOST:PORT).
+func keyscan(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == strconv.Itoa(DefaultPort) {
+		return "ssh-keyscan " + or(host, addr)
+	}
+	return "ssh-keyscan -p " + port + " " + host
+}
+
+func (a Auth) clientConfig(t Target, addr string, timeout time.Duration) (*ssh.ClientConfig, knownKeys, error) {
+	hostKey, known, err := a.hostKeyCheck(addr)
 	if err != nil {
-		return nil, err
+		return nil, known, err
 	}
 	var methods []ssh.AuthMethod
 	var signers []ssh.Signer
@@ -186,7 +248,7 @@ func (a Auth) clientConfig(t Target, timeout time.Duration) (*ssh.ClientConfig, 
 	for _, f := range keys {
 		s, err := a.loadKey(f, t.KeyPath != "")
 		if err != nil {
-			return nil, err
+			return nil, known, err
 		}
 		if s != nil {
 			signers = append(signers, s)
@@ -206,9 +268,10 @@ func (a Auth) clientConfig(t Target, timeout time.Duration) (*ssh.ClientConfig, 
 		methods = append(methods, ssh.Password(a.Password))
 	}
 	if len(methods) == 0 {
-		return nil, errors.New("no way to authenticate: give --ssh-key, run ssh-agent, or have ~/.ssh/id_ed25519")
+		return nil, known, errors.New("no way to authenticate: give --ssh-key, run ssh-agent, or have ~/.ssh/id_ed25519")
 	}
-	return &ssh.ClientConfig{User: t.User, Auth: methods, HostKeyCallback: hostKey, Timeout: timeout}, nil
+	return &ssh.ClientConfig{User: t.User, Auth: methods, HostKeyCallback: hostKey, Timeout: timeout,
+		HostKeyAlgorithms: known.algorithms()}, known, nil
 }
 
 // loadKey reads a private key; a missing default key is skipped, a missing
@@ -246,22 +309,28 @@ func (a Auth) loadKey(file string, named bool) (ssh.Signer, error) {
 	return s, nil
 }
 
-func (a Auth) hostKeyCallback() (ssh.HostKeyCallback, error) {
+// hostKeyCheck returns the check of the key of the host at addr
+// (HOST:PORT) and the keys known_hosts holds for it.
+func (a Auth) hostKeyCheck(addr string) (ssh.HostKeyCallback, knownKeys, error) {
 	if a.Insecure {
-		return ssh.InsecureIgnoreHostKey(), nil //nolint:gosec // --insecure-ignore-host-key, with a warning
+		return ssh.InsecureIgnoreHostKey(), knownKeys{}, nil //nolint:gosec // --insecure-ignore-host-key, with a warning
 	}
 	file := expandHome(a.KnownHosts)
 	if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
 		if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
-			return nil, err
+			return nil, knownKeys{}, err
 		}
 		if err := os.WriteFile(file, nil, 0o600); err != nil {
-			return nil, err
+			return nil, knownKeys{}, err
 		}
 	}
 	check, err := knownhosts.New(file)
 	if err != nil {
-		return nil, fmt.Errorf("known hosts %s: %w", file, err)
+		return nil, knownKeys{}, fmt.Errorf("known hosts %s: %w", file, err)
+	}
+	known, err := lookupKnown(check, file, addr)
+	if err != nil {
+		return nil, known, err
 	}
 	return func(hostname string, remote net.Addr, key ssh.PublicKey) error {
 		err := check(hostname, remote, key)
@@ -270,7 +339,14 @@ func (a Auth) hostKeyCallback() (ssh.HostKeyCallback, error) {
 			return err
 		}
 		if len(ke.Want) > 0 {
-			return fmt.Errorf("%w: the key of %s is %s, not the one in %s line %d: someone may be in between; if the host was reinstalled, remove that line", ErrHostKeyChanged, hostname, ssh.FingerprintSHA256(key), file, ke.Want[0].Line)
+			was := ke.Want[0]
+			for _, k := range ke.Want {
+				if k.Key.Type() == key.Type() {
+					was = k
+					break
+				}
+			}
+			return &changedKeyError{host: hostname, shown: key, was: was}
 		}
 		if !a.AcceptNew {
 			return &unknownHostError{host: hostname, fingerprint: ssh.FingerprintSHA256(key), file: file}
@@ -282,7 +358,110 @@ func (a Auth) hostKeyCallback() (ssh.HostKeyCallback, error) {
 		defer f.Close()
 		_, err = fmt.Fprintln(f, knownhosts.Line([]string{knownhosts.Normalize(hostname)}, key))
 		return err
-	}, nil
+	}, known, nil
+}
+
+// knownKeys are the keys that a known_hosts file holds for one host.
+type knownKeys struct {
+	file string
+	keys []knownKey
+}
+
+type knownKey struct {
+	knownhosts.KnownKey
+	// authority marks a @cert-authority line: a CA that signs the host's
+	// certificates.
+	authority bool
+}
+
+// lookupKnown finds the keys that file holds for addr: check, given a key
+// that no file holds, answers with all of them.
+func lookupKnown(check ssh.HostKeyCallback, file, addr string) (knownKeys, error) {
+	known := knownKeys{file: file}
+	// An ed25519 key of all zeros, which no host has.
+	probe, err := ssh.NewPublicKey(ed25519.PublicKey(make([]byte, ed25519.PublicKeySize)))
+	if err != nil {
+		return known, err
+	}
+	err = check(addr, &net.TCPAddr{IP: net.IPv4zero}, probe)
+	var ke *knownhosts.KeyError
+	if !errors.As(err, &ke) || len(ke.Want) == 0 {
+		return known, nil
+	}
+	authorities, err := authorityLines(file)
+	if err != nil {
+		return known, err
+	}
+	for _, k := range ke.Want {
+		known.keys = append(known.keys, knownKey{KnownKey: k, authority: authorities[k.Line]})
+	}
+	return known, nil
+}
+
+// authorityLines returns the numbers of the @cert-authority lines of a
+// known_hosts file (which knownhosts.KeyError does not tell apart).
+func authorityLines(file string) (map[int]bool, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	lines := map[int]bool{}
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		if fields := strings.Fields(sc.Text()); len(fields) > 0 && fields[0] == "@cert-authority" {
+			lines[n] = true
+		}
+	}
+	return lines, sc.Err()
+}
+
+// keyAlgorithms are the algorithms that show a host key of each type, in
+// the order they are asked for; an RSA key signs with SHA-2 or SHA-1.
+var keyAlgorithms = []struct {
+	keyType string
+	algos   []string
+}{
+	{ssh.KeyAlgoED25519, []string{ssh.KeyAlgoED25519}},
+	{ssh.KeyAlgoECDSA256, []string{ssh.KeyAlgoECDSA256}},
+	{ssh.KeyAlgoECDSA384, []string{ssh.KeyAlgoECDSA384}},
+	{ssh.KeyAlgoECDSA521, []string{ssh.KeyAlgoECDSA521}},
+	{ssh.KeyAlgoRSA, []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}},
+}
+
+// certAlgorithms show a host certificate, whatever its key's type.
+var certAlgorithms = []string{
+	ssh.CertAlgoED25519v01, ssh.CertAlgoECDSA256v01, ssh.CertAlgoECDSA384v01, ssh.CertAlgoECDSA521v01,
+	ssh.CertAlgoRSASHA512v01, ssh.CertAlgoRSASHA256v01,
+}
+
+// algorithms are the host key algorithms to offer the host: as OpenSSH
+// does with the keys it knows, only those that can show a recorded key
+// (or a certificate, when a CA is recorded for the host), so that a host
+// with keys of several types shows the recorded one. Nil for a host that
+// known_hosts lacks: the defaults.
+func (k knownKeys) algorithms() []string {
+	types := map[string]bool{}
+	authority := false
+	for _, key := range k.keys {
+		if key.authority {
+			authority = true
+		} else {
+			types[key.Key.Type()] = true
+		}
+	}
+	var algos []string
+	if authority {
+		algos = append(algos, certAlgorithms...)
+	}
+	for _, ka := range keyAlgorithms {
+		if types[ka.keyType] {
+			algos = append(algos, ka.algos...)
+			delete(types, ka.keyType)
+		}
+	}
+	// Other types, by name (DSA).
+	return append(algos, slices.Sorted(maps.Keys(types))...)
 }
 
 func expandHome(p string) string {
