@@ -45,8 +45,11 @@ type Spec struct {
 	// Version is the kasa release the hosts run; empty: the version of the
 	// kasa that runs `kasa up`, whose own binary is uploaded.
 	Version string `json:"version,omitempty"`
-	// Token joins the hosts; empty: generated on the first run and kept in
-	// the local state file.
+	// Token is the server's token: a secret, or the full token of a
+	// server that runs (K10<ca hash>::server:<secret>), whose CA the
+	// server must have. Empty: generated on the first run and kept in the
+	// local state file. Agents join with a secret of their own, pinned to
+	// the server's CA.
 	Token string `json:"token,omitempty"`
 	// DatastoreEndpoint is the server's --datastore-endpoint.
 	DatastoreEndpoint string   `json:"datastoreEndpoint,omitempty"`
@@ -156,8 +159,8 @@ func (c *Cluster) Complete() error {
 	if len(c.Spec.Hosts) == 0 {
 		return errors.New("spec.hosts is empty: list at least one server")
 	}
-	if strings.ContainsAny(c.Spec.Token, " \t\n:") {
-		return errors.New("spec.token: one word without ':' or spaces")
+	if err := checkToken(c.Spec.Token); err != nil {
+		return err
 	}
 	servers := 0
 	names := map[string]bool{}
@@ -215,6 +218,9 @@ func (c *Cluster) Complete() error {
 			if !envRE.MatchString(k) {
 				return fmt.Errorf("%s: environment %q: only KASA_* settings go to kasa's service", where, k)
 			}
+		}
+		if err := checkTokenSettings(h); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
 		}
 	}
 	switch {

@@ -4,13 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -22,8 +20,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kasa-io/kasa/install"
-	"github.com/kasa-io/kasa/pkg/fileutil"
-	"github.com/kasa-io/kasa/pkg/token"
 )
 
 // Options are what Up needs besides the cluster file.
@@ -39,7 +35,7 @@ type Options struct {
 	Kubeconfig string
 	// NoSwitchContext keeps the kubeconfig's current context.
 	NoSwitchContext bool
-	// StateDir keeps a generated token per cluster (~/.kasa/up).
+	// StateDir keeps the generated secrets of each cluster (~/.kasa/up).
 	StateDir string
 	// ReadyTimeout bounds the wait for each node; 5 min when zero.
 	ReadyTimeout time.Duration
@@ -63,7 +59,7 @@ const remoteDir = ".kasa-up"
 // merges the cluster's context into o.Kubeconfig and returns one result
 // per host, in the file's order.
 func Up(ctx context.Context, c *Cluster, o Options) ([]Result, error) {
-	tok, err := clusterToken(c, o.StateDir)
+	sec, err := clusterSecrets(c, o.StateDir)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +67,7 @@ func Up(ctx context.Context, c *Cluster, o Options) ([]Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the kasa binary to upload: %w", err)
 	}
-	u := &run{c: c, o: o, token: tok, binSum: sum}
+	u := &run{c: c, o: o, secrets: sec, binSum: sum}
 	srv := c.Server()
 	results := make([]Result, len(c.Spec.Hosts))
 	index := func(h *Host) int {
@@ -79,7 +75,7 @@ func Up(ctx context.Context, c *Cluster, o Options) ([]Result, error) {
 	}
 	serverURL := "https://" + net.JoinHostPort(srv.SSH.Address, "6443")
 
-	serverEnv := map[string]string{"KASA_TOKEN": tok}
+	serverEnv := map[string]string{"KASA_TOKEN": sec.server, "KASA_AGENT_TOKEN": sec.agent}
 	if c.Spec.DatastoreEndpoint != "" {
 		// A DSN may hold a password: the environment file, not the unit.
 		serverEnv["KASA_DATASTORE_ENDPOINT"] = c.Spec.DatastoreEndpoint
@@ -110,7 +106,7 @@ func Up(ctx context.Context, c *Cluster, o Options) ([]Result, error) {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			results[i] = u.host(ctx, h, append([]string{"agent"}, h.InstallFlags...),
-				map[string]string{"KASA_URL": serverURL, "KASA_TOKEN": tok}, nil)
+				map[string]string{"KASA_URL": serverURL, "KASA_TOKEN": u.agentToken}, nil)
 		}()
 	}
 	wg.Wait()
@@ -119,23 +115,30 @@ func Up(ctx context.Context, c *Cluster, o Options) ([]Result, error) {
 
 // run is one kasa up.
 type run struct {
-	c      *Cluster
-	o      Options
-	token  string
-	binSum string
-	mu     sync.Mutex
+	c       *Cluster
+	o       Options
+	secrets secrets
+	// agentToken joins the agents, pinned to the server's CA once its
+	// kubeconfig is read.
+	agentToken string
+	binSum     string
+	mu         sync.Mutex
 	// client reaches the cluster from here, once the server's kubeconfig
 	// is merged.
 	client kubernetes.Interface
 }
 
-// fetchKubeconfig reads the server's admin kubeconfig, merges it into
-// o.Kubeconfig under the cluster's name with the server's address, and
-// makes the client the agents' readiness is checked with.
+// fetchKubeconfig reads the server's admin kubeconfig, pins the agents'
+// token to its CA, merges it into o.Kubeconfig under the cluster's name
+// with the server's address, and makes the client the agents' readiness
+// is checked with.
 func (u *run) fetchKubeconfig(ctx context.Context, conn *Conn, srv *Host, serverURL string) error {
 	data, stderr, err := conn.Sudo(ctx, "cat /etc/kasa/kasa.yaml", u.o.SudoPassword, nil)
 	if err != nil {
 		return fmt.Errorf("%w: %s", err, stderr)
+	}
+	if u.agentToken, err = u.secrets.agentToken([]byte(data)); err != nil {
+		return err
 	}
 	name := u.c.Metadata.Name
 	if err := MergeKubeconfig(u.o.Kubeconfig, []byte(data), serverURL, name, !u.o.NoSwitchContext); err != nil {
@@ -321,36 +324,6 @@ func serverArgs(c *Cluster, srv *Host) []string {
 		args = append(args, "--tls-san", san)
 	}
 	return append(args, srv.InstallFlags...)
-}
-
-// clusterToken is the file's token, else the one kept for the cluster in
-// the state dir, made on the first run.
-func clusterToken(c *Cluster, stateDir string) (string, error) {
-	if c.Spec.Token != "" {
-		return c.Spec.Token, nil
-	}
-	file := filepath.Join(stateDir, c.Metadata.Name+".json")
-	var st struct {
-		Token string `json:"token"`
-	}
-	if b, err := os.ReadFile(file); err == nil {
-		if err := json.Unmarshal(b, &st); err != nil {
-			return "", fmt.Errorf("%s: %w", file, err)
-		}
-		if st.Token != "" {
-			return st.Token, nil
-		}
-	}
-	secret, err := token.NewSecret()
-	if err != nil {
-		return "", err
-	}
-	st.Token = secret
-	b, _ := json.Marshal(st)
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return "", err
-	}
-	return secret, fileutil.WriteFile(file, b, 0o600)
 }
 
 func fileSHA256(file string) (string, error) {
