@@ -9,11 +9,14 @@ package token
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 const prefix = "K10"
@@ -87,6 +90,30 @@ func (t Token) String() string {
 		user = ServerUser
 	}
 	return prefix + t.CAHash + "::" + user + ":" + t.Secret
+}
+
+// MinSecretLength is the fewest characters a new server or agent secret
+// may have. Bootstrap tokens' secrets (kasa token create) have 16 and
+// generated secrets 32.
+const MinSecretLength = 16
+
+// ErrWeakSecret is returned for a new secret shorter than MinSecretLength.
+var ErrWeakSecret = errors.New("the secret is too short")
+
+// CheckStrength refuses a new secret shorter than MinSecretLength. Its
+// error says how to make a good one and never contains the secret.
+func CheckStrength(secret string) error {
+	if utf8.RuneCountInString(secret) >= MinSecretLength {
+		return nil
+	}
+	return fmt.Errorf("%w: a join secret needs at least %d characters, so that it cannot be guessed; make one with 'openssl rand -hex 16', or give none and kasa generates one", ErrWeakSecret, MinSecretLength)
+}
+
+// Equal compares two secrets in constant time: how long it takes tells
+// nothing about how much of them matches, nor how long either is.
+func Equal(a, b string) bool {
+	ha, hb := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
+	return subtle.ConstantTimeCompare(ha[:], hb[:]) == 1
 }
 
 // NewSecret returns a random secret of 32 hex digits.

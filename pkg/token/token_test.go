@@ -77,3 +77,64 @@ func TestBootstrap(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckStrength(t *testing.T) {
+	for _, tt := range []struct {
+		secret string
+		ok     bool
+	}{
+		{"", false},
+		{"s3cret", false},
+		{"fifteen-chars-x", false},
+		{"sixteen-chars-xy", true},
+		{"ééééééééééééééé", false}, // 15 characters, 30 bytes
+		{"éééééééééééééééé", true},
+	} {
+		err := CheckStrength(tt.secret)
+		if (err == nil) != tt.ok {
+			t.Errorf("CheckStrength(%q) = %v, want ok=%v", tt.secret, err, tt.ok)
+		}
+		if err == nil {
+			continue
+		}
+		msg := err.Error()
+		if !errors.Is(err, ErrWeakSecret) || !strings.Contains(msg, "at least 16") || !strings.Contains(msg, "openssl rand -hex 16") {
+			t.Errorf("CheckStrength(%q): %q does not say the minimum and how to make one", tt.secret, msg)
+		}
+		if tt.secret != "" && strings.Contains(msg, tt.secret) {
+			t.Errorf("the error shows the secret: %q", msg)
+		}
+	}
+	// What kasa makes itself passes: kasa token create's bootstrap
+	// secrets and the generated server token.
+	for range 20 {
+		b, err := NewBootstrap()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewSecret()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if CheckStrength(b.Secret) != nil || CheckStrength(s) != nil {
+			t.Fatalf("a generated secret is refused: %d and %d characters", len(b.Secret), len(s))
+		}
+	}
+}
+
+func TestEqual(t *testing.T) {
+	for _, tt := range []struct {
+		a, b string
+		want bool
+	}{
+		{"0123456789abcdef", "0123456789abcdef", true},
+		{"0123456789abcdef", "0123456789abcdeF", false},
+		{"0123456789abcdef", "0123456789abcde", false},
+		{"", "", true},
+		{"", "x", false},
+	} {
+		if got := Equal(tt.a, tt.b); got != tt.want {
+			t.Errorf("Equal(%q, %q) = %v", tt.a, tt.b, got)
+		}
+	}
+}
