@@ -86,6 +86,9 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 		defer nodeLock.Release()
 	}
 
+	if err := checkNewSecrets(p, cfg); err != nil {
+		return err
+	}
 	local := localAddr(cfg)
 	kcmArgs, schedArgs := controllerManagerArgs(cfg, p), schedulerArgs(cfg, p)
 	if err := checkPorts(cfg, kcmArgs, schedArgs); err != nil {
@@ -104,6 +107,7 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 	if err != nil {
 		return err
 	}
+	warnWeakSecrets(log, serverToken, agentToken)
 	serverURL := "https://" + local.String()
 	for _, kc := range []struct{ file, client string }{
 		{"controller.kubeconfig", "controller"},
@@ -130,7 +134,16 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 	if err != nil {
 		return err
 	}
-	store := &join.Store{Client: adminClient, Now: now}
+	// The join endpoint reads a Secret or two per check: with client-go's
+	// default 5 requests a second, a real join would wait behind the reads
+	// of failed ones.
+	joinRC := rest.CopyConfig(rc)
+	joinRC.QPS, joinRC.Burst = 200, 400
+	joinClient, err := kubernetes.NewForConfig(joinRC)
+	if err != nil {
+		return err
+	}
+	store := &join.Store{Client: joinClient, Now: now}
 	joins := &join.Handler{
 		CA:    c.CA,
 		Store: store,
@@ -244,6 +257,44 @@ func checkPorts(cfg *config.Server, kcmArgs, schedArgs []string) error {
 	return nil
 }
 
+// checkNewSecrets refuses, before anything is written, a --token or
+// --agent-token that would become a new secret of the cluster and is
+// shorter than token.MinSecretLength. A secret the data dir holds already
+// is kept whatever its length, so that a cluster made before the minimum
+// keeps joining nodes (warnWeakSecrets says so at each start).
+func checkNewSecrets(p Paths, cfg *config.Server) error {
+	for _, s := range []struct {
+		flag, file string
+		given      config.Secret
+	}{{"--token", p.Token(), cfg.Token}, {"--agent-token", p.AgentToken(), cfg.AgentToken}} {
+		if s.given == "" {
+			continue
+		}
+		if _, err := os.Stat(s.file); !errors.Is(err, os.ErrNotExist) {
+			continue // kept, or unreadable: ensureToken says why
+		}
+		t, err := token.Parse(s.given.Reveal())
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.flag, err)
+		}
+		if err := token.CheckStrength(t.Secret); err != nil {
+			return fmt.Errorf("%s: %w", s.flag, err)
+		}
+	}
+	return nil
+}
+
+// warnWeakSecrets warns about kept secrets shorter than
+// token.MinSecretLength: they still join nodes.
+func warnWeakSecrets(log *slog.Logger, server, agent token.Token) {
+	if token.CheckStrength(server.Secret) != nil {
+		log.Warn(fmt.Sprintf("the server token's secret has fewer than %d characters: it still joins nodes, but is easier to guess; kasa token rotate gives the cluster a strong one", token.MinSecretLength))
+	}
+	if agent.Secret != "" && token.CheckStrength(agent.Secret) != nil {
+		log.Warn(fmt.Sprintf("the agent token's secret has fewer than %d characters: it still joins agents, but is easier to guess; kasa token rotate --agent gives the cluster a strong one", token.MinSecretLength))
+	}
+}
+
 // ensureToken writes the server token on first start and checks --token
 // against it afterwards: the secret of a cluster is set once, and changed
 // by kasa token rotate.
@@ -266,7 +317,7 @@ func ensureToken(file string, given config.Secret, ca *pki.CA) (token.Token, err
 		if err != nil {
 			return token.Token{}, fmt.Errorf("server token %s: %w", file, err)
 		}
-		if want.Secret != "" && want.Secret != stored.Secret {
+		if want.Secret != "" && !token.Equal(want.Secret, stored.Secret) {
 			return token.Token{}, fmt.Errorf("--token does not match this server's token (%s), which was set at the first start or by kasa token rotate; start without --token or give that token", file)
 		}
 		return stored, nil
@@ -314,7 +365,7 @@ func ensureAgentToken(file string, given config.Secret, ca *pki.CA) (token.Token
 	}
 	t = token.Token{CAHash: ca.Hash(), User: token.AgentUser, Secret: t.Secret}
 	if data, err := os.ReadFile(file); err == nil {
-		if stored, err := token.Parse(string(data)); err == nil && stored.Secret != t.Secret {
+		if stored, err := token.Parse(string(data)); err == nil && !token.Equal(stored.Secret, t.Secret) {
 			// Rotated since: the cluster's agent secret stays (see joinTokens).
 			return stored, nil
 		}

@@ -198,6 +198,8 @@ server, the token file in the data dir is rewritten too. The new token is printe
 				}
 			} else if t, err := token.Parse(secret); err != nil || t.Bootstrap || t.CAHash != "" {
 				return errors.New("invalid --new-token: give a secret of one word without ':' or spaces")
+			} else if err := token.CheckStrength(secret); err != nil {
+				return fmt.Errorf("invalid --new-token: %w", err)
 			}
 			store, hash, err := c.connect(env)
 			if err != nil {
@@ -223,7 +225,7 @@ server, the token file in the data dir is rewritten too. The new token is printe
 	}
 	c.bind(cmd)
 	cmd.Flags().BoolVar(&agent, "agent", false, "rotate the agent token instead of the server token")
-	cmd.Flags().StringVar(&newToken, "new-token", "", "the new secret (default: a random one)")
+	cmd.Flags().StringVar(&newToken, "new-token", "", "the new secret, of 16 characters or more (default: a random one)")
 	config.Sensitive(cmd.Flags(), "new-token")
 	cmd.Flags().StringVarP(&dataDir, "data-dir", "d", config.DefaultDataDir, "the server's data dir, whose token file is rewritten")
 	return cmd
