@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"slices"
@@ -42,11 +43,15 @@ type Handler struct {
 	// checks bounds the password hashing that unauthenticated requests
 	// can cause.
 	checks chan struct{}
+	// limit counts failed checks per source address; a source over its
+	// limit is refused before its request takes one of the checks.
+	limit *limiter
 }
 
 // Wrap serves the join paths and passes every other request to next.
 func (h *Handler) Wrap(next http.Handler) http.Handler {
 	h.checks = make(chan struct{}, 2)
+	h.limit = newLimiter(nil)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case CACertsPath:
@@ -69,6 +74,7 @@ func (h *Handler) serveCACerts(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) serveJoin(w http.ResponseWriter, r *http.Request) {
+	src := sourceOf(r.RemoteAddr)
 	log := h.Log.With("remote", remoteIP(r))
 	if r.Method != http.MethodPost {
 		refuse(w, http.StatusMethodNotAllowed, "use POST")
@@ -91,6 +97,24 @@ func (h *Handler) serveJoin(w http.ResponseWriter, r *http.Request) {
 		refuse(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	// Every check takes a try of its source before it waits for its turn,
+	// and keeps it when a secret is not accepted.
+	allowed, wait, first := h.limit.take(src)
+	if !allowed {
+		if first {
+			log.Warn("join refused", "reason", "too many failed attempts from this address; refusing its joins for now")
+		}
+		secs := int(math.Ceil(wait.Seconds()))
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		refuse(w, http.StatusTooManyRequests, fmt.Sprintf("too many failed joins from %s; try again in %d s", remoteIP(r), secs))
+		return
+	}
+	failed := false
+	defer func() {
+		if !failed {
+			h.limit.refund(src)
+		}
+	}()
 	ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
 	defer cancel()
 	select {
@@ -117,6 +141,7 @@ func (h *Handler) serveJoin(w http.ResponseWriter, r *http.Request) {
 		refuse(w, http.StatusServiceUnavailable, "the server cannot check tokens right now; try again")
 		return
 	}
+	failed = role == ""
 	switch {
 	case role == "" && renewal:
 		log.Warn("join refused", "reason", "client certificate not accepted")
@@ -146,6 +171,7 @@ func (h *Handler) serveJoin(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := h.Store.ClaimNodeName(ctx, req.NodeName, req.Password); err != nil {
 		if errors.Is(err, ErrNameTaken) {
+			failed = true // a wrong node password counts as a failure too
 			log.Warn("join refused", "reason", "node name taken")
 			refuse(w, http.StatusConflict, err.Error())
 			return

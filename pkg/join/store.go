@@ -203,7 +203,7 @@ func (s *Store) checkBootstrap(ctx context.Context, id, secret string) (bool, er
 		return false, err
 	}
 	bt, ok := parseBootstrap(sec)
-	if !ok || bt.secret != secret || !bt.Authentication {
+	if !ok || !token.Equal(bt.secret, secret) || !bt.Authentication {
 		return false, nil
 	}
 	return bt.Expires.IsZero() || s.now().Before(bt.Expires), nil
