@@ -36,6 +36,13 @@ const readyTimeout = 90 * time.Second
 // startServer starts a kasa server and stops it when the test ends.
 func startServer(t *testing.T, extra ...string) *harness.Server {
 	t.Helper()
+	return startServerWith(t, func(s *harness.Server) { s.ExtraArgs = extra })
+}
+
+// startServerWith starts a kasa server that setup has set up (its
+// arguments, environment or data dir) and stops it when the test ends.
+func startServerWith(t *testing.T, setup func(*harness.Server)) *harness.Server {
+	t.Helper()
 	bin, err := harness.Binary()
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +51,7 @@ func startServer(t *testing.T, extra ...string) *harness.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.ExtraArgs = extra
+	setup(s)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("server log:\n%s", s.LogTail(60))
