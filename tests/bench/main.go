@@ -31,13 +31,14 @@ func main() {
 	starts := flag.Int("starts", 3, "cold and warm starts to take the median of")
 	creates := flag.Int("creates", 2000, "ConfigMaps to create per throughput run")
 	profile := flag.String("cpuprofile", "", "write the server's CPU profile during the 8-client load to this file")
+	controlPlane := flag.Bool("control-plane", true, "measure the control plane alone (start times, idle memory, creates)")
 	node := flag.Bool("node", os.Geteuid() == 0, "also measure a node (needs root and a machine without a kasa node)")
 	agents := flag.Bool("agents", os.Geteuid() == 0, "also measure an agent joining a server, on test hosts (needs root and Docker: make host-image)")
 	pods := flag.Int("pods", 50, "pods for the pod start latency")
 	var env envList
 	flag.Var(&env, "env", "NAME=VALUE for the server's environment, for experiments (repeatable)")
 	flag.Parse()
-	if err := run(*idle, *starts, *creates, *profile, env, *node, *agents, *pods); err != nil {
+	if err := run(*idle, *starts, *creates, *profile, env, *controlPlane, *node, *agents, *pods); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -50,7 +51,7 @@ type envList []string
 func (e *envList) String() string     { return strings.Join(*e, " ") }
 func (e *envList) Set(v string) error { *e = append(*e, v); return nil }
 
-func run(idle time.Duration, starts, creates int, profile string, env []string, node, agents bool, pods int) error {
+func run(idle time.Duration, starts, creates int, profile string, env []string, controlPlane, node, agents bool, pods int) error {
 	bin, err := harness.Binary()
 	if err != nil {
 		return err
@@ -61,6 +62,47 @@ func run(idle time.Duration, starts, creates int, profile string, env []string, 
 		fmt.Fprintf(os.Stderr, "%-58s %s\n", name, value)
 	}
 
+	if controlPlane {
+		if err := benchControlPlane(bin, idle, starts, creates, profile, env, add); err != nil {
+			return fmt.Errorf("control plane: %w", err)
+		}
+	}
+	if node {
+		if err := benchNode(bin, idle, pods, add); err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+	}
+	if agents {
+		// The test hosts share this machine's kernel; what their nodes
+		// change there is put back (and said) if their clean-up missed it.
+		before := hosts.ReadSysctls()
+		defer func() {
+			for _, line := range hosts.RestoreSysctls(before) {
+				fmt.Fprintln(os.Stderr, "bench: "+line)
+			}
+		}()
+		if err := benchAgents(bin, idle, add); err != nil {
+			return fmt.Errorf("agents: %w", err)
+		}
+		if err := benchUp(bin, add); err != nil {
+			return fmt.Errorf("kasa up: %w", err)
+		}
+	}
+
+	fmt.Printf("Measured %s on %s, %d cores, with `make bench` (tests/bench, %d starts each, median).\n\n",
+		time.Now().UTC().Format("2006-01-02"), runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), starts)
+	fmt.Println("| figure | value | target |")
+	fmt.Println("| --- | --- | --- |")
+	for _, r := range rows {
+		fmt.Printf("| %s | %s | %s |\n", r.name, r.value, r.target)
+	}
+	return nil
+}
+
+// benchControlPlane measures the control plane alone (kasa server
+// --disable-agent): cold and warm starts to /readyz, the one process's idle
+// RSS, and ConfigMap creates from 1 and 8 clients.
+func benchControlPlane(bin string, idle time.Duration, starts, creates int, profile string, env []string, add func(name, value, target string)) error {
 	// Cold starts: a fresh data dir each time, certificates included.
 	var cold, warm []time.Duration
 	var s *harness.Server
@@ -108,7 +150,7 @@ func run(idle time.Duration, starts, creates int, profile string, env []string, 
 	if err != nil {
 		return err
 	}
-	add(fmt.Sprintf("control plane: idle RSS %s after start", idle), fmt.Sprintf("%d MiB", rss/1024), "< 350 MiB")
+	add(fmt.Sprintf("control plane: idle RSS %s after a warm start", idle), fmt.Sprintf("%d MiB", rss/1024), "< 350 MiB")
 
 	c, err := s.Client()
 	if err != nil {
@@ -135,37 +177,6 @@ func run(idle time.Duration, starts, creates int, profile string, env []string, 
 		}
 		add(fmt.Sprintf("ConfigMap creates, %d client(s), %d objects", clients, creates),
 			fmt.Sprintf("%.0f/s, p50 %s, p99 %s", rate, ms(p50), ms(p99)), target)
-	}
-
-	s.Close()
-	if node {
-		if err := benchNode(bin, idle, pods, add); err != nil {
-			return fmt.Errorf("node: %w", err)
-		}
-	}
-	if agents {
-		// The test hosts share this machine's kernel; what their nodes
-		// change there is put back (and said) if their clean-up missed it.
-		before := hosts.ReadSysctls()
-		defer func() {
-			for _, line := range hosts.RestoreSysctls(before) {
-				fmt.Fprintln(os.Stderr, "bench: "+line)
-			}
-		}()
-		if err := benchAgents(bin, idle, add); err != nil {
-			return fmt.Errorf("agents: %w", err)
-		}
-		if err := benchUp(bin, add); err != nil {
-			return fmt.Errorf("kasa up: %w", err)
-		}
-	}
-
-	fmt.Printf("Measured %s on %s, %d cores, with `make bench` (tests/bench, %d starts each, median).\n\n",
-		time.Now().UTC().Format("2006-01-02"), runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), starts)
-	fmt.Println("| figure | value | target |")
-	fmt.Println("| --- | --- | --- |")
-	for _, r := range rows {
-		fmt.Printf("| %s | %s | %s |\n", r.name, r.value, r.target)
 	}
 	return nil
 }

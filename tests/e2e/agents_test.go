@@ -310,14 +310,7 @@ func TestE2EAgents(t *testing.T) {
 		// lease through the load balancer again.
 		for name := range cl.agents {
 			waitFor(t, 2*time.Minute, "node "+name+" renews its lease after the server restart", func() error {
-				l, err := cl.c.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, name, metav1.GetOptions{})
-				if err != nil {
-					return err
-				}
-				if l.Spec.RenewTime == nil || !l.Spec.RenewTime.After(restarted) {
-					return fmt.Errorf("lease renewed at %v", l.Spec.RenewTime)
-				}
-				return nil
+				return harness.LeaseRenewedAfter(ctx, cl.c, name, restarted)
 			})
 		}
 		t.Logf("all nodes Ready and renewing their leases %s after the server started again", time.Since(restarted).Round(100*time.Millisecond))

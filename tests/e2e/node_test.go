@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -77,7 +78,10 @@ func readyNode(t *testing.T, extraArgs ...string) (*harness.Server, *kubernetes.
 	return s, c
 }
 
-// startAgain starts a stopped node's server and waits for the node to be Ready.
+// startAgain starts a stopped node's server and waits until its node is
+// Ready by what the restarted kubelet wrote: its lease renewed and a Ready
+// status posted after this start. (The Ready condition left in the API
+// from before the stop would pass a plain look at once.)
 func startAgain(t *testing.T, s *harness.Server) *kubernetes.Clientset {
 	t.Helper()
 	if err := s.Start(); err != nil {
@@ -90,7 +94,14 @@ func startAgain(t *testing.T, s *harness.Server) *kubernetes.Clientset {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 90*time.Second, "node Ready after a restart", func() error { return nodeReady(context.Background(), c) })
+	ctx := context.Background()
+	node, err := harness.OnlyNode(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 90*time.Second, "node Ready by the restarted kubelet", func() error {
+		return errors.Join(harness.LeaseRenewedAfter(ctx, c, node, s.Started), harness.ReadyPostedAfter(ctx, c, node, s.Started))
+	})
 	return c
 }
 
@@ -140,9 +151,166 @@ func runningPods(ctx context.Context, c kubernetes.Interface, selector string, n
 	return uids, nil
 }
 
+// podState is what containerd and the API say about a running pod of one
+// container. Containerd is asked after each start through `kasa crictl`,
+// so its answer is never left over from before a stop; the pause process
+// is looked at in /proc.
+type podState struct {
+	uid string
+	// From containerd: the pod's ready sandbox, its pause process and the
+	// sandbox's running container.
+	sandbox          string
+	sandboxCreated   time.Time
+	pausePID         int
+	pauseStart       string // the process's start time in /proc/PID/stat, which tells a reused pid
+	container        string
+	containerStarted time.Time
+	// From the API: the container's status.
+	statusContainer string
+	restarts        int32
+	statusStarted   time.Time
+}
+
+// podStates returns the state of the n running pods of selector, by name.
+// It fails while the API's status names another container than the one
+// containerd runs.
+func podStates(ctx context.Context, s *harness.Server, c kubernetes.Interface, selector string, n int) (map[string]podState, error) {
+	pods, err := c.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return nil, err
+	}
+	var sandboxes struct {
+		Items []struct {
+			ID       string `json:"id"`
+			Metadata struct {
+				UID string `json:"uid"`
+			} `json:"metadata"`
+		} `json:"items"`
+	}
+	if err := crictlJSON(s, &sandboxes, "pods", "--state", "ready", "-o", "json"); err != nil {
+		return nil, err
+	}
+	var containers struct {
+		Containers []struct {
+			ID      string `json:"id"`
+			Sandbox string `json:"podSandboxId"`
+		} `json:"containers"`
+	}
+	if err := crictlJSON(s, &containers, "ps", "--state", "running", "-o", "json"); err != nil {
+		return nil, err
+	}
+	out := map[string]podState{}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		st := podState{uid: string(p.UID)}
+		if len(p.Status.ContainerStatuses) != 1 {
+			return nil, fmt.Errorf("pod %s: %d container statuses", p.Name, len(p.Status.ContainerStatuses))
+		}
+		cs := p.Status.ContainerStatuses[0]
+		st.statusContainer, st.restarts = strings.TrimPrefix(cs.ContainerID, "containerd://"), cs.RestartCount
+		if cs.State.Running == nil {
+			return nil, fmt.Errorf("pod %s: the API says its container is not running", p.Name)
+		}
+		st.statusStarted = cs.State.Running.StartedAt.Time
+		for _, sb := range sandboxes.Items {
+			if sb.Metadata.UID != st.uid {
+				continue
+			}
+			if st.sandbox != "" {
+				return nil, fmt.Errorf("pod %s: two ready sandboxes", p.Name)
+			}
+			st.sandbox = sb.ID
+		}
+		if st.sandbox == "" {
+			return nil, fmt.Errorf("pod %s: containerd has no ready sandbox for it", p.Name)
+		}
+		for _, ct := range containers.Containers {
+			if ct.Sandbox == st.sandbox {
+				st.container = ct.ID
+			}
+		}
+		if st.container == "" {
+			return nil, fmt.Errorf("pod %s: containerd runs no container in its sandbox %.12s", p.Name, st.sandbox)
+		}
+		if st.statusContainer != st.container {
+			return nil, fmt.Errorf("pod %s: the API's status names container %.12s, containerd runs %.12s", p.Name, st.statusContainer, st.container)
+		}
+		var sb struct {
+			Status struct {
+				CreatedAt time.Time `json:"createdAt"`
+			} `json:"status"`
+			Info struct {
+				PID int `json:"pid"`
+			} `json:"info"`
+		}
+		if err := crictlJSON(s, &sb, "inspectp", "-o", "json", st.sandbox); err != nil {
+			return nil, err
+		}
+		st.sandboxCreated, st.pausePID = sb.Status.CreatedAt, sb.Info.PID
+		if st.pauseStart, err = procStart(st.pausePID); err != nil {
+			return nil, fmt.Errorf("pod %s: the pause process of its sandbox: %w", p.Name, err)
+		}
+		var ct struct {
+			Status struct {
+				StartedAt time.Time `json:"startedAt"`
+			} `json:"status"`
+		}
+		if err := crictlJSON(s, &ct, "inspect", "-o", "json", st.container); err != nil {
+			return nil, err
+		}
+		st.containerStarted = ct.Status.StartedAt
+		out[p.Name] = st
+	}
+	if len(out) != n {
+		return nil, fmt.Errorf("%d pods, want %d", len(out), n)
+	}
+	return out, nil
+}
+
+// crictlJSON runs `kasa crictl args` on the node of s and decodes its output into v.
+func crictlJSON(s *harness.Server, v any, args ...string) error {
+	cmd := s.Command(append([]string{"crictl"}, args...)...)
+	cmd.Env = append(cmd.Env, "KASA_DATA_DIR="+s.DataDir)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("kasa crictl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		return fmt.Errorf("kasa crictl %s: %w", strings.Join(args, " "), err)
+	}
+	return nil
+}
+
+// procStart returns a live process's start time (field 22 of its stat, in
+// clock ticks since boot), or an error if no such process runs.
+func procStart(pid int) (string, error) {
+	if pid <= 0 {
+		return "", fmt.Errorf("no pid (%d)", pid)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", fmt.Errorf("process %d: %w", pid, err)
+	}
+	// pid (comm) state ppid ... : field 3 is the first after the comm.
+	st := string(b)
+	f := strings.Fields(st[strings.LastIndexByte(st, ')')+1:])
+	if len(f) < 20 || f[0] == "Z" {
+		return "", fmt.Errorf("process %d is not alive (%s)", pid, strings.TrimSpace(st))
+	}
+	return f[19], nil
+}
+
 // TestE2ENodeLifecycle: the node comes up Ready with nothing pulled, runs
-// pods, keeps them through a SIGTERM and restart of kasa; `kasa killall`
-// leaves the host clean, and the next start brings the pods back.
+// pods, keeps them through a SIGTERM and restart of kasa (the same
+// sandboxes, pause processes and containers); `kasa killall` leaves the
+// host clean, and the next start brings the same pods back in new
+// sandboxes. After each restart, what the test trusts was written after
+// it: the node's lease and Ready heartbeat, containerd's answers, the
+// containers' start times.
 func TestE2ENodeLifecycle(t *testing.T) {
 	// Every registry goes to a mirror on a closed loopback port, with no
 	// fallback to the registries' own endpoints.
@@ -206,28 +374,34 @@ func TestE2ENodeLifecycle(t *testing.T) {
 	if _, err := c.AppsV1().Deployments("default").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	var before map[string]string
+	var before map[string]podState
 	waitFor(t, 90*time.Second, "2 pods running", func() (err error) {
-		before, err = runningPods(ctx, c, "app=sleeper", 2)
+		if _, err = runningPods(ctx, c, "app=sleeper", 2); err != nil {
+			return err
+		}
+		before, err = podStates(ctx, s, c, "app=sleeper", 2)
 		return err
 	})
 
-	// SIGTERM stops kasa's own processes; the pods keep running in their shims.
+	// SIGTERM stops kasa's own processes; the pods keep running in their
+	// shims, and the next start takes them over as they are: the same
+	// sandboxes and pause processes, the same containers, not restarted.
 	if _, err := s.Stop(20 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if n := countProcs("pause"); n < 4 { // 2 sandboxes + 2 containers
-		t.Fatalf("%d pause processes after kasa stopped; the pods did not survive", n)
+	for name, p := range before {
+		if start, err := procStart(p.pausePID); err != nil || start != p.pauseStart {
+			t.Fatalf("pod %s: its sandbox's pause process %d did not outlive kasa (%v)", name, p.pausePID, err)
+		}
 	}
 	c = startAgain(t, s)
-	after, err := runningPods(ctx, c, "app=sleeper", 2)
-	if err != nil {
+	var after map[string]podState
+	waitFor(t, 30*time.Second, "containerd and the API on the pods after the restart", func() (err error) {
+		after, err = podStates(ctx, s, c, "app=sleeper", 2)
+		return err
+	})
+	if err := keptAcrossRestart(before, after); err != nil {
 		t.Fatal(err)
-	}
-	for name, uid := range before {
-		if after[name] != uid {
-			t.Fatalf("pod %s was replaced across the restart", name)
-		}
 	}
 
 	// kasa killall leaves the host clean, data in place.
@@ -240,20 +414,77 @@ func TestE2ENodeLifecycle(t *testing.T) {
 		t.Fatalf("killall removed data: %v", err)
 	}
 
-	// Started again, the node brings the same pods back.
+	// Started again, the node brings the same pods back, in new sandboxes
+	// with new containers: killall killed the old ones.
 	c = startAgain(t, s)
-	waitFor(t, 90*time.Second, "the pods back after killall", func() error {
-		back, err := runningPods(ctx, c, "app=sleeper", 2)
+	waitFor(t, 90*time.Second, "the pods back in new sandboxes after killall", func() error {
+		back, err := podStates(ctx, s, c, "app=sleeper", 2)
 		if err != nil {
 			return err
 		}
-		for name, uid := range before {
-			if back[name] != uid {
-				return fmt.Errorf("pod %s was replaced", name)
-			}
-		}
-		return nil
+		return startedAnew(after, back, s.Started)
 	})
+}
+
+// keptAcrossRestart returns nil if every pod of before runs on in after as
+// it was: the same sandbox and pause process, the same container, started
+// at the same time, and the API counts no restart. Else it lists what
+// changed.
+func keptAcrossRestart(before, after map[string]podState) error {
+	var errs []error
+	for name, p := range before {
+		q, ok := after[name]
+		if !ok || q.uid != p.uid {
+			errs = append(errs, fmt.Errorf("pod %s was replaced across the restart", name))
+			continue
+		}
+		if q.sandbox != p.sandbox || q.pausePID != p.pausePID || q.pauseStart != p.pauseStart {
+			errs = append(errs, fmt.Errorf("pod %s: sandbox %.12s (pause pid %d) before the restart, %.12s (pid %d) after",
+				name, p.sandbox, p.pausePID, q.sandbox, q.pausePID))
+		}
+		if q.container != p.container || !q.containerStarted.Equal(p.containerStarted) {
+			errs = append(errs, fmt.Errorf("pod %s: container %.12s started at %s before the restart, %.12s started at %s after",
+				name, p.container, p.containerStarted.Format(time.RFC3339Nano), q.container, q.containerStarted.Format(time.RFC3339Nano)))
+		}
+		if q.restarts != p.restarts || !q.statusStarted.Equal(p.statusStarted) {
+			errs = append(errs, fmt.Errorf("pod %s: the API says %d restarts, started at %s before the restart; %d, started at %s after",
+				name, p.restarts, p.statusStarted.Format(time.RFC3339), q.restarts, q.statusStarted.Format(time.RFC3339)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// startedAnew returns nil if every pod of before runs in after as the
+// same pod (its UID) in a new sandbox with a new pause process and a new
+// container, made and started after started, which the API shows with
+// one restart more. Else it lists what is not new.
+func startedAnew(before, after map[string]podState, started time.Time) error {
+	var errs []error
+	for name, p := range before {
+		q, ok := after[name]
+		if !ok || q.uid != p.uid {
+			errs = append(errs, fmt.Errorf("pod %s was replaced", name))
+			continue
+		}
+		if q.sandbox == p.sandbox || q.pausePID == p.pausePID {
+			errs = append(errs, fmt.Errorf("pod %s: containerd shows sandbox %.12s (pause pid %d), the one from before", name, q.sandbox, q.pausePID))
+		}
+		if !q.sandboxCreated.After(started) {
+			errs = append(errs, fmt.Errorf("pod %s: sandbox %.12s made at %s, before this start", name, q.sandbox, q.sandboxCreated.Format(time.RFC3339Nano)))
+		}
+		if q.container == p.container || !q.containerStarted.After(started) {
+			errs = append(errs, fmt.Errorf("pod %s: container %.12s started at %s, before this start", name, q.container, q.containerStarted.Format(time.RFC3339Nano)))
+		}
+		if !q.statusStarted.After(started) {
+			errs = append(errs, fmt.Errorf("pod %s: the API says its container started at %s, before this start", name, q.statusStarted.Format(time.RFC3339)))
+		}
+		// The kubelet counts the old sandbox's exited container, which
+		// containerd still lists, as a restart.
+		if q.restarts != p.restarts+1 {
+			errs = append(errs, fmt.Errorf("pod %s: the API says %d restarts, %d before: want one more", name, q.restarts, p.restarts))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // countProcs counts live (not zombie) processes named comm.
