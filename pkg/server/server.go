@@ -99,14 +99,15 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 	if err != nil {
 		return fmt.Errorf("certificates: %w", err)
 	}
-	serverToken, err := ensureToken(p.Token(), cfg.Token, c.CA)
+	serverToken, serverIgnored, err := ensureToken(p.Token(), cfg.Token, c.CA)
 	if err != nil {
 		return err
 	}
-	agentToken, err := ensureAgentToken(p.AgentToken(), cfg.AgentToken, c.CA)
+	agentToken, agentIgnored, err := ensureAgentToken(p.AgentToken(), cfg.AgentToken, c.CA)
 	if err != nil {
 		return err
 	}
+	warnIgnoredTokens(log, p, serverIgnored, agentIgnored, cfg.Token, serverToken, agentToken)
 	warnWeakSecrets(log, serverToken, agentToken)
 	serverURL := "https://" + local.String()
 	for _, kc := range []struct{ file, client string }{
@@ -295,82 +296,102 @@ func warnWeakSecrets(log *slog.Logger, server, agent token.Token) {
 	}
 }
 
-// ensureToken writes the server token on first start and checks --token
-// against it afterwards: the secret of a cluster is set once, and changed
-// by kasa token rotate.
-func ensureToken(file string, given config.Secret, ca *pki.CA) (token.Token, error) {
+// ensureToken writes the server token on first start and returns it. On
+// later starts it returns the kept one, the cluster's, whatever --token
+// says: the secret of a cluster is set once and changed only by kasa token
+// rotate, and a service whose environment still holds an older or another
+// token must start all the same rather than be refused, and restarted by
+// systemd, forever. ignored is true when a --token was given and is not
+// the kept one; it joins nothing (warnIgnoredTokens says so).
+func ensureToken(file string, given config.Secret, ca *pki.CA) (t token.Token, ignored bool, err error) {
 	var want token.Token
 	if given != "" {
-		t, err := token.Parse(given.Reveal())
-		if err != nil {
-			return token.Token{}, fmt.Errorf("--token: %w", err)
+		if want, err = token.Parse(given.Reveal()); err != nil {
+			return token.Token{}, false, fmt.Errorf("--token: %w", err)
 		}
-		if t.CAHash != "" && t.CAHash != ca.Hash() {
-			return token.Token{}, errors.New("--token names a different cluster CA than this server's: use this server's token (in <data-dir>/server/token)")
-		}
-		want = t
 	}
 	data, err := os.ReadFile(file)
 	switch {
 	case err == nil:
 		stored, err := token.Parse(string(data))
 		if err != nil {
-			return token.Token{}, fmt.Errorf("server token %s: %w", file, err)
+			return token.Token{}, false, fmt.Errorf("server token %s: %w", file, err)
 		}
-		if want.Secret != "" && !token.Equal(want.Secret, stored.Secret) {
-			return token.Token{}, fmt.Errorf("--token does not match this server's token (%s), which was set at the first start or by kasa token rotate; start without --token or give that token", file)
-		}
-		return stored, nil
+		ignored = want.Secret != "" && (!token.Equal(want.Secret, stored.Secret) || (want.CAHash != "" && want.CAHash != ca.Hash()))
+		return stored, ignored, nil
 	case errors.Is(err, os.ErrNotExist):
+		// The first start: the given secret becomes the cluster's.
+		if want.CAHash != "" && want.CAHash != ca.Hash() {
+			return token.Token{}, false, errors.New("--token names a different cluster CA than this server's: give a secret of your own, or the token of this server's cluster")
+		}
 		secret := want.Secret
 		if secret == "" {
 			if secret, err = token.NewSecret(); err != nil {
-				return token.Token{}, err
+				return token.Token{}, false, err
 			}
 		}
 		t := token.Token{CAHash: ca.Hash(), User: token.ServerUser, Secret: secret}
-		return t, fileutil.WriteFile(file, []byte(t.String()+"\n"), 0o600)
+		return t, false, fileutil.WriteFile(file, []byte(t.String()+"\n"), 0o600)
 	default:
-		return token.Token{}, fmt.Errorf("server token: %w", err)
+		return token.Token{}, false, fmt.Errorf("server token: %w", err)
 	}
 }
 
 // ensureAgentToken writes the agent token given with --agent-token, in its
-// full form, to file; without the flag it returns the one kept there, if
-// any.
-func ensureAgentToken(file string, given config.Secret, ca *pki.CA) (token.Token, error) {
-	if given == "" {
-		data, err := os.ReadFile(file)
-		if errors.Is(err, os.ErrNotExist) {
-			return token.Token{}, nil
+// full form, to file when file has none; otherwise, and without the flag,
+// it returns the one kept there, if any: the agent secret too changes only
+// by kasa token rotate --agent. ignored is true when an --agent-token was
+// given and is not the kept one.
+func ensureAgentToken(file string, given config.Secret, ca *pki.CA) (t token.Token, ignored bool, err error) {
+	var want token.Token
+	if given != "" {
+		if want, err = token.Parse(given.Reveal()); err != nil {
+			return token.Token{}, false, fmt.Errorf("--agent-token: %w", err)
 		}
+		if want.Bootstrap {
+			return token.Token{}, false, errors.New("--agent-token: that is a bootstrap token (from kasa token create), which joins by itself; give a secret of your own")
+		}
+	}
+	data, err := os.ReadFile(file)
+	switch {
+	case err == nil:
+		stored, err := token.Parse(string(data))
 		if err != nil {
-			return token.Token{}, fmt.Errorf("agent token: %w", err)
+			return token.Token{}, false, fmt.Errorf("agent token %s: %w", file, err)
 		}
-		t, err := token.Parse(string(data))
-		if err != nil {
-			return token.Token{}, fmt.Errorf("agent token %s: %w", file, err)
+		ignored = want.Secret != "" && (!token.Equal(want.Secret, stored.Secret) || (want.CAHash != "" && want.CAHash != ca.Hash()))
+		return stored, ignored, nil
+	case !errors.Is(err, os.ErrNotExist):
+		return token.Token{}, false, fmt.Errorf("agent token: %w", err)
+	case given == "":
+		return token.Token{}, false, nil
+	}
+	if want.CAHash != "" && want.CAHash != ca.Hash() {
+		return token.Token{}, false, errors.New("--agent-token names a different cluster CA than this server's")
+	}
+	t = token.Token{CAHash: ca.Hash(), User: token.AgentUser, Secret: want.Secret}
+	return t, false, fileutil.WriteFile(file, []byte(t.String()+"\n"), 0o600)
+}
+
+// warnIgnoredTokens says, once per start, that a --token or --agent-token
+// (KASA_TOKEN, KASA_AGENT_TOKEN) was not this server's and that the server
+// runs with its own: where that one is, and how to mend the setting. It
+// never names a secret. A --token that is this server's agent secret is
+// named as such.
+func warnIgnoredTokens(log *slog.Logger, p Paths, server, agent bool, given config.Secret, stored, storedAgent token.Token) {
+	const fix = "; put that file's token in the service's environment (KASA_TOKEN in /etc/systemd/system/kasa.service.env for an installed server, then systemctl restart kasa) or remove the setting"
+	if server {
+		what := "is not this cluster's server token (it was rotated since with kasa token rotate, or the token was made elsewhere, for example by kasa up on another workstation): it joins nothing"
+		if t, err := token.Parse(given.Reveal()); err == nil && storedAgent.Secret != "" && token.Equal(t.Secret, storedAgent.Secret) {
+			what = "is this cluster's agent token, not its server token: it joins agents only"
+		} else if err == nil && t.CAHash != "" && t.CAHash != stored.CAHash {
+			what = "names another cluster's CA: it is not this cluster's token"
 		}
-		return t, nil
+		log.Warn("the given --token (KASA_TOKEN) " + what + ", and this server starts with its own token, kept in " + p.Token() + fix)
 	}
-	t, err := token.Parse(given.Reveal())
-	if err != nil {
-		return token.Token{}, fmt.Errorf("--agent-token: %w", err)
+	if agent {
+		log.Warn("the given --agent-token (KASA_AGENT_TOKEN) is not this cluster's agent token (rotated since with kasa token rotate --agent, or made elsewhere): it joins nothing, and this server keeps its own, in " + p.AgentToken() + strings.Replace(fix, "KASA_TOKEN", "KASA_AGENT_TOKEN", 1))
 	}
-	if t.Bootstrap {
-		return token.Token{}, errors.New("--agent-token: that is a bootstrap token (from kasa token create), which joins by itself; give a secret of your own")
-	}
-	if t.CAHash != "" && t.CAHash != ca.Hash() {
-		return token.Token{}, errors.New("--agent-token names a different cluster CA than this server's")
-	}
-	t = token.Token{CAHash: ca.Hash(), User: token.AgentUser, Secret: t.Secret}
-	if data, err := os.ReadFile(file); err == nil {
-		if stored, err := token.Parse(string(data)); err == nil && !token.Equal(stored.Secret, t.Secret) {
-			// Rotated since: the cluster's agent secret stays (see joinTokens).
-			return stored, nil
-		}
-	}
-	return t, fileutil.WriteFile(file, []byte(t.String()+"\n"), 0o600)
 }
 
 // joinTokens records the hashes of the server and agent secrets in the
