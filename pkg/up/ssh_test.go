@@ -27,8 +27,9 @@ import (
 )
 
 // testSSHServer is an SSH server on loopback that accepts user "tester"
-// with the given client key or the password "pw", and runs exec requests
-// with sh. It returns its port and host key.
+// (or "root", whose commands kasa up runs without sudo) with the given
+// client key or the password "pw", and runs exec requests with sh as this
+// process's user. It returns its port and host key.
 func testSSHServer(t *testing.T, clientKey ssh.PublicKey) (int, ssh.PublicKey) {
 	t.Helper()
 	hostSigner := newSigner(t, "ed25519")
@@ -41,7 +42,7 @@ func testSSHServerWith(t *testing.T, clientKey ssh.PublicKey, hostSigners ...ssh
 	t.Helper()
 	cfg := &ssh.ServerConfig{
 		PublicKeyCallback: func(c ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
-			if c.User() == "tester" && string(k.Marshal()) == string(clientKey.Marshal()) {
+			if (c.User() == "tester" || c.User() == "root") && string(k.Marshal()) == string(clientKey.Marshal()) {
 				return nil, nil
 			}
 			return nil, errors.New("no")

@@ -1,6 +1,7 @@
 package up
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/fileutil"
 	"github.com/kasa-io/kasa/pkg/token"
 )
@@ -173,4 +175,91 @@ func checkTokenSettings(h *Host) error {
 		}
 	}
 	return nil
+}
+
+// installedDataDir is the data dir of the kasa installed on h: the one its
+// install flags give, else kasa's default.
+func installedDataDir(h *Host) string {
+	dir := config.DefaultDataDir
+	for i, f := range h.InstallFlags {
+		switch name, value, ok := strings.Cut(f, "="); {
+		case ok && (name == "--data-dir" || name == "-d"):
+			dir = value
+		case !ok && (f == "--data-dir" || f == "-d") && i+1 < len(h.InstallFlags):
+			dir = h.InstallFlags[i+1]
+		}
+	}
+	return dir
+}
+
+// installedTokens reads, as root over conn, the server and agent tokens
+// that a kasa server installed before keeps in dataDir (an empty token
+// for a file that is not there). The secrets come back on the session's
+// output, never on a command line.
+func installedTokens(ctx context.Context, conn *Conn, dataDir, sudoPassword string) (server, agent token.Token, err error) {
+	d := shellQuote(dataDir + "/server")
+	cmd := "for f in " + d + "/token " + d + "/agent-token; do if [ -f \"$f\" ]; then cat \"$f\"; fi; echo; echo .; done"
+	out, stderr, err := conn.Sudo(ctx, cmd, sudoPassword, nil)
+	if err != nil {
+		return server, agent, fmt.Errorf("reading the installed server's tokens in %s/server: %w: %s", dataDir, err, lastLines(stderr, 2))
+	}
+	parts := strings.Split(out, "\n.\n")
+	if len(parts) != 3 {
+		return server, agent, fmt.Errorf("reading the installed server's tokens in %s/server: unexpected output", dataDir)
+	}
+	for i, t := range []*token.Token{&server, &agent} {
+		s := strings.TrimSpace(parts[i])
+		if s == "" {
+			continue
+		}
+		if *t, err = token.Parse(s); err != nil {
+			return server, agent, fmt.Errorf("the installed server's %s: %w", []string{"token", "agent-token"}[i], err)
+		}
+	}
+	return server, agent, nil
+}
+
+// adopt makes s the secrets of a server installed before: its token files
+// hold the cluster's secrets, which a server keeps whatever it is given,
+// so agents must get them. Secrets of the state dir that differ, or that
+// it lacks, are replaced there; a spec.token that is not the installed
+// server's is refused, as it could never join anything. It returns what
+// it changed, for the log (no secret).
+func (s *secrets) adopt(c *Cluster, stateDir, dataDir string, server, agent token.Token) ([]string, error) {
+	var changed []string
+	if server.Secret != "" && !token.Equal(server.Secret, s.server) {
+		if c.Spec.Token != "" {
+			return nil, fmt.Errorf("spec.token is not the token of the server installed there (%s/server/token), which the server keeps: put that token in spec.token, or give the server yours with kasa token rotate --new-token there", dataDir)
+		}
+		s.server = server.Secret
+		changed = append(changed, "server token")
+	}
+	if agent.Secret != "" && !token.Equal(agent.Secret, s.agent) {
+		s.agent = agent.Secret
+		changed = append(changed, "agent token")
+	}
+	if len(changed) == 0 {
+		return nil, nil
+	}
+	file := filepath.Join(stateDir, c.Metadata.Name+".json")
+	var st state
+	if b, err := os.ReadFile(file); err == nil {
+		if err := json.Unmarshal(b, &st); err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if c.Spec.Token == "" {
+		st.Token = s.server
+	}
+	st.AgentToken = s.agent
+	b, err := json.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, err
+	}
+	return changed, fileutil.WriteFile(file, b, 0o600)
 }

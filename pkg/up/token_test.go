@@ -197,3 +197,103 @@ func TestParseTokens(t *testing.T) {
 		}
 	}
 }
+
+// TestInstalledTokens: the tokens of a server installed before are read
+// over SSH as root from its data dir (the install flags' --data-dir, else
+// kasa's default) and replace the state dir's secrets, which the server
+// would never take; a spec.token that is not the installed one is
+// refused, naming no secret; a host without kasa changes nothing.
+func TestInstalledTokens(t *testing.T) {
+	for _, c := range []struct {
+		flags []string
+		want  string
+	}{
+		{nil, "/var/lib/kasa"},
+		{[]string{"--node-label", "a=b"}, "/var/lib/kasa"},
+		{[]string{"--data-dir", "/srv/kasa"}, "/srv/kasa"},
+		{[]string{"--data-dir=/srv/k"}, "/srv/k"},
+		{[]string{"-d", "/d"}, "/d"},
+	} {
+		if got := installedDataDir(&Host{InstallFlags: c.flags}); got != c.want {
+			t.Errorf("%v: data dir %s, want %s", c.flags, got, c.want)
+		}
+	}
+
+	ctx := context.Background()
+	dir := t.TempDir()
+	keyFile, pub := clientKey(t, dir)
+	port, _ := testSSHServer(t, pub)
+	conn, err := Dial(ctx, Target{Address: "127.0.0.1", Port: port, User: "root", KeyPath: keyFile}, Auth{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	dataDir := filepath.Join(t.TempDir(), "data dir")
+	server, agent, err := installedTokens(ctx, conn, dataDir, "")
+	if err != nil || server.Secret != "" || agent.Secret != "" {
+		t.Fatalf("nothing installed: %v", err)
+	}
+	hash := strings.Repeat("cd", 32)
+	installed := token.Token{CAHash: hash, User: token.ServerUser, Secret: "installed-server-s3cret-01"}
+	installedAgent := token.Token{CAHash: hash, User: token.AgentUser, Secret: "installed-agent-s3cret-012"}
+	if err := os.MkdirAll(filepath.Join(dataDir, "server"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, "server", "token"), []byte(installed.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if server, agent, err = installedTokens(ctx, conn, dataDir, ""); err != nil || server != installed || agent.Secret != "" {
+		t.Fatalf("a server token only: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, "server", "agent-token"), []byte(installedAgent.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if server, agent, err = installedTokens(ctx, conn, dataDir, ""); err != nil || server != installed || agent != installedAgent {
+		t.Fatalf("both tokens: %v", err)
+	}
+
+	// The state dir's secrets (made by a first run on another workstation,
+	// or before a kasa token rotate) give way to the installed ones.
+	stateDir := filepath.Join(t.TempDir(), "up")
+	c := &Cluster{Metadata: Metadata{Name: "shop"}}
+	s, err := clusterSecrets(c, stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed, err := s.adopt(c, stateDir, dataDir, server, agent)
+	if err != nil || s.server != installed.Secret || s.agent != installedAgent.Secret || len(changed) != 2 {
+		t.Fatalf("adopt: %v %v", changed, err)
+	}
+	if again, err := clusterSecrets(c, stateDir); err != nil || again != s {
+		t.Errorf("the state file does not hold the installed secrets: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(stateDir, "shop.json")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("state file: %v", err)
+	}
+	if changed, err := s.adopt(c, stateDir, dataDir, server, agent); err != nil || changed != nil {
+		t.Errorf("adopt again: %v %v", changed, err)
+	}
+	// A server with no agent token keeps the state dir's.
+	if changed, err := s.adopt(c, stateDir, dataDir, server, token.Token{}); err != nil || changed != nil || s.agent != installedAgent.Secret {
+		t.Errorf("no agent token installed: %v %v", changed, err)
+	}
+
+	// spec.token: the installed one is taken; another is refused.
+	c.Spec.Token = installed.String()
+	if s, err = clusterSecrets(c, stateDir); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := s.adopt(c, stateDir, dataDir, server, agent); err != nil || changed != nil {
+		t.Errorf("spec.token the installed one: %v %v", changed, err)
+	}
+	c.Spec.Token = "typed-by-a-person-0123456789"
+	if s, err = clusterSecrets(c, stateDir); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.adopt(c, stateDir, dataDir, server, agent)
+	if err == nil || !strings.Contains(err.Error(), "spec.token is not the token of the server installed there ("+dataDir+"/server/token)") ||
+		strings.Contains(err.Error(), installed.Secret) || strings.Contains(err.Error(), c.Spec.Token) {
+		t.Errorf("another spec.token: %v", err)
+	}
+}

@@ -80,7 +80,25 @@ func Up(ctx context.Context, c *Cluster, o Options) ([]Result, error) {
 		// A DSN may hold a password: the environment file, not the unit.
 		serverEnv["KASA_DATASTORE_ENDPOINT"] = c.Spec.DatastoreEndpoint
 	}
-	r := u.host(ctx, srv, serverArgs(c, srv), serverEnv, func(ctx context.Context, conn *Conn) error {
+	// A server installed before keeps its secrets whatever it is given:
+	// take them from it rather than give it others.
+	adopt := func(ctx context.Context, conn *Conn) error {
+		dataDir := installedDataDir(srv)
+		server, agent, err := installedTokens(ctx, conn, dataDir, o.SudoPassword)
+		if err != nil {
+			return err
+		}
+		changed, err := u.secrets.adopt(c, o.StateDir, dataDir, server, agent)
+		if err != nil {
+			return err
+		}
+		if len(changed) > 0 {
+			u.logf(srv.Name, "token", "the installed server's %s (in %s/server) kept in %s", strings.Join(changed, " and "), dataDir, o.StateDir)
+		}
+		serverEnv["KASA_TOKEN"], serverEnv["KASA_AGENT_TOKEN"] = u.secrets.server, u.secrets.agent
+		return nil
+	}
+	r := u.host(ctx, srv, serverArgs(c, srv), serverEnv, adopt, func(ctx context.Context, conn *Conn) error {
 		return u.fetchKubeconfig(ctx, conn, srv, serverURL)
 	})
 	results[index(srv)] = r
@@ -106,7 +124,7 @@ func Up(ctx context.Context, c *Cluster, o Options) ([]Result, error) {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			results[i] = u.host(ctx, h, append([]string{"agent"}, h.InstallFlags...),
-				map[string]string{"KASA_URL": serverURL, "KASA_TOKEN": u.agentToken}, nil)
+				map[string]string{"KASA_URL": serverURL, "KASA_TOKEN": u.agentToken}, nil, nil)
 		}()
 	}
 	wg.Wait()
@@ -217,9 +235,10 @@ func (u *run) logf(host, phase, format string, args ...any) {
 
 // host installs kasa on h: connect, upload, install, wait until its node
 // is Ready. Errors name the phase and carry the remote command's stderr.
-// then, when not nil, runs last on the same connection (the server's
-// kubeconfig is read so).
-func (u *run) host(ctx context.Context, h *Host, args []string, env map[string]string, then func(context.Context, *Conn) error) (res Result) {
+// first, when not nil, runs once connected, before env is used (the
+// installed server's tokens are read so); then, when not nil, runs last on
+// the same connection (the server's kubeconfig is read so).
+func (u *run) host(ctx context.Context, h *Host, args []string, env map[string]string, first, then func(context.Context, *Conn) error) (res Result) {
 	start := time.Now()
 	res = Result{Host: h.Name, Role: h.Role}
 	defer func() { res.Took = time.Since(start) }()
@@ -241,6 +260,11 @@ func (u *run) host(ctx context.Context, h *Host, args []string, env map[string]s
 	}
 	if home == "" {
 		return fail("connect", errors.New("the user has no home directory"))
+	}
+	if first != nil {
+		if err := first(ctx, conn); err != nil {
+			return fail("token", err)
+		}
 	}
 	dir := home + "/" + remoteDir
 	if _, stderr, err := conn.Run(ctx, "mkdir -p -m 0700 "+shellQuote(dir), nil); err != nil {
