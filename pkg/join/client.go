@@ -86,7 +86,9 @@ func Join(ctx context.Context, server string, caPEM []byte, t token.Token, req R
 
 // Renew posts req to server as Join does, authenticated by the node's
 // kubelet client certificate instead of a token: a joined node renews its
-// certificates so.
+// certificates so, while its Node exists. When it was deleted, the error
+// is ErrNodeDeleted (and ErrRefused): only a join with a token brings it
+// back.
 func Renew(ctx context.Context, server string, caPEM []byte, cert tls.Certificate, req Request) (*Response, error) {
 	return post(ctx, server, caPEM, nil, &cert, req)
 }
@@ -140,7 +142,11 @@ func post(ctx context.Context, server string, caPEM []byte, t *token.Token, cert
 		if resp.StatusCode == http.StatusUnauthorized {
 			hint = "; on a server, kasa token create makes a new one"
 		}
-		return nil, fmt.Errorf("%w by %s: %s%s", ErrRefused, server, e.Message, hint)
+		err := fmt.Errorf("%w by %s: %s%s", ErrRefused, server, e.Message, hint)
+		if resp.StatusCode == http.StatusGone {
+			err = deletedError{err}
+		}
+		return nil, err
 	}
 	var out Response
 	if err := json.Unmarshal(data, &out); err != nil {
@@ -158,6 +164,14 @@ func endpoint(server, path string) (string, error) {
 	u.Path = path
 	return u.String(), nil
 }
+
+// deletedError is a refusal because the node was deleted: it is both
+// ErrRefused and ErrNodeDeleted.
+type deletedError struct{ error }
+
+func (e deletedError) Unwrap() error { return e.error }
+
+func (e deletedError) Is(target error) bool { return target == ErrNodeDeleted }
 
 func unreachable(server string, err error) error {
 	msg := err.Error()

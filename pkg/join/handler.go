@@ -169,7 +169,22 @@ func (h *Handler) serveJoin(w http.ResponseWriter, r *http.Request) {
 		refuse(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := h.Store.ClaimNodeName(ctx, req.NodeName, req.Password); err != nil {
+	// A renewal needs the node as it is: its Node still there and its
+	// password the one kept, so that deleting a Node keeps its machine out
+	// until it joins again with a token. A join claims the name.
+	if renewal {
+		err = h.Store.CheckNode(ctx, req.NodeName, req.Password)
+	} else {
+		err = h.Store.ClaimNodeName(ctx, req.NodeName, req.Password)
+	}
+	if err != nil {
+		if errors.Is(err, ErrNodeDeleted) {
+			// The certificate was the node's own: not a guess, so not a
+			// failure that counts against the source.
+			log.Warn("join refused", "reason", "renewal of a deleted node")
+			refuse(w, http.StatusGone, fmt.Sprintf("node %s was deleted from the cluster; join it again with a token (--token)", req.NodeName))
+			return
+		}
 		if errors.Is(err, ErrNameTaken) {
 			failed = true // a wrong node password counts as a failure too
 			log.Warn("join refused", "reason", "node name taken")

@@ -362,12 +362,7 @@ func TestJoin(t *testing.T) {
 
 	// A joined node renews with its kubelet client certificate, for its own
 	// name and with its password.
-	kubeletCert := func(resp *Response, keys map[string]*ecdsa.PrivateKey) tls.Certificate {
-		t.Helper()
-		block, _ := pem.Decode([]byte(resp.Certificates["client-kubelet"]))
-		return tls.Certificate{Certificate: [][]byte{block.Bytes}, PrivateKey: keys["client-kubelet"]}
-	}
-	cert := kubeletCert(resp, keys)
+	cert := kubeletCert(t, resp, keys)
 	again, keys2 := request(t, "worker-1")
 	again.Password = req.Password
 	renewed, err := Renew(ctx, srv.URL, caPEM, cert, again)
@@ -413,6 +408,147 @@ func TestJoin(t *testing.T) {
 	r3, _ := request(t, "worker-3")
 	if _, err := Join(ctx, srv.URL, caPEM, short, r3); err != nil {
 		t.Errorf("short token join: %v", err)
+	}
+}
+
+// kubeletCert is the kubelet client certificate of a join's answer, with
+// its key.
+func kubeletCert(t *testing.T, resp *Response, keys map[string]*ecdsa.PrivateKey) tls.Certificate {
+	t.Helper()
+	block, _ := pem.Decode([]byte(resp.Certificates["client-kubelet"]))
+	if block == nil {
+		t.Fatal("no client-kubelet certificate")
+	}
+	return tls.Certificate{Certificate: [][]byte{block.Bytes}, PrivateKey: keys["client-kubelet"]}
+}
+
+// TestRenewDeletedNode: after kasa kubectl delete node, the node's own
+// certificate renews nothing, under its name or another, and writes
+// nothing; a join with a token takes the name back.
+func TestRenewDeletedNode(t *testing.T) {
+	ctx := context.Background()
+	s := newStore()
+	if _, err := s.EnsureTokens(ctx, "server-secret", "agent-secret"); err != nil {
+		t.Fatal(err)
+	}
+	srv, ca, logs := testServer(t, s)
+	tok := token.Token{CAHash: ca.Hash(), User: token.AgentUser, Secret: "agent-secret"}
+	nodes := s.Client.CoreV1().Nodes()
+	secrets := s.Client.CoreV1().Secrets(Namespace)
+	joinNode := func(name, password string) (Request, tls.Certificate) {
+		t.Helper()
+		req, keys := request(t, name)
+		if password != "" {
+			req.Password = password
+		}
+		resp, err := Join(ctx, srv.URL, ca.CertPEM, tok, req)
+		if err != nil {
+			t.Fatalf("join of %s: %v", name, err)
+		}
+		// The kubelet registers its Node.
+		if _, err := nodes.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return req, kubeletCert(t, resp, keys)
+	}
+	renew := func(cert tls.Certificate, req Request) error {
+		t.Helper()
+		fresh, _ := request(t, req.NodeName)
+		fresh.Password = req.Password
+		_, err := Renew(ctx, srv.URL, ca.CertPEM, cert, fresh)
+		return err
+	}
+	a, certA := joinNode("a1", "")
+	b, certB := joinNode("b1", "")
+	if err := renew(certA, a); err != nil {
+		t.Fatalf("renewal of a node that exists: %v", err)
+	}
+
+	if err := nodes.Delete(ctx, "a1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := secrets.Get(ctx, "a1"+nodePasswordSuffix, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// More than the limiter's 10 tries: a deleted node's own certificate is
+	// not a guess, and keeps getting the reason, not 429.
+	for range 12 {
+		err = renew(certA, a)
+		if !errors.Is(err, ErrRefused) || !errors.Is(err, ErrNodeDeleted) ||
+			!strings.Contains(err.Error(), "node a1 was deleted from the cluster; join it again with a token (--token)") {
+			t.Fatalf("renewal after kasa kubectl delete node a1: %v", err)
+		}
+	}
+	if _, err := nodes.Get(ctx, "a1", metav1.GetOptions{}); err == nil {
+		t.Error("the refused renewal brought the Node back")
+	}
+	after, err := secrets.Get(ctx, "a1"+nodePasswordSuffix, metav1.GetOptions{})
+	if err != nil || !bytes.Equal(after.Data[nodePasswordKey], before.Data[nodePasswordKey]) {
+		t.Errorf("the refused renewal touched the password secret: %v", err)
+	}
+
+	// An attacker with the deleted node's certificate and password: no
+	// other name, taken or free, renews with it.
+	asB := a
+	asB.NodeName, asB.Password = "b1", b.Password
+	asFree := a
+	asFree.NodeName = "c1"
+	for _, req := range []Request{asB, asFree} {
+		err := renew(certA, req)
+		if !errors.Is(err, ErrRefused) || errors.Is(err, ErrNodeDeleted) || !strings.Contains(err.Error(), "client certificate was not accepted") {
+			t.Errorf("renewal of %s with a1's certificate: %v", req.NodeName, err)
+		}
+	}
+	if _, err := secrets.Get(ctx, "c1"+nodePasswordSuffix, metav1.GetOptions{}); err == nil {
+		t.Error("a refused renewal recorded a password for c1")
+	}
+	// b1 is untouched and renews.
+	if err := renew(certB, b); err != nil {
+		t.Errorf("renewal of b1: %v", err)
+	}
+
+	// The name is free for a join with a token (here from another machine);
+	// its password is written again, even when the old Secret is gone too.
+	if err := secrets.Delete(ctx, "a1"+nodePasswordSuffix, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	a2, certA2 := joinNode("a1", "pw-a1-new-machine-0123456789")
+	sec, err := secrets.Get(ctx, "a1"+nodePasswordSuffix, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("no password secret after the join: %v", err)
+	}
+	if ok, _ := CheckSecret(string(sec.Data[nodePasswordKey]), a2.Password); !ok {
+		t.Error("the password secret is not the joining machine's")
+	}
+	if err := renew(certA2, a2); err != nil {
+		t.Errorf("renewal after joining again: %v", err)
+	}
+	// The old certificate of a1, from the machine that was deleted, still
+	// cannot renew with its old password.
+	if err := renew(certA, a); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "belongs to another machine") {
+		t.Errorf("the deleted machine's renewal after a1 joined again: %v", err)
+	}
+
+	// A Node without a kept password (the server's own) does not renew
+	// through the join endpoint.
+	srvReq, srvKeys := request(t, "srv")
+	crt, err := ca.Sign(srvKeys["client-kubelet"].Public(), NodeCerts("srv", nil)[0], time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(crt)
+	if _, err := nodes.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "srv"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := renew(tls.Certificate{Certificate: [][]byte{blk.Bytes}, PrivateKey: srvKeys["client-kubelet"]}, srvReq); err == nil || !strings.Contains(err.Error(), "belongs to another machine") {
+		t.Errorf("renewal of a node with no password kept: %v", err)
+	}
+	if strings.Contains(logs.String(), a.Password) || strings.Contains(logs.String(), "agent-secret") {
+		t.Errorf("a secret in the log:\n%s", logs)
+	}
+	if !strings.Contains(logs.String(), "renewal of a deleted node") {
+		t.Errorf("the refusal is not logged:\n%s", logs)
 	}
 }
 

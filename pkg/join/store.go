@@ -43,6 +43,11 @@ const (
 // another machine holds.
 var ErrNameTaken = errors.New("node name taken")
 
+// ErrNodeDeleted is returned when a node renews its certificates but its
+// Node is gone: it was deleted, and only a join with a token brings it
+// back.
+var ErrNodeDeleted = errors.New("the node was deleted from the cluster")
+
 // Store reads and writes the join secrets kept in the cluster.
 type Store struct {
 	Client kubernetes.Interface
@@ -229,7 +234,7 @@ func (s *Store) ClaimNodeName(ctx context.Context, node, password string) error 
 				return nil
 			}
 		}
-		return fmt.Errorf("%w: node %q belongs to another machine; delete that node first (kasa kubectl delete node %s) or give this machine another name with --node-name", ErrNameTaken, node, node)
+		return nameTaken(node)
 	case !apierrors.IsNotFound(err):
 		return err
 	}
@@ -248,6 +253,37 @@ func (s *Store) ClaimNodeName(ctx context.Context, node, password string) error 
 		Data:       map[string][]byte{nodePasswordKey: []byte(h)},
 	}, metav1.CreateOptions{})
 	return err
+}
+
+// CheckNode checks that the Node node exists and that password is the one
+// whose hash the cluster keeps for it: a joined node renews its
+// certificates only so. Unlike ClaimNodeName it writes nothing, so the
+// certificate of a deleted node cannot claim its name again; it returns
+// ErrNodeDeleted when the Node is gone and ErrNameTaken when the password
+// is not the node's (or none is kept).
+func (s *Store) CheckNode(ctx context.Context, node, password string) error {
+	_, err := s.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return ErrNodeDeleted
+	}
+	if err != nil {
+		return err
+	}
+	sec, err := s.Client.CoreV1().Secrets(Namespace).Get(ctx, node+nodePasswordSuffix, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nameTaken(node)
+	}
+	if err != nil {
+		return err
+	}
+	if ok, _ := CheckSecret(string(sec.Data[nodePasswordKey]), password); !ok {
+		return nameTaken(node)
+	}
+	return nil
+}
+
+func nameTaken(node string) error {
+	return fmt.Errorf("%w: node %q belongs to another machine; delete that node first (kasa kubectl delete node %s) or give this machine another name with --node-name", ErrNameTaken, node, node)
 }
 
 // BootstrapToken is a token made by kasa token create, as listed.
