@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +14,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -138,19 +141,32 @@ func bootstrap(ctx context.Context, cfg *config.AgentNode, np Paths, log *slog.L
 	var certErr error
 	if state.NodeName == cfg.NodeName {
 		expires, err := checkNodeCerts(np, cfg.NodeName)
+		moved := ""
+		if err == nil {
+			moved, err = servingMoved(np, cfg.NodeName, nodeIPs(cfg))
+		}
 		certErr = err
 		switch {
-		case err == nil && time.Until(expires) > pki.RenewBefore:
+		case err == nil && moved == "" && time.Until(expires) > pki.RenewBefore:
 			log.Info("joined before; using the node's certificates", "node", cfg.NodeName, "expires", expires.Format(time.DateOnly))
 			return &state, nil
 		case err == nil && time.Now().Before(expires):
-			// Due for renewal: the node's own client certificate renews
-			// them; a token is the fallback.
+			// Due for renewal, or the node's addresses changed: the node's
+			// own client certificate renews them; a token is the fallback.
+			if moved != "" {
+				log.Info("the node's addresses changed; renewing its certificates", "node", cfg.NodeName, "reason", moved)
+			}
 			renewed, err := requestCerts(ctx, cfg, np, log, nil)
 			if err == nil {
 				return renewed, nil
 			}
-			if cfg.Token == "" {
+			switch {
+			case cfg.Token == "" && errors.Is(err, join.ErrNodeDeleted):
+				return nil, fmt.Errorf("cannot renew the node's certificates: %w", err)
+			case cfg.Token == "" && moved != "":
+				log.Warn("the node's addresses changed and its certificates could not be renewed; until they are, the API servers cannot verify its kubelet (logs, exec)", "reason", moved, "err", err)
+				return &state, nil
+			case cfg.Token == "":
 				log.Warn("the node's certificates expire soon and could not be renewed; they are used until then", "expires", expires.Format(time.DateOnly), "err", err)
 				return &state, nil
 			}
@@ -184,12 +200,10 @@ func requestCerts(ctx context.Context, cfg *config.AgentNode, np Paths, log *slo
 		return nil, err
 	}
 	req := join.Request{NodeName: cfg.NodeName, Role: join.RoleAgent, Password: password, Keys: map[string]string{}}
-	var ips []net.IP
 	for _, a := range cfg.NodeIPs {
 		req.Addresses = append(req.Addresses, a.String())
-		ips = append(ips, net.IP(a.AsSlice()))
 	}
-	leaves := join.NodeCerts(cfg.NodeName, ips)
+	leaves := join.NodeCerts(cfg.NodeName, nodeIPs(cfg))
 	for _, l := range leaves {
 		key, err := pki.EnsureKey(np.TLS(l.KeyFile))
 		if err != nil {
@@ -300,6 +314,70 @@ func checkNodeCerts(np Paths, name string) (time.Time, error) {
 		}
 	}
 	return first, nil
+}
+
+// nodeIPs are the addresses the node reports (--node-ip, or the detected
+// one), which its serving certificate names.
+func nodeIPs(cfg *config.AgentNode) []net.IP {
+	var ips []net.IP
+	for _, a := range cfg.NodeIPs {
+		ips = append(ips, net.IP(a.AsSlice()))
+	}
+	return ips
+}
+
+// servingMoved says how the kubelet's serving certificate of the node
+// differs from the one a join for name and ips would sign (join.NodeCerts):
+// "" when it names the same addresses and host names. A node whose address
+// changed needs a new one, since the API servers verify its kubelet's
+// certificate against the address they reach it at.
+func servingMoved(np Paths, name string, ips []net.IP) (string, error) {
+	for _, l := range join.NodeCerts(name, ips) {
+		if !l.Server {
+			continue
+		}
+		b, err := os.ReadFile(np.TLS(l.CertFile))
+		if err != nil {
+			return "", err
+		}
+		block, _ := pem.Decode(b)
+		if block == nil {
+			return "", fmt.Errorf("%s: no PEM certificate", np.TLS(l.CertFile))
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", np.TLS(l.CertFile), err)
+		}
+		return sansDiffer(cert, l), nil
+	}
+	return "", nil
+}
+
+// sansDiffer compares the addresses and host names of cert with those of
+// the leaf l, ignoring order and repeats, and says how they differ: "" when
+// they do not.
+func sansDiffer(cert *x509.Certificate, l pki.Leaf) string {
+	ipStrings := func(ips []net.IP) []string {
+		var out []string
+		for _, ip := range ips {
+			out = append(out, ip.String())
+		}
+		return out
+	}
+	set := func(s []string) []string {
+		s = slices.Clone(s)
+		slices.Sort(s)
+		return slices.Compact(s)
+	}
+	haveIPs, wantIPs := set(ipStrings(cert.IPAddresses)), set(ipStrings(l.IPs))
+	if !slices.Equal(haveIPs, wantIPs) {
+		return fmt.Sprintf("the serving certificate names the addresses %s, the node has %s", strings.Join(haveIPs, ", "), strings.Join(wantIPs, ", "))
+	}
+	haveDNS, wantDNS := set(cert.DNSNames), set(l.DNSNames)
+	if !slices.Equal(haveDNS, wantDNS) {
+		return fmt.Sprintf("the serving certificate names the hosts %s, the node is %s", strings.Join(haveDNS, ", "), strings.Join(wantDNS, ", "))
+	}
+	return ""
 }
 
 // nodePassword returns the node's password, making one on first use.
