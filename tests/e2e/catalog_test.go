@@ -301,23 +301,20 @@ func TestE2ECatalog(t *testing.T) {
 	})
 }
 
-// checkPersists writes through a client pod, deletes the app's pod, and
-// reads the value back once the app is ready again.
-func checkPersists(t *testing.T, c kubernetes.Interface, app catalogApp) {
+// recreatePod deletes a StatefulSet's pod and waits until a new one (another
+// UID) is ready.
+func recreatePod(t *testing.T, c kubernetes.Interface, pod string) {
 	t.Helper()
-	if out := runClientReachable(t, c, app, app.write); strings.Contains(strings.ToLower(out), "error") {
-		t.Fatalf("write: %s", out)
-	}
-	pod := app.name + "-0"
-	old, err := c.CoreV1().Pods("default").Get(context.Background(), pod, metav1.GetOptions{})
+	ctx := context.Background()
+	old, err := c.CoreV1().Pods("default").Get(ctx, pod, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.CoreV1().Pods("default").Delete(context.Background(), pod, metav1.DeleteOptions{}); err != nil {
+	if err := c.CoreV1().Pods("default").Delete(ctx, pod, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 3*time.Minute, pod+" back and ready", func() error {
-		p, err := c.CoreV1().Pods("default").Get(context.Background(), pod, metav1.GetOptions{})
+		p, err := c.CoreV1().Pods("default").Get(ctx, pod, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
@@ -331,6 +328,16 @@ func checkPersists(t *testing.T, c kubernetes.Interface, app catalogApp) {
 		}
 		return fmt.Errorf("not ready")
 	})
+}
+
+// checkPersists writes through a client pod, deletes the app's pod, and
+// reads the value back once the app is ready again.
+func checkPersists(t *testing.T, c kubernetes.Interface, app catalogApp) {
+	t.Helper()
+	if out := runClientReachable(t, c, app, app.write); strings.Contains(strings.ToLower(out), "error") {
+		t.Fatalf("write: %s", out)
+	}
+	recreatePod(t, c, app.name+"-0")
 	// The Service reaches the new pod once its endpoint is published and
 	// kube-proxy has synced, a moment after the pod is ready.
 	var out string

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -91,28 +90,7 @@ func checkKafka(t *testing.T, c kubernetes.Interface) {
 
 	// The records are in the log directory on the volume: a new pod
 	// serves them again.
-	old, err := c.CoreV1().Pods("default").Get(ctx, "kafka-0", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.CoreV1().Pods("default").Delete(ctx, "kafka-0", metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 3*time.Minute, "kafka-0 back and ready", func() error {
-		p, err := c.CoreV1().Pods("default").Get(ctx, "kafka-0", metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if p.UID == old.UID {
-			return fmt.Errorf("the old pod is still there")
-		}
-		for _, cond := range p.Status.Conditions {
-			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
-				return nil
-			}
-		}
-		return fmt.Errorf("not ready")
-	})
+	recreatePod(t, c, "kafka-0")
 	consumeKafka(ctx, t, dial, seed, topic, kafkaRecords)
 }
 
