@@ -36,6 +36,25 @@ const (
 	failEvery = 6 * time.Second
 )
 
+// serverTokenAndCA reads a running server's token from its data dir and
+// fetches its CA as an agent does, pinned to the token's hash.
+func serverTokenAndCA(t *testing.T, s *harness.Server) (token.Token, []byte) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(s.DataDir, "server", "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := token.Parse(string(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, pinned, err := join.FetchCA(context.Background(), s.URL(), tok)
+	if err != nil || !pinned {
+		t.Fatalf("FetchCA: %v (pinned %v)", err, pinned)
+	}
+	return tok, caPEM
+}
+
 // TestIntegrationJoinRateLimit: 1,000 wrong joins from one address
 // (127.0.0.1), sent at once, are refused with 429 after the first few,
 // while a real join from another address (127.0.0.2) succeeds within 10 s.
@@ -48,18 +67,7 @@ func TestIntegrationJoinRateLimit(t *testing.T) {
 	// guess an attacker would pick.
 	s := startServerWith(t, func(s *harness.Server) { s.Env = []string{"KASA_AGENT_TOKEN=" + agentSecret} })
 	ctx := context.Background()
-	data, err := os.ReadFile(filepath.Join(s.DataDir, "server", "token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverTok, err := token.Parse(string(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM, pinned, err := join.FetchCA(ctx, s.URL(), serverTok)
-	if err != nil || !pinned {
-		t.Fatalf("FetchCA: %v (pinned %v)", err, pinned)
-	}
+	serverTok, caPEM := serverTokenAndCA(t, s)
 	attacker, other := clientFrom(t, "127.0.0.1", caPEM), clientFrom(t, "127.0.0.2", caPEM)
 	wrong, err := token.NewSecret()
 	if err != nil {

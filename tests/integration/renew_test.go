@@ -11,7 +11,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -31,18 +30,7 @@ import (
 func TestIntegrationRenewDeletedNode(t *testing.T) {
 	s := startServer(t)
 	ctx := context.Background()
-	data, err := os.ReadFile(filepath.Join(s.DataDir, "server", "token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := token.Parse(string(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM, _, err := join.FetchCA(ctx, s.URL(), tok)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok, caPEM := serverTokenAndCA(t, s)
 	password, err := token.NewSecret()
 	if err != nil {
 		t.Fatal(err)
