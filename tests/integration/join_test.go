@@ -295,10 +295,18 @@ func joinRequest(t *testing.T, name string, keys bool) join.Request {
 		t.Fatal(err)
 	}
 	req := join.Request{NodeName: name, Role: join.RoleAgent, Password: password, Addresses: []string{"192.0.2.7"}, Keys: map[string]string{}}
-	if !keys {
-		return req
+	if keys {
+		nodeKeys(t, &req)
 	}
-	for _, l := range join.NodeCerts(name, nil) {
+	return req
+}
+
+// nodeKeys makes a key for every certificate a node gets, puts the public
+// halves into req and returns the private ones by certificate name.
+func nodeKeys(t *testing.T, req *join.Request) map[string]*ecdsa.PrivateKey {
+	t.Helper()
+	private := map[string]*ecdsa.PrivateKey{}
+	for _, l := range join.NodeCerts(req.NodeName, nil) {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			t.Fatal(err)
@@ -308,8 +316,9 @@ func joinRequest(t *testing.T, name string, keys bool) join.Request {
 			t.Fatal(err)
 		}
 		req.Keys[join.CertName(l)] = string(pub)
+		private[join.CertName(l)] = k
 	}
-	return req
+	return private
 }
 
 type answer struct {

@@ -5,8 +5,6 @@ package integration
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"encoding/pem"
 	"errors"
@@ -18,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kasa-io/kasa/pkg/join"
-	"github.com/kasa-io/kasa/pkg/pki"
 	"github.com/kasa-io/kasa/pkg/token"
 )
 
@@ -39,22 +36,7 @@ func TestIntegrationRenewDeletedNode(t *testing.T) {
 	// kubelet client key with it.
 	request := func() (join.Request, *ecdsa.PrivateKey) {
 		req := join.Request{NodeName: "gone-1", Role: join.RoleAgent, Password: password, Addresses: []string{"192.0.2.7"}, Keys: map[string]string{}}
-		var kubelet *ecdsa.PrivateKey
-		for _, l := range join.NodeCerts(req.NodeName, nil) {
-			k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-			if err != nil {
-				t.Fatal(err)
-			}
-			pub, err := pki.PublicKeyPEM(k.Public())
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Keys[join.CertName(l)] = string(pub)
-			if join.CertName(l) == "client-kubelet" {
-				kubelet = k
-			}
-		}
-		return req, kubelet
+		return req, nodeKeys(t, &req)["client-kubelet"]
 	}
 	certOf := func(resp *join.Response, key *ecdsa.PrivateKey) tls.Certificate {
 		block, _ := pem.Decode([]byte(resp.Certificates["client-kubelet"]))
