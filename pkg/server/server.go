@@ -310,31 +310,39 @@ func ensureToken(file string, given config.Secret, ca *pki.CA) (t token.Token, i
 			return token.Token{}, false, fmt.Errorf("--token: %w", err)
 		}
 	}
-	data, err := os.ReadFile(file)
-	switch {
-	case err == nil:
-		stored, err := token.Parse(string(data))
-		if err != nil {
-			return token.Token{}, false, fmt.Errorf("server token %s: %w", file, err)
-		}
-		ignored = want.Secret != "" && (!token.Equal(want.Secret, stored.Secret) || (want.CAHash != "" && want.CAHash != ca.Hash()))
-		return stored, ignored, nil
-	case errors.Is(err, os.ErrNotExist):
-		// The first start: the given secret becomes the cluster's.
-		if want.CAHash != "" && want.CAHash != ca.Hash() {
-			return token.Token{}, false, errors.New("--token names a different cluster CA than this server's: give a secret of your own, or the token of this server's cluster")
-		}
-		secret := want.Secret
-		if secret == "" {
-			if secret, err = token.NewSecret(); err != nil {
-				return token.Token{}, false, err
-			}
-		}
-		t := token.Token{CAHash: ca.Hash(), User: token.ServerUser, Secret: secret}
-		return t, false, fileutil.WriteFile(file, []byte(t.String()+"\n"), 0o600)
-	default:
-		return token.Token{}, false, fmt.Errorf("server token: %w", err)
+	if stored, ignored, found, err := keptToken(file, "server token", want, ca); err != nil || found {
+		return stored, ignored, err
 	}
+	// The first start: the given secret becomes the cluster's.
+	if want.CAHash != "" && want.CAHash != ca.Hash() {
+		return token.Token{}, false, errors.New("--token names a different cluster CA than this server's: give a secret of your own, or the token of this server's cluster")
+	}
+	secret := want.Secret
+	if secret == "" {
+		if secret, err = token.NewSecret(); err != nil {
+			return token.Token{}, false, err
+		}
+	}
+	t = token.Token{CAHash: ca.Hash(), User: token.ServerUser, Secret: secret}
+	return t, false, fileutil.WriteFile(file, []byte(t.String()+"\n"), 0o600)
+}
+
+// keptToken reads the token kept in file (found is false when there is
+// none). ignored is true when want, a given token, is not the kept one:
+// another secret, or another cluster's CA.
+func keptToken(file, what string, want token.Token, ca *pki.CA) (stored token.Token, ignored, found bool, err error) {
+	data, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return token.Token{}, false, false, nil
+	}
+	if err != nil {
+		return token.Token{}, false, false, fmt.Errorf("%s: %w", what, err)
+	}
+	if stored, err = token.Parse(string(data)); err != nil {
+		return token.Token{}, false, false, fmt.Errorf("%s %s: %w", what, file, err)
+	}
+	ignored = want.Secret != "" && (!token.Equal(want.Secret, stored.Secret) || (want.CAHash != "" && want.CAHash != ca.Hash()))
+	return stored, ignored, true, nil
 }
 
 // ensureAgentToken writes the agent token given with --agent-token, in its
@@ -352,19 +360,8 @@ func ensureAgentToken(file string, given config.Secret, ca *pki.CA) (t token.Tok
 			return token.Token{}, false, errors.New("--agent-token: that is a bootstrap token (from kasa token create), which joins by itself; give a secret of your own")
 		}
 	}
-	data, err := os.ReadFile(file)
-	switch {
-	case err == nil:
-		stored, err := token.Parse(string(data))
-		if err != nil {
-			return token.Token{}, false, fmt.Errorf("agent token %s: %w", file, err)
-		}
-		ignored = want.Secret != "" && (!token.Equal(want.Secret, stored.Secret) || (want.CAHash != "" && want.CAHash != ca.Hash()))
-		return stored, ignored, nil
-	case !errors.Is(err, os.ErrNotExist):
-		return token.Token{}, false, fmt.Errorf("agent token: %w", err)
-	case given == "":
-		return token.Token{}, false, nil
+	if stored, ignored, found, err := keptToken(file, "agent token", want, ca); err != nil || found || given == "" {
+		return stored, ignored, err
 	}
 	if want.CAHash != "" && want.CAHash != ca.Hash() {
 		return token.Token{}, false, errors.New("--agent-token names a different cluster CA than this server's")
