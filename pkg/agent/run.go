@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -336,15 +335,7 @@ func servingMoved(np Paths, name string, ips []net.IP) (string, error) {
 		if !l.Server {
 			continue
 		}
-		b, err := os.ReadFile(np.TLS(l.CertFile))
-		if err != nil {
-			return "", err
-		}
-		block, _ := pem.Decode(b)
-		if block == nil {
-			return "", fmt.Errorf("%s: no PEM certificate", np.TLS(l.CertFile))
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
+		cert, err := pki.ReadCert(np.TLS(l.CertFile))
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", np.TLS(l.CertFile), err)
 		}

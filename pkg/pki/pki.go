@@ -137,7 +137,7 @@ type Leaf struct {
 func (ca *CA) Ensure(l Leaf, now time.Time) (bool, error) {
 	key, keyErr := readKey(l.KeyFile)
 	if keyErr == nil {
-		if cert, err := readCert(l.CertFile); err == nil && ca.current(cert, key, l, now) {
+		if cert, err := ReadCert(l.CertFile); err == nil && ca.current(cert, key, l, now) {
 			return false, nil
 		}
 	}
@@ -198,7 +198,7 @@ func (ca *CA) current(cert *x509.Certificate, key crypto.Signer, l Leaf, now tim
 
 // NotAfter reads a certificate file and returns when it expires.
 func NotAfter(certFile string) (time.Time, error) {
-	c, err := readCert(certFile)
+	c, err := ReadCert(certFile)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -227,7 +227,8 @@ func newKey(kt KeyType) (crypto.Signer, error) {
 	return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 }
 
-func readCert(file string) (*x509.Certificate, error) {
+// ReadCert reads the PEM certificate in file.
+func ReadCert(file string) (*x509.Certificate, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
@@ -346,7 +347,7 @@ func CheckLeaf(certFile, keyFile string, caPEM []byte, cn string) (time.Time, er
 	if err != nil {
 		return time.Time{}, fmt.Errorf("CA: %w", err)
 	}
-	cert, err := readCert(certFile)
+	cert, err := ReadCert(certFile)
 	if err != nil {
 		return time.Time{}, err
 	}

@@ -116,7 +116,7 @@ func TestGenerateKeyFileKeepsExisting(t *testing.T) {
 
 func mustRead(t *testing.T, f string) *x509.Certificate {
 	t.Helper()
-	c, err := readCert(f)
+	c, err := ReadCert(f)
 	if err != nil {
 		t.Fatal(err)
 	}
