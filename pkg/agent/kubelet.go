@@ -23,6 +23,7 @@ import (
 
 	"github.com/kasa-io/kasa/pkg/component"
 	"github.com/kasa-io/kasa/pkg/fileutil"
+	"github.com/kasa-io/kasa/pkg/pki"
 )
 
 // KubeletConfig is what kasa decides about its node's kubelet.
@@ -40,8 +41,11 @@ type KubeletConfig struct {
 	ClusterDomain string
 	ResolvConf    string
 	CgroupV1      bool
-	Labels        map[string]string
-	Taints        []v1.Taint
+	// ProtectKernelDefaults: the kubelet leaves the kernel settings it
+	// tunes alone and fails when one differs (CheckKernelDefaults first).
+	ProtectKernelDefaults bool
+	Labels                map[string]string
+	Taints                []v1.Taint
 	// Args are the user's --kubelet-arg flags, applied over the file.
 	Args []string
 	// Ready reports whether the node object exists (the kubelet has
@@ -77,6 +81,9 @@ func (c KubeletConfig) Configuration() *kubeletv1beta1.KubeletConfiguration {
 		ResolverConfig:           ptr.To(c.ResolvConf),
 		TLSCertFile:              c.ServingCrt,
 		TLSPrivateKeyFile:        c.ServingKey,
+		TLSMinVersion:            pki.TLSMinVersion,
+		TLSCipherSuites:          pki.CipherSuiteNames(),
+		ProtectKernelDefaults:    c.ProtectKernelDefaults,
 		HealthzBindAddress:       "127.0.0.1",
 		ReadOnlyPort:             0,
 		SerializeImagePulls:      ptr.To(false),

@@ -144,6 +144,11 @@ func Components(n Node) ([]component.Component, error) {
 	if err := SaveSysctls(SysctlStateFile(n.DataDir), ChangedSysctls); err != nil {
 		return nil, err
 	}
+	if a.ProtectKernelDefaults {
+		if err := CheckKernelDefaults(ReadSysctl); err != nil {
+			return nil, err
+		}
+	}
 	cgroupV1 := host.CgroupV1()       // warned about by the host checks above
 	restrictOOM := !hasCapability(24) // CAP_SYS_RESOURCE
 	if restrictOOM {
@@ -232,6 +237,8 @@ func Components(n Node) ([]component.Component, error) {
 			Labels:        a.NodeLabels,
 			Taints:        taintList,
 			Args:          a.KubeletArgs,
+			// kasa's flag; a --kubelet-arg of the same name sets it too.
+			ProtectKernelDefaults: a.ProtectKernelDefaults,
 			Ready: func(ctx context.Context) error {
 				n, err := client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 				if err != nil {

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -23,6 +24,7 @@ type AgentOptions struct {
 	DisableDefaultRegistryEndpoint bool
 	PrivateRegistry                string
 	LocalStoragePath               string
+	ProtectKernelDefaults          bool
 }
 
 // AddFlags defines the node's flags, with k3s's names.
@@ -36,6 +38,7 @@ func (o *AgentOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.DisableDefaultRegistryEndpoint, "disable-default-registry-endpoint", false, "never fall back to a registry's own endpoint when its mirrors fail")
 	fs.StringVar(&o.PrivateRegistry, "private-registry", "/etc/kasa/registries.yaml", "registry mirrors, auth and TLS, in k3s's registries.yaml format (rewrites are refused)")
 	fs.StringVar(&o.LocalStoragePath, "default-local-storage-path", "", "folder of local-path volumes (default <data-dir>/storage)")
+	fs.BoolVar(&o.ProtectKernelDefaults, "protect-kernel-defaults", false, "refuse to start when a kernel setting the kubelet needs differs, rather than change it")
 }
 
 // Agent is the validated configuration of this machine's node.
@@ -50,6 +53,9 @@ type Agent struct {
 	PrivateRegistry                string
 	// LocalStoragePath is empty for <data-dir>/storage.
 	LocalStoragePath string
+	// ProtectKernelDefaults: the node leaves the kernel settings that the
+	// kubelet tunes as they are, and refuses to start when one differs.
+	ProtectKernelDefaults bool
 }
 
 // Complete validates the node's options.
@@ -64,6 +70,7 @@ func (o *AgentOptions) Complete() (*Agent, error) {
 		DisableDefaultRegistryEndpoint: o.DisableDefaultRegistryEndpoint,
 		PrivateRegistry:                o.PrivateRegistry,
 		LocalStoragePath:               o.LocalStoragePath,
+		ProtectKernelDefaults:          o.ProtectKernelDefaults,
 	}
 	for _, l := range o.NodeLabels {
 		k, v, ok := strings.Cut(l, "=")
@@ -83,6 +90,22 @@ func (o *AgentOptions) Complete() (*Agent, error) {
 	}
 	if err := checkPassthrough("--kube-proxy-arg", o.KubeProxyArgs); err != nil {
 		return nil, err
+	}
+	// The kubelet's own flag, which overrides kasa's, means the same: kasa
+	// checks the settings before the kubelet, which would end the process.
+	for _, arg := range o.KubeletArgs {
+		name, value, hasValue := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+		if name != "protect-kernel-defaults" {
+			continue
+		}
+		on, err := strconv.ParseBool(value)
+		if !hasValue {
+			on, err = true, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("invalid --kubelet-arg %q: want protect-kernel-defaults=true or false", arg)
+		}
+		a.ProtectKernelDefaults = on
 	}
 	return a, nil
 }

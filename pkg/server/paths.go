@@ -34,3 +34,16 @@ func (p Paths) Lock() string { return p.join("kasa.lock") }
 
 // Manifests is the auto-deploy folder.
 func (p Paths) Manifests() string { return p.join("manifests") }
+
+// AuditPolicy is the API server's audit policy, written at every start.
+func (p Paths) AuditPolicy() string { return p.join("etc", "audit-policy.yaml") }
+
+// AdmissionConfig is the API server's admission configuration (Pod
+// Security), written at every start.
+func (p Paths) AdmissionConfig() string { return p.join("etc", "admission.yaml") }
+
+// Logs is the folder of the API server's audit log.
+func (p Paths) Logs() string { return p.join("logs") }
+
+// AuditLog is the API server's audit log; rotated files sit beside it.
+func (p Paths) AuditLog() string { return p.join("logs", "audit.log") }

@@ -160,6 +160,9 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 		Now: now,
 	}
 
+	if err := writeSecurityFiles(p); err != nil {
+		return err
+	}
 	kine := &datastore.Kine{DBDir: p.DB(), Datastore: cfg.Datastore}
 	log.Info("datastore", "kind", kine.Scheme())
 	components := []component.Component{
@@ -450,6 +453,15 @@ func apiserverArgs(cfg *config.Server, p Paths, etcdServers []string) []string {
 		"proxy-client-key-file":              p.TLS("client-auth-proxy.key"),
 		"cert-dir":                           p.TLS("temporary-certs"),
 		"profiling":                          "false",
+		"tls-min-version":                    pki.TLSMinVersion,
+		"tls-cipher-suites":                  pki.CipherSuiteFlag(),
+		"admission-control-config-file":      p.AdmissionConfig(),
+		"audit-policy-file":                  p.AuditPolicy(),
+		"audit-log-path":                     p.AuditLog(),
+		"audit-log-maxsize":                  auditMaxSizeMB,
+		"audit-log-maxbackup":                auditMaxBackups,
+		"audit-log-maxage":                   auditMaxAgeDays,
+		"audit-log-compress":                 "true",
 	}, cfg.APIServerArgs)
 }
 
@@ -473,6 +485,8 @@ func controllerManagerArgs(cfg *config.Server, p Paths) []string {
 		"leader-elect":                     "true",
 		"controllers":                      "*,tokencleaner",
 		"profiling":                        "false",
+		"tls-min-version":                  pki.TLSMinVersion,
+		"tls-cipher-suites":                pki.CipherSuiteFlag(),
 	}, cfg.ControllerArgs)
 }
 
@@ -486,6 +500,8 @@ func schedulerArgs(cfg *config.Server, p Paths) []string {
 		"secure-port":               "10259",
 		"leader-elect":              "true",
 		"profiling":                 "false",
+		"tls-min-version":           pki.TLSMinVersion,
+		"tls-cipher-suites":         pki.CipherSuiteFlag(),
 	}, cfg.SchedulerArgs)
 }
 
