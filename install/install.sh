@@ -13,12 +13,18 @@
 #   INSTALL_KASA_SKIP_DOWNLOAD   true: use INSTALL_KASA_BINARY, or the kasa already in the bin dir
 #   INSTALL_KASA_BINARY          a kasa binary on this machine to install (implies no download)
 #   INSTALL_KASA_SHA256          the binary's expected sha256 (checked whatever its source)
-#   INSTALL_KASA_EXEC            the command and flags: "server --tls-san x", "agent ...", or flags alone
+#   INSTALL_KASA_EXEC            the command and flags: "server --tls-san x", "agent ...", or flags
+#                                alone; quoted as in sh ('...', "...", \), with nothing expanded
 #   INSTALL_KASA_BIN_DIR         where kasa, its links and scripts go (default /usr/local/bin)
 #   INSTALL_KASA_SKIP_START      true: install and enable, do not start
 #   INSTALL_KASA_SYMLINK         skip: no kubectl/crictl/ctr links; force: replace what is there
 #   KASA_URL                     a server to join: the service is an agent
 #   KASA_TOKEN, KASA_*           kept, every one, in the service's environment file (mode 0600)
+#
+# Flags whose values are secrets (--token, --agent-token, --datastore-endpoint)
+# go to the environment file as their KASA_* variables, never into the unit
+# (mode 0644) or the process's arguments; the other flags reach kasa exactly
+# as given, spaces, % and $ included.
 #
 # Running it again with the same settings changes nothing; a new binary or new
 # settings are installed and the service restarted.
@@ -31,9 +37,139 @@ fatal() {
 	exit 1
 }
 
-# quote prints its argument in single quotes, for sh and systemd alike.
+nl='
+'
+tab=$(printf '\t')
+
+# kasa's flags that matter to the installer (install_test.go checks these
+# lists against kasa's own flags): those whose values are secrets, as
+# FLAG=VARIABLE, the ones of them kasa agent has too, and the flags that
+# take no value.
+SECRET_FLAGS="--token=KASA_TOKEN -t=KASA_TOKEN --agent-token=KASA_AGENT_TOKEN --datastore-endpoint=KASA_DATASTORE_ENDPOINT"
+AGENT_SECRET_FLAGS="--token -t"
+BOOL_FLAGS="--debug --disable-agent --disable-default-registry-endpoint --protect-kernel-defaults --help -h"
+
+# quote prints its argument in single quotes, for sh.
 quote() {
 	printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"
+}
+
+# unit_word prints its argument as one word of a systemd command line: as
+# it is when every character is a plain one, else in double quotes with \
+# and " escaped, and % and $ doubled (systemd expands %h and $VAR even
+# there).
+unit_word() {
+	case $1 in
+	*"$nl"*) fatal "a flag's value holds a line break, which a systemd unit cannot: put that setting in /etc/kasa/config.yaml" ;;
+	'' | *[!A-Za-z0-9_./:=,@+-]*)
+		printf '"%s"' "$(printf '%s' "$1" | sed 's/[\\"]/\\&/g; s/%/%%/g; s/\$/$$/g')"
+		;;
+	*) printf '%s' "$1" ;;
+	esac
+}
+
+# split_words reads $1 as sh reads words: quoted with '...', "..." and \,
+# but with nothing expanded. It sets WORDS to the words, each quoted for
+# eval.
+split_words() {
+	s=$1
+	WORDS=""
+	word=""
+	inword=""
+	q=""
+	while [ -n "$s" ]; do
+		c=${s%"${s#?}"}
+		s=${s#?}
+		case $q$c in
+		"''" | '""') q="" ;;
+		"'" | '"')
+			q=$c
+			inword=1
+			;;
+		"'"*) word=$word$c ;;
+		'"'\\)
+			n=${s%"${s#?}"}
+			case $n in
+			'"' | \\ | '$' | '`')
+				word=$word$n
+				s=${s#?}
+				;;
+			"$nl") s=${s#?} ;;
+			*) word=$word$c ;;
+			esac
+			;;
+		'"'*) word=$word$c ;;
+		\\)
+			[ -n "$s" ] || fatal "INSTALL_KASA_EXEC ends with a backslash"
+			n=${s%"${s#?}"}
+			s=${s#?}
+			if [ "$n" != "$nl" ]; then
+				word=$word$n
+				inword=1
+			fi
+			;;
+		' ' | "$tab" | "$nl")
+			if [ -n "$inword" ]; then
+				WORDS="$WORDS $(quote "$word")"
+				word=""
+				inword=""
+			fi
+			;;
+		*)
+			word=$word$c
+			inword=1
+			;;
+		esac
+	done
+	[ -z "$q" ] || fatal "INSTALL_KASA_EXEC has a $q that is not closed"
+	if [ -n "$inword" ]; then
+		WORDS="$WORDS $(quote "$word")"
+	fi
+}
+
+# secret_var prints the variable of a flag whose value is a secret, given
+# as $1 alone or with its value (--token, --token=x, -tx), else nothing.
+secret_var() {
+	for f in $SECRET_FLAGS; do
+		name=${f%%=*}
+		case $name:$1 in
+		"$name:$name" | "$name:$name"=* | -?:"$name"?*)
+			echo "${f#*=}"
+			return
+			;;
+		esac
+	done
+}
+
+# add_arg adds a word to the service's command line.
+add_arg() {
+	ARGS="$ARGS $(unit_word "$1")"
+}
+
+# add_flag FLAG VALUE SEP adds a flag and its value to the command line, as
+# one word FLAG$SEP$VALUE or, when SEP is a space, as two; a flag whose
+# value is a secret goes to the environment file instead, as its variable.
+add_flag() {
+	var=$(secret_var "$1")
+	if [ -n "$var" ]; then
+		if [ "$CMD" = agent ]; then
+			case " $AGENT_SECRET_FLAGS " in
+			*" $1 "*) ;;
+			*) fatal "kasa agent has no $1 flag: give it to the server" ;;
+			esac
+		fi
+		eval "$var=\$2"
+		export "${var?}"
+		case "$MOVED " in *" $1 "*) ;; *) MOVED="$MOVED $1" ;; esac
+		return
+	fi
+	case $1 in --data-dir | -d) DATA_DIR=$2 ;; esac
+	if [ "$3" = " " ]; then
+		add_arg "$1"
+		add_arg "$2"
+	else
+		add_arg "$1$3$2"
+	fi
 }
 
 verify_system() {
@@ -54,10 +190,8 @@ verify_system() {
 
 setup_env() {
 	# The command and its flags: INSTALL_KASA_EXEC, then the arguments.
-	set -f
-	# shellcheck disable=SC2086 # the variable holds words, as k3s's does
-	set -- ${INSTALL_KASA_EXEC:-} "$@"
-	set +f
+	split_words "${INSTALL_KASA_EXEC:-}"
+	eval "set -- $WORDS \"\$@\""
 	case ${1:-} in
 	server | agent)
 		CMD=$1
@@ -68,15 +202,43 @@ setup_env() {
 		;;
 	*) fatal "unknown command '$1': INSTALL_KASA_EXEC starts with server, agent or a flag" ;;
 	esac
+	# The flags, read as kasa reads them: --flag=value, --flag value,
+	# -fvalue, -f=value, -f value.
 	ARGS=""
+	MOVED=""
 	DATA_DIR=/var/lib/kasa
-	prev=""
+	flag=""
 	for a in "$@"; do
-		ARGS="$ARGS $(quote "$a")"
-		case $prev in --data-dir | -d) DATA_DIR=$a ;; esac
-		case $a in --data-dir=*) DATA_DIR=${a#--data-dir=} ;; esac
-		prev=$a
+		# A secret flag is never taken as a value: after a flag that kasa
+		# does not know (a typo), it would carry the secret into the unit.
+		if [ -n "$flag" ] && [ -z "$(secret_var "$a")" ]; then
+			add_flag "$flag" "$a" " "
+			flag=""
+			continue
+		fi
+		if [ -n "$flag" ]; then
+			[ -z "$(secret_var "$flag")" ] || fatal "INSTALL_KASA_EXEC: $flag needs a value"
+			add_arg "$flag"
+			flag=""
+		fi
+		case $a in
+		--) add_arg "$a" ;;
+		--*=*) add_flag "${a%%=*}" "${a#*=}" = ;;
+		-[!-]=*) add_flag "${a%"${a#??}"}" "${a#???}" = ;;
+		-[!-]?*) add_flag "${a%"${a#??}"}" "${a#??}" "" ;;
+		-?*)
+			case " $BOOL_FLAGS " in
+			*" $a "*) add_arg "$a" ;;
+			*) flag=$a ;;
+			esac
+			;;
+		*) add_arg "$a" ;;
+		esac
 	done
+	if [ -n "$flag" ]; then
+		[ -z "$(secret_var "$flag")" ] || fatal "INSTALL_KASA_EXEC: $flag needs a value"
+		add_arg "$flag"
+	fi
 	if [ "$CMD" = agent ]; then
 		[ -n "${KASA_URL:-}" ] || case " $* " in *" --server "* | *" -s "* | *" --server="*) ;; *)
 			fatal "an agent needs the server to join: set KASA_URL=https://SERVER:6443 (and KASA_TOKEN)" ;;
@@ -93,6 +255,9 @@ setup_env() {
 	KILLALL=$BIN_DIR/kasa-killall.sh
 	TMP=$(mktemp -d)
 	trap 'rm -rf "$TMP"' EXIT
+	if [ -n "$MOVED" ]; then
+		info "the values of$MOVED are secrets: they go to $FILE_ENV (mode 0600), not into the unit"
+	fi
 }
 
 sha256_of() {
@@ -185,13 +350,16 @@ create_symlinks() {
 }
 
 create_env_file() {
-	# Every KASA_* setting, one KEY="VALUE" line each, for systemd; the
-	# temporary folder is the installer's own (mode 0700).
-	env | grep '^KASA_' | sort | while IFS= read -r kv; do
-		key=${kv%%=*}
-		value=${kv#*=}
+	# Every KASA_* setting, one KEY="VALUE" line each, for systemd (which
+	# expands nothing there); the temporary folder is the installer's own
+	# (mode 0700). The names come from env, the values from the shell, so
+	# that a value with a line break stays one setting.
+	value=""
+	for key in $(env | sed -n 's/^\(KASA_[A-Za-z0-9_]*\)=.*/\1/p' | sort -u); do
+		eval "[ -n \"\${$key+set}\" ]" || continue
+		eval "value=\$$key"
 		printf '%s="%s"\n' "$key" "$(printf '%s' "$value" | sed 's/[\\"$`]/\\&/g')"
-	done >"$TMP/env" || true
+	done >"$TMP/env"
 	write_if_changed "$FILE_ENV" 0600 <"$TMP/env"
 }
 
@@ -215,7 +383,7 @@ TasksMax=infinity
 TimeoutStartSec=0
 Restart=always
 RestartSec=5s
-ExecStart=$BIN_DIR/kasa $CMD$ARGS
+ExecStart=$(unit_word "$BIN_DIR/kasa") $CMD$ARGS
 EOF
 }
 

@@ -219,6 +219,9 @@ func (c *Cluster) Complete() error {
 				return fmt.Errorf("%s: environment %q: only KASA_* settings go to kasa's service", where, k)
 			}
 		}
+		if err := checkInstallFlags(h); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
 		if err := checkTokenSettings(h); err != nil {
 			return fmt.Errorf("%s: %w", where, err)
 		}

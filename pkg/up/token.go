@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"k8s.io/client-go/tools/clientcmd"
@@ -154,24 +155,31 @@ func checkToken(s string) error {
 // tokenSettings are the settings of a host that kasa up sets itself: a
 // host's own would replace the tokens it gives.
 var (
-	tokenEnv   = []string{"KASA_TOKEN", "KASA_TOKEN_FILE", "KASA_AGENT_TOKEN", "KASA_AGENT_TOKEN_FILE"}
-	tokenFlags = []string{"--token", "--token-file", "--agent-token", "--agent-token-file", "-t"}
+	tokenEnv       = []string{"KASA_TOKEN", "KASA_TOKEN_FILE", "KASA_AGENT_TOKEN", "KASA_AGENT_TOKEN_FILE"}
+	tokenFileFlags = []string{"--token-file", "--agent-token-file"}
 )
 
 // checkTokenSettings refuses a host's environment or flag that sets a
-// token.
+// token, and install flags that kasa would not read (a secret flag without
+// its value, or one the host's command does not have).
 func checkTokenSettings(h *Host) error {
 	for _, k := range tokenEnv {
 		if _, ok := h.Environment[k]; ok {
 			return fmt.Errorf("environment %s: kasa up gives the hosts their tokens (spec.token); remove it", k)
 		}
 	}
-	for _, f := range h.InstallFlags {
-		name, _, _ := strings.Cut(f, "=")
-		for _, t := range tokenFlags {
-			if name == t || (t == "-t" && strings.HasPrefix(name, "-t")) {
-				return fmt.Errorf("installFlags %s: kasa up gives the hosts their tokens (spec.token); remove it", t)
-			}
+	rest, secrets, err := splitSecrets(h.Role, h.InstallFlags)
+	if err != nil {
+		return fmt.Errorf("installFlags: %w", err)
+	}
+	for _, s := range secrets {
+		if slices.Contains(tokenEnv, s.Var) {
+			return fmt.Errorf("installFlags %s: kasa up gives the hosts their tokens (spec.token); remove it", s.Flag)
+		}
+	}
+	for _, f := range rest {
+		if name, _, _ := strings.Cut(f, "="); slices.Contains(tokenFileFlags, name) {
+			return fmt.Errorf("installFlags %s: kasa up gives the hosts their tokens (spec.token); remove it", name)
 		}
 	}
 	return nil

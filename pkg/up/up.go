@@ -290,18 +290,14 @@ func (u *run) host(ctx context.Context, h *Host, args []string, env map[string]s
 
 	// The settings, secrets among them, go in a file only the user can
 	// read, never on a command line.
-	var envFile strings.Builder
-	for _, k := range sortedKeys(env) {
-		fmt.Fprintf(&envFile, "%s=%s\n", k, shellQuote(env[k]))
+	settings, shown, err := installSettings(h, args, env, dir+"/kasa")
+	if err != nil {
+		return fail("install", err)
 	}
-	for _, k := range sortedKeys(h.Environment) {
-		fmt.Fprintf(&envFile, "%s=%s\n", k, shellQuote(h.Environment[k]))
-	}
-	fmt.Fprintf(&envFile, "INSTALL_KASA_BINARY=%s\nINSTALL_KASA_EXEC=%s\n", shellQuote(dir+"/kasa"), shellQuote(strings.Join(args, " ")))
-	if _, stderr, err := conn.Run(ctx, "umask 077 && cat > "+shellQuote(dir+"/env"), strings.NewReader(envFile.String())); err != nil {
+	if _, stderr, err := conn.Run(ctx, "umask 077 && cat > "+shellQuote(dir+"/env"), strings.NewReader(settings)); err != nil {
 		return fail("install", fmt.Errorf("%w: %s", err, stderr))
 	}
-	u.logf(h.Name, "install", "%s", strings.Join(args, " "))
+	u.logf(h.Name, "install", "%s", shown)
 	cmd := "set -a; . " + shellQuote(dir+"/env") + "; set +a; rm -f " + shellQuote(dir+"/env") + "; exec sh " + shellQuote(dir+"/install.sh")
 	out, stderr, err := conn.Sudo(ctx, cmd, u.o.SudoPassword, nil)
 	_, _, _ = conn.Run(ctx, "rm -f "+shellQuote(dir+"/env"), nil)
@@ -340,6 +336,40 @@ func (u *run) host(ctx context.Context, h *Host, args []string, env map[string]s
 	}
 	u.logf(h.Name, "done", "node %s Ready (%s, %s)", name, state, time.Since(start).Round(100*time.Millisecond))
 	return res
+}
+
+// installSettings returns the settings install.sh runs with on h, as a
+// file for sh to source: env, then the host's own environment, then the
+// secrets among its flags (a --datastore-endpoint), which go to the
+// service's environment file as their KASA_* variables; INSTALL_KASA_EXEC
+// holds args (the command and its flags) without them, quoted so that each
+// reaches kasa exactly. It also returns the command line to show, which
+// holds no secret.
+func installSettings(h *Host, args []string, env map[string]string, binary string) (settings, shown string, err error) {
+	flags, secrets, err := splitSecrets(h.Role, args[1:])
+	if err != nil {
+		return "", "", fmt.Errorf("installFlags: %w", err)
+	}
+	var b strings.Builder
+	for _, k := range sortedKeys(env) {
+		fmt.Fprintf(&b, "%s=%s\n", k, shellQuote(env[k]))
+	}
+	for _, k := range sortedKeys(h.Environment) {
+		fmt.Fprintf(&b, "%s=%s\n", k, shellQuote(h.Environment[k]))
+	}
+	// A flag wins over the environment, in kasa as here.
+	var moved []string
+	for _, s := range secrets {
+		fmt.Fprintf(&b, "%s=%s\n", s.Var, shellQuote(s.Value))
+		moved = append(moved, s.Flag)
+	}
+	cmd := append([]string{args[0]}, flags...)
+	fmt.Fprintf(&b, "INSTALL_KASA_BINARY=%s\nINSTALL_KASA_EXEC=%s\n", shellQuote(binary), shellQuote(execLine(cmd)))
+	shown = strings.Join(cmd, " ")
+	if len(moved) > 0 {
+		shown += " (" + strings.Join(slices.Compact(moved), ", ") + " in the service's environment file)"
+	}
+	return b.String(), shown, nil
 }
 
 func serverArgs(c *Cluster, srv *Host) []string {

@@ -12,10 +12,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kasa-io/kasa/pkg/token"
 	"github.com/kasa-io/kasa/tests/harness"
 	"github.com/kasa-io/kasa/tests/harness/hosts"
 )
@@ -26,7 +28,11 @@ import (
 // downloading the binary and checking its sha256; re-running
 // changes nothing, new flags upgrade with a restart, bad settings are
 // refused without touching what runs; the uninstall scripts leave each
-// host without a trace of kasa.
+// host without a trace of kasa. Tokens given as flags (INSTALL_KASA_EXEC,
+// with quotes, %, $ and backslashes in them) reach kasa through the 0600
+// environment file only: no process's arguments and no other file under
+// /etc/systemd/system show them; a flag value with spaces, % and $
+// reaches kasa exactly.
 func TestE2EInstall(t *testing.T) {
 	script, err := filepath.Abs("../../install/install.sh")
 	if err != nil {
@@ -37,7 +43,11 @@ func TestE2EInstall(t *testing.T) {
 	}, "ag")
 	ctx := context.Background()
 	srv, ag := cl.srv, cl.agents["ag"]
-	const serverArgs = "server --data-dir " + inHostDataDir + " --resolv-conf " + hosts.PodResolvConf + " --disable traefik,metrics-server"
+	// The server's secret, given as a flag: what a careless quoting would
+	// expand or cut, then a marker that no encoding changes.
+	secret := `e2e%h$HOME${X}$$"'\` + "installsecret42"
+	serverArgs := "server --data-dir " + inHostDataDir + " --resolv-conf " + hosts.PodResolvConf + " --disable traefik,metrics-server" +
+		" --default-local-storage-path " + shQuote(trickyPath) + " --token " + shQuote(secret)
 	install := func(h *hosts.Host, env ...string) (string, error) {
 		args := append([]string{"env", "INSTALL_KASA_BINARY=/root/kasa"}, env...)
 		out, stderr, err := h.Exec(ctx, append(args, "sh", "/root/install.sh")...)
@@ -48,26 +58,27 @@ func TestE2EInstall(t *testing.T) {
 	}
 
 	// A server.
-	out, err := install(srv, "INSTALL_KASA_EXEC="+serverArgs, "KASA_TOKEN=e2e-install-secret")
-	if err != nil || !strings.Contains(out, "starting kasa") {
+	out, err := install(srv, "INSTALL_KASA_EXEC="+serverArgs)
+	if err != nil || !strings.Contains(out, "starting kasa") || strings.Contains(out, "installsecret42") {
 		t.Fatalf("install the server: %v\n%s", err, out)
 	}
 	cl.c = cl.client()
 	waitFor(t, 3*time.Minute, "node srv Ready", func() error { return nodesReady(ctx, cl.c, "srv") })
 	unit := mustExec(t, srv, "cat", "/etc/systemd/system/kasa.service")
-	for _, want := range []string{"KillMode=process", "Delegate=yes", "Restart=always", "ExecStart=/usr/local/bin/kasa server '--data-dir'"} {
+	for _, want := range []string{"KillMode=process", "Delegate=yes", "Restart=always", "ExecStart=/usr/local/bin/kasa server --data-dir " + inHostDataDir + " "} {
 		if !strings.Contains(unit, want) {
 			t.Errorf("kasa.service lacks %q:\n%s", want, unit)
 		}
 	}
-	if mode := strings.TrimSpace(mustExec(t, srv, "stat", "-c", "%a", "/etc/systemd/system/kasa.service.env")); mode != "600" {
-		t.Errorf("the environment file has mode %s", mode)
+	// The token went to the environment file and reached kasa exactly;
+	// the odd path too, through ExecStart.
+	checkNoSecret(t, srv, "/etc/systemd/system/kasa.service.env", "installsecret42")
+	if tok, err := token.Parse(mustExec(t, srv, "cat", inHostDataDir+"/server/token")); err != nil || tok.Secret != secret {
+		t.Errorf("the server's token is not the one given (%v)", err)
 	}
-	if env := mustExec(t, srv, "cat", "/etc/systemd/system/kasa.service.env"); !strings.Contains(env, `KASA_TOKEN="e2e-install-secret"`) {
-		t.Errorf("the environment file lacks the token:\n%s", env)
-	}
-	if ps := mustExec(t, srv, "ps", "-eo", "args"); strings.Contains(ps, "e2e-install-secret") {
-		t.Error("the token shows in the process list")
+	checkArgs(t, srv, "kasa", "--default-local-storage-path", trickyPath)
+	if _, _, err := srv.Exec(ctx, "test", "-d", trickyPath); err != nil {
+		t.Errorf("kasa made no %q: %v", trickyPath, err)
 	}
 	for _, link := range []string{"kubectl", "crictl", "ctr"} {
 		if target := strings.TrimSpace(mustExec(t, srv, "readlink", "/usr/local/bin/"+link)); target != "/usr/local/bin/kasa" {
@@ -80,7 +91,7 @@ func TestE2EInstall(t *testing.T) {
 
 	// The same again: nothing changes, the service keeps running.
 	pid := mainPID(srv, "kasa")
-	out, err = install(srv, "INSTALL_KASA_EXEC="+serverArgs, "KASA_TOKEN=e2e-install-secret")
+	out, err = install(srv, "INSTALL_KASA_EXEC="+serverArgs)
 	if err != nil || !strings.Contains(out, "no change") {
 		t.Errorf("a second run: %v\n%s", err, out)
 	}
@@ -92,6 +103,8 @@ func TestE2EInstall(t *testing.T) {
 		{[]string{"INSTALL_KASA_EXEC=frobnicate"}},
 		{[]string{"INSTALL_KASA_EXEC=agent"}},
 		{[]string{"INSTALL_KASA_EXEC=" + serverArgs, "INSTALL_KASA_SHA256=0000"}},
+		{[]string{"INSTALL_KASA_EXEC=" + serverArgs + " --agent-token"}},
+		{[]string{"INSTALL_KASA_EXEC=" + serverArgs + " --node-name 'srv"}},
 	} {
 		out, err := install(srv, bad.env...)
 		if err == nil || !strings.Contains(out, "[ERROR]") {
@@ -126,11 +139,11 @@ func TestE2EInstall(t *testing.T) {
 		t.Errorf("a refused run restarted kasa (pid %s -> %s)", pid, p)
 	}
 	// New flags: an upgrade, with a restart.
-	out, err = install(srv, "INSTALL_KASA_EXEC="+serverArgs+" --node-label tier=e2e", "KASA_TOKEN=e2e-install-secret")
+	out, err = install(srv, "INSTALL_KASA_EXEC="+serverArgs+" --node-label tier=e2e")
 	if err != nil || !strings.Contains(out, "starting kasa") {
 		t.Fatalf("new flags: %v\n%s", err, out)
 	}
-	if unit := mustExec(t, srv, "cat", "/etc/systemd/system/kasa.service"); !strings.Contains(unit, "'--node-label' 'tier=e2e'") {
+	if unit := mustExec(t, srv, "cat", "/etc/systemd/system/kasa.service"); !strings.Contains(unit, " --node-label tier=e2e\n") {
 		t.Errorf("kasa.service after new flags:\n%s", unit)
 	}
 	if p := mainPID(srv, "kasa"); p == pid || p == "0" {
@@ -173,8 +186,9 @@ func TestE2EInstall(t *testing.T) {
 	checkHostClean(t, ag)
 
 	curlInstall := func(binURL string) (string, error) {
-		cmd := fmt.Sprintf("curl -sfL %s/install.sh | KASA_URL=https://srv:6443 KASA_TOKEN=%s INSTALL_KASA_DOWNLOAD_URL=%s INSTALL_KASA_EXEC='--data-dir %s --resolv-conf %s' sh -",
-			web, tok, binURL, inHostDataDir, hosts.PodResolvConf)
+		// The token as a flag, in sh quotes inside sh quotes.
+		cmd := fmt.Sprintf("curl -sfL %s/install.sh | KASA_URL=https://srv:6443 INSTALL_KASA_DOWNLOAD_URL=%s INSTALL_KASA_EXEC=%s sh -",
+			web, binURL, shQuote("--data-dir "+inHostDataDir+" --resolv-conf "+hosts.PodResolvConf+" -t "+shQuote(tok)))
 		out, stderr, err := ag.Exec(ctx, "sh", "-c", cmd)
 		return out + stderr, err
 	}
@@ -193,6 +207,8 @@ func TestE2EInstall(t *testing.T) {
 	if unit := mustExec(t, ag, "cat", "/etc/systemd/system/kasa-agent.service"); !strings.Contains(unit, "ExecStart=/usr/local/bin/kasa agent ") {
 		t.Errorf("kasa-agent.service:\n%s", unit)
 	}
+	checkNoSecret(t, ag, "/etc/systemd/system/kasa-agent.service.env", "installsecret42")
+	checkNoSecret(t, srv, "/etc/systemd/system/kasa.service.env", "installsecret42")
 
 	// Uninstall, the agent first: each host is left without kasa.
 	for _, u := range []struct {
@@ -203,6 +219,58 @@ func TestE2EInstall(t *testing.T) {
 			t.Errorf("%s in %s: %v\n%s%s", u.script, u.h.Name, err, out, stderr)
 		}
 		checkHostClean(t, u.h)
+	}
+}
+
+// trickyPath is a folder whose name a careless quoting would expand or
+// cut: spaces, systemd's % and $, sh's quotes and backslash.
+const trickyPath = inHostDataDir + `/local path %h ${HOME} $HOME $$ "q" 'it's' \ ; end`
+
+// shQuote quotes s for sh.
+func shQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// checkNoSecret is the attacker's look at host h after an installer: no
+// marker (a part of a secret that no quoting changes) shows in the process
+// list or in any file under /etc/systemd/system but the service's
+// environment file, which holds them, belongs to root and has mode 0600.
+func checkNoSecret(t *testing.T, h *hosts.Host, envFile string, markers ...string) {
+	t.Helper()
+	ps := mustExec(t, h, "ps", "-eo", "args")
+	files := strings.Fields(mustExec(t, h, "find", "/etc/systemd/system", "(", "-type", "f", "-o", "-type", "l", ")"))
+	if !slices.Contains(files, envFile) {
+		t.Errorf("host %s: no %s", h.Name, envFile)
+	}
+	if st := strings.TrimSpace(mustExec(t, h, "stat", "-c", "%a %U", envFile)); st != "600 root" {
+		t.Errorf("host %s: %s has mode and owner %s", h.Name, envFile, st)
+	}
+	env := mustExec(t, h, "cat", envFile)
+	for _, m := range markers {
+		if strings.Contains(ps, m) {
+			t.Errorf("host %s: a secret shows in the process list: %s", h.Name, lineWith(ps, m))
+		}
+		if !strings.Contains(env, m) {
+			t.Errorf("host %s: %s lacks a secret it should hold", h.Name, envFile)
+		}
+		for _, f := range files {
+			if f == envFile {
+				continue
+			}
+			// Links to /dev/null (masked units) read empty.
+			if out, _, _ := h.Exec(context.Background(), "cat", f); strings.Contains(out, m) {
+				t.Errorf("host %s: a secret shows in %s: %s", h.Name, f, lineWith(out, m))
+			}
+		}
+	}
+}
+
+// checkArgs checks that the main process of unit on h was given flag with
+// value, as two arguments, exactly.
+func checkArgs(t *testing.T, h *hosts.Host, unit, flag, value string) {
+	t.Helper()
+	pid := strings.TrimSpace(mustExec(t, h, "systemctl", "show", "-p", "MainPID", "--value", unit))
+	args := strings.Split(strings.TrimSuffix(mustExec(t, h, "cat", "/proc/"+pid+"/cmdline"), "\x00"), "\x00")
+	if i := slices.Index(args, flag); i < 0 || i+1 == len(args) || args[i+1] != value {
+		t.Errorf("host %s: %s's arguments are %q, want %s %q", h.Name, unit, args, flag, value)
 	}
 }
 

@@ -43,7 +43,10 @@ import (
 // before any agent; an agent that an impostor answers at the server's
 // address refuses it without sending the secret; kubectl through the
 // merged kubeconfig works from here; kasa down leaves the hosts clean and
-// the context gone.
+// the context gone. An install flag with spaces, quotes, % and $ reaches
+// kasa on the server and on an agent reached through sudo exactly; no
+// secret shows in a host's process list or under /etc/systemd/system but
+// in the 0600 environment file.
 func TestE2EUp(t *testing.T) {
 	cl := newClusterWith(t, hosts.Prefix+"e2e-up", "172.31.246.0/24", func(_, image string) map[string]string {
 		return map[string]string{inHostDataDir + "/agent/images/web.tar": image}
@@ -93,11 +96,13 @@ func TestE2EUp(t *testing.T) {
 		"install -d -o deploy -g deploy -m 0700 /home/deploy/.ssh")
 
 	clusterFile := filepath.Join(home, "cluster.yaml")
-	flags := "[--data-dir, " + inHostDataDir + ", --resolv-conf, " + hosts.PodResolvConf + "]"
+	// trickyPath in YAML's single quotes, with kasa up's $$ for a $.
+	tricky := "'" + strings.ReplaceAll(strings.ReplaceAll(trickyPath, "'", "''"), "$", "$$") + "'"
+	flags := "[--data-dir, " + inHostDataDir + ", --resolv-conf, " + hosts.PodResolvConf + ", --default-local-storage-path, " + tricky + "]"
 	host := func(name, role, ssh, flags string) string {
 		return "  - {name: " + name + ", role: " + role + ", ssh: " + ssh + ", installFlags: " + flags + "}\n"
 	}
-	base := host("srv", "server", "{address: "+srv.IP+"}", "[--data-dir, "+inHostDataDir+", --resolv-conf, "+hosts.PodResolvConf+", --disable, \"traefik,metrics-server\"]") +
+	base := host("srv", "server", "{address: "+srv.IP+"}", "[--data-dir, "+inHostDataDir+", --resolv-conf, "+hosts.PodResolvConf+", --disable, \"traefik,metrics-server\", --default-local-storage-path, "+tricky+"]") +
 		host("ag1", "agent", "{address: "+ag.IP+", user: deploy}", flags) +
 		host("ag2", "agent", "{address: "+ag2.IP+", bastion: "+srv.IP+"}", flags)
 	specToken := "" // spec.token of the cluster file, when not empty
@@ -168,6 +173,18 @@ func TestE2EUp(t *testing.T) {
 	}
 
 	serverToken := checkUpTokens(t, home, srv, ag, ag2)
+	agentToken, err := token.Parse(mustExec(t, srv, "cat", inHostDataDir+"/server/agent-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The attacker's look at each host: no secret outside the 0600
+	// environment files; the odd flag reached kasa exactly.
+	checkNoSecret(t, srv, "/etc/systemd/system/kasa.service.env", serverToken.Secret, agentToken.Secret)
+	checkArgs(t, srv, "kasa", "--default-local-storage-path", trickyPath)
+	for _, h := range []*hosts.Host{ag, ag2} {
+		checkNoSecret(t, h, "/etc/systemd/system/kasa-agent.service.env", agentToken.Secret)
+		checkArgs(t, h, "kasa-agent", "--default-local-storage-path", trickyPath)
+	}
 
 	// A known_hosts as OpenSSH writes it, one ssh-ed25519 line per host
 	// (hashed for ag2), where kasa up recorded other keys: the hosts show
