@@ -48,3 +48,7 @@ func Render(component string, v Values) ([]byte, error) {
 	}
 	return b.Bytes(), nil
 }
+
+// Retired returns the objects of earlier kasa versions that the server
+// deletes at every start (retired.yaml).
+func Retired() ([]byte, error) { return files.ReadFile("retired.yaml") }

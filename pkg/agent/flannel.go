@@ -27,7 +27,10 @@ import (
 // forward rules. kasa then writes the node's CNI configuration for that
 // subnet: the upstream bridge, host-local and portmap plugins.
 type Flannel struct {
-	NodeName    string
+	NodeName string
+	// Kubeconfig is the node's own identity (the kubelet's): flannel reads
+	// every Node and patches its own, which NodeRestriction allows and no
+	// more.
 	Kubeconfig  string
 	ClusterCIDR string
 	Backend     string

@@ -26,7 +26,10 @@ const LocalPathProvisioner = "kasa.io/local-path"
 type LocalPath struct {
 	NodeName string
 	// Dir holds the volumes (--default-local-storage-path).
-	Dir    string
+	Dir string
+	// Client acts as the node (system:node:<NodeName>): manifests/rbac.yaml
+	// lets nodes make and remove volumes, and its admission policy only
+	// those that Provision makes for this node.
 	Client kubernetes.Interface
 }
 

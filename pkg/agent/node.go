@@ -62,8 +62,27 @@ func (n Paths) Join(elem ...string) string {
 func (n Paths) TLS(name string) string { return n.Join("tls", name) }
 
 // Clients are the node's client identities: each has client-<name>.crt and
-// .key in the node's TLS folder and a <name>.kubeconfig.
-var Clients = []string{"kubelet", "kube-proxy", "flannel", "local-path"}
+// .key in the node's TLS folder and a <name>.kubeconfig. flannel and the
+// local-path volumes use the kubelet's: they act as the node.
+var Clients = []string{"kubelet", "kube-proxy"}
+
+// retiredClients are client identities of earlier kasa versions, shared by
+// every node; their files are removed at start (removeRetired).
+var retiredClients = []string{"flannel", "local-path"}
+
+// removeRetired removes the certificates, keys and kubeconfigs of
+// retiredClients, which a node that an earlier kasa joined has and nothing
+// uses any more.
+func removeRetired(np Paths) error {
+	for _, c := range retiredClients {
+		for _, f := range []string{np.TLS("client-" + c + ".crt"), np.TLS("client-" + c + ".key"), np.Join(c + ".kubeconfig")} {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("removing a file of an earlier kasa: %w", err)
+			}
+		}
+	}
+	return nil
+}
 
 // Node is what a machine's node parts need to run.
 type Node struct {
@@ -119,6 +138,9 @@ func Components(n Node) ([]component.Component, error) {
 	binDir := filepath.Join(bdir, "bin")
 
 	nodeIP := n.IP
+	if err := removeRetired(np); err != nil {
+		return nil, err
+	}
 	for _, c := range Clients {
 		if err := kubeconfig.Write(np.Join(c+".kubeconfig"), 0o600, kubeconfig.Spec{
 			Server: n.ServerURL, CAFile: n.CAFile,
@@ -127,8 +149,8 @@ func Components(n Node) ([]component.Component, error) {
 			return nil, err
 		}
 	}
-	// The kubelet's identity may read its own Node, which is all the
-	// readiness checks below need.
+	// The node's own identity: the readiness checks below, flannel and the
+	// local-path volumes use it.
 	client, err := clientFor(np.Join("kubelet.kubeconfig"))
 	if err != nil {
 		return nil, err
@@ -192,7 +214,7 @@ func Components(n Node) ([]component.Component, error) {
 	if n.FlannelBackend != "none" {
 		network = append(network, &Flannel{
 			NodeName:    node,
-			Kubeconfig:  np.Join("flannel.kubeconfig"),
+			Kubeconfig:  np.Join("kubelet.kubeconfig"),
 			ClusterCIDR: n.ClusterCIDR,
 			Backend:     n.FlannelBackend,
 			Iface:       iface,
@@ -263,11 +285,11 @@ func Components(n Node) ([]component.Component, error) {
 		if storage == "" {
 			storage = filepath.Join(n.DataDir, "storage")
 		}
-		lpClient, err := clientFor(np.Join("local-path.kubeconfig"))
-		if err != nil {
+		// A volume's host path must be absolute (rbac.yaml's policy).
+		if storage, err = filepath.Abs(storage); err != nil {
 			return nil, err
 		}
-		components = append(components, &LocalPath{NodeName: node, Dir: storage, Client: lpClient})
+		components = append(components, &LocalPath{NodeName: node, Dir: storage, Client: client})
 	}
 	// The pod network comes after the kubelet (which registers the node that
 	// flannel leases for) and before kube-proxy.

@@ -46,7 +46,10 @@ type Deployer struct {
 	// Remove holds the manifests of disabled add-ons, by name: their objects
 	// are deleted at start, so a disabled add-on stays gone.
 	Remove map[string][]byte
-	Log    *slog.Logger
+	// Retired holds objects of earlier kasa versions, deleted at start
+	// too, so that an upgraded cluster keeps none of them.
+	Retired []byte
+	Log     *slog.Logger
 }
 
 var _ component.Component = (*Deployer)(nil)
@@ -67,6 +70,9 @@ func (d *Deployer) Run(ctx context.Context, ready func()) error {
 		} else {
 			d.Log.Info("disabled add-on removed", "addon", name)
 		}
+	}
+	if err := a.deleteAll(ctx, d.Retired); err != nil {
+		d.Log.Error("objects of an earlier kasa not fully removed; the next start tries again", "err", err)
 	}
 	applied := map[string][32]byte{}
 	component.Periodic(ctx, d.Interval, ready, func() { d.pass(ctx, a, applied) })

@@ -8,23 +8,51 @@ import (
 )
 
 // NodeCerts are the certificates of a node named name with addresses ips:
-// the kubelet's client and serving certificates and the client
-// certificates of kube-proxy, flannel and the local-path volumes. CertFile
-// and KeyFile are base names (client-kubelet.crt, ...); the key of each is
-// its CertFile without the extension.
+// the kubelet's client and serving certificates and kube-proxy's client
+// certificate. flannel and the local-path volumes act as the node, with the
+// kubelet's client certificate: NodeRestriction keeps a node to its own
+// Node, and manifests/rbac.yaml's admission policy to the volumes pinned to
+// it. CertFile and KeyFile are base names (client-kubelet.crt, ...); the key
+// of each is its CertFile without the extension.
 func NodeCerts(name string, ips []net.IP) []pki.Leaf {
 	ips = append([]net.IP{net.ParseIP("127.0.0.1")}, ips...)
 	leaves := []pki.Leaf{
-		{CommonName: "system:node:" + name, Organization: []string{"system:nodes"}, Client: true, CertFile: "client-kubelet.crt"},
+		nodeClient(name, "client-kubelet"),
 		{CommonName: name, Server: true, DNSNames: []string{name, "localhost"}, IPs: uniqueIPs(ips), CertFile: "serving-kubelet.crt"},
 		{CommonName: "system:kube-proxy", Client: true, CertFile: "client-kube-proxy.crt"},
-		{CommonName: "system:kasa-flannel", Client: true, CertFile: "client-flannel.crt"},
-		{CommonName: "system:kasa-local-path", Client: true, CertFile: "client-local-path.crt"},
 	}
 	for i := range leaves {
 		leaves[i].KeyFile = strings.TrimSuffix(leaves[i].CertFile, ".crt") + ".key"
 	}
 	return leaves
+}
+
+// legacyCerts are the certificates that earlier kasa agents also ask for,
+// and fail to join or renew without. They were shared identities
+// (system:kasa-flannel, system:kasa-local-path) that let any node patch
+// any Node and delete any volume; a join or renewal that asks for them now
+// gets certificates of the node's own identity under those names
+// (requestedCerts), with which such an agent's flannel and volumes keep
+// working as the node.
+var legacyCerts = []string{"client-flannel", "client-local-path"}
+
+// requestedCerts are the certificates a join or renewal gets for the
+// public keys it sent: NodeCerts, and each of legacyCerts it asks for, as
+// the node.
+func requestedCerts(name string, ips []net.IP, keys map[string]string) []pki.Leaf {
+	leaves := NodeCerts(name, ips)
+	for _, legacy := range legacyCerts {
+		if _, ok := keys[legacy]; ok {
+			leaves = append(leaves, nodeClient(name, legacy))
+		}
+	}
+	return leaves
+}
+
+// nodeClient is a client certificate of the node's own identity, which the
+// Node authorizer and NodeRestriction know, named file (without .crt).
+func nodeClient(name, file string) pki.Leaf {
+	return pki.Leaf{CommonName: "system:node:" + name, Organization: []string{"system:nodes"}, Client: true, CertFile: file + ".crt", KeyFile: file + ".key"}
 }
 
 // CertName is the name a leaf of NodeCerts goes by in the join protocol.

@@ -256,7 +256,7 @@ func (h *Handler) sign(req *Request) (*Response, error) {
 		now = h.Now()
 	}
 	resp := &Response{Certificates: map[string]string{}}
-	for _, l := range NodeCerts(req.NodeName, ips) {
+	for _, l := range requestedCerts(req.NodeName, ips, req.Keys) {
 		name := CertName(l)
 		keyPEM, ok := req.Keys[name]
 		if !ok {

@@ -57,11 +57,15 @@ func addons(cfg *config.Server, p Paths, log *slog.Logger) (*deploy.Deployer, er
 			return nil, err
 		}
 	}
+	retired, err := manifests.Retired()
+	if err != nil {
+		return nil, err
+	}
 	rc, err := clientcmd.BuildConfigFromFlags("", p.Cred("admin.kubeconfig"))
 	if err != nil {
 		return nil, err
 	}
-	return &deploy.Deployer{Dir: dir, RESTConfig: rc, Remove: remove, Log: log.With("component", "deploy")}, nil
+	return &deploy.Deployer{Dir: dir, RESTConfig: rc, Remove: remove, Retired: retired, Log: log.With("component", "deploy")}, nil
 }
 
 // serverControllers are the controllers the server runs in-process: the
