@@ -18,6 +18,10 @@ type Values struct {
 	ClusterDomain      string
 	CoreDNSImage       string
 	MetricsServerImage string
+	// KubeletCA is the PEM of the CAs that sign kubelets' serving
+	// certificates, in base64; KubeletCAHash a short hash of it.
+	KubeletCA     string
+	KubeletCAHash string
 }
 
 // Components are the add-ons, by the names --disable takes, with their files.

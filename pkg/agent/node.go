@@ -93,8 +93,11 @@ type Node struct {
 	// ServerURL is where the node's clients reach the API server: the
 	// server's own address on a server, the local load balancer on an agent.
 	ServerURL string
-	// CAFile is the cluster CA; the certificates in Paths.TLS are signed by it.
-	CAFile        string
+	// CAFile is the server CA: the node verifies the API servers with it.
+	CAFile string
+	// ClientCAFile is the client CA: the kubelet verifies the API server's
+	// client certificate with it.
+	ClientCAFile  string
 	ClusterCIDR   string
 	ClusterDNS    string
 	ClusterDomain string
@@ -248,7 +251,7 @@ func Components(n Node) ([]component.Component, error) {
 			RootDir:       np.Join("kubelet"),
 			ConfigFile:    np.Join("etc", "kubelet.yaml"),
 			Kubeconfig:    np.Join("kubelet.kubeconfig"),
-			ClientCA:      n.CAFile,
+			ClientCA:      n.ClientCAFile,
 			ServingCrt:    np.TLS("serving-kubelet.crt"),
 			ServingKey:    np.TLS("serving-kubelet.key"),
 			RuntimeSock:   ctrd.Socket(),

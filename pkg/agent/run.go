@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -93,6 +94,7 @@ func Run(ctx context.Context, cfg *config.AgentNode, o Options) error {
 		Agent:          cfg.Agent,
 		ServerURL:      "https://" + lb.Addr,
 		CAFile:         np.TLS("ca.crt"),
+		ClientCAFile:   np.TLS("client-ca.crt"),
 		ClusterCIDR:    state.Cluster.ClusterCIDR,
 		ClusterDNS:     state.Cluster.ClusterDNS,
 		ClusterDomain:  state.Cluster.ClusterDomain,
@@ -144,6 +146,9 @@ func bootstrap(ctx context.Context, cfg *config.AgentNode, np Paths, log *slog.L
 		if err == nil {
 			moved, err = servingMoved(np, cfg.NodeName, nodeIPs(cfg))
 		}
+		if err == nil && moved == "" && !splitCAs(np) {
+			moved = "the node's certificates were signed by the cluster's one CA; its client and kubelet CAs are separate now"
+		}
 		certErr = err
 		switch {
 		case err == nil && moved == "" && time.Until(expires) > pki.RenewBefore:
@@ -153,7 +158,7 @@ func bootstrap(ctx context.Context, cfg *config.AgentNode, np Paths, log *slog.L
 			// Due for renewal, or the node's addresses changed: the node's
 			// own client certificate renews them; a token is the fallback.
 			if moved != "" {
-				log.Info("the node's addresses changed; renewing its certificates", "node", cfg.NodeName, "reason", moved)
+				log.Info("renewing the node's certificates", "node", cfg.NodeName, "reason", moved)
 			}
 			renewed, err := requestCerts(ctx, cfg, np, log, nil)
 			if err == nil {
@@ -163,7 +168,7 @@ func bootstrap(ctx context.Context, cfg *config.AgentNode, np Paths, log *slog.L
 			case cfg.Token == "" && errors.Is(err, join.ErrNodeDeleted):
 				return nil, fmt.Errorf("cannot renew the node's certificates: %w", err)
 			case cfg.Token == "" && moved != "":
-				log.Warn("the node's addresses changed and its certificates could not be renewed; until they are, the API servers cannot verify its kubelet (logs, exec)", "reason", moved, "err", err)
+				log.Warn("the node's certificates need renewing and could not be renewed; until they are, the API servers may not verify its kubelet (logs, exec)", "reason", moved, "err", err)
 				return &state, nil
 			case cfg.Token == "":
 				log.Warn("the node's certificates expire soon and could not be renewed; they are used until then", "expires", expires.Format(time.DateOnly), "err", err)
@@ -245,8 +250,13 @@ func requestCerts(ctx context.Context, cfg *config.AgentNode, np Paths, log *slo
 			return nil, err
 		}
 	}
-	if err := fileutil.WriteFile(np.TLS("ca.crt"), caPEM, 0o644); err != nil {
-		return nil, err
+	// A server of a kasa with one CA signs with its server CA and sends no
+	// other.
+	clientCA, kubeletCA := cmp.Or(resp.ClientCA, string(caPEM)), cmp.Or(resp.KubeletCA, string(caPEM))
+	for file, pem := range map[string]string{"ca.crt": string(caPEM), "client-ca.crt": clientCA, "kubelet-ca.crt": kubeletCA} {
+		if err := fileutil.WriteFile(np.TLS(file), []byte(pem), 0o644); err != nil {
+			return nil, err
+		}
 	}
 	for _, l := range leaves {
 		crt, ok := resp.Certificates[join.CertName(l)]
@@ -295,15 +305,39 @@ func retryUnreachable(ctx context.Context, log *slog.Logger, f func() error) err
 	}
 }
 
-// checkNodeCerts checks the node's certificates against its CA and name,
-// and returns when the first of them expires.
+// splitCAs reports whether the node has the client and kubelet CAs that
+// signed its certificates; a node that joined a kasa with one CA has
+// neither, and its certificates were signed by the server CA (ca.crt).
+func splitCAs(np Paths) bool {
+	for _, f := range []string{"client-ca.crt", "kubelet-ca.crt"} {
+		if _, err := os.Stat(np.TLS(f)); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// checkNodeCerts checks the node's certificates against the CAs that signed
+// them and its name, and returns when the first of them expires.
 func checkNodeCerts(np Paths, name string) (time.Time, error) {
-	caPEM, err := os.ReadFile(np.TLS("ca.crt"))
+	clientFile, kubeletFile := "client-ca.crt", "kubelet-ca.crt"
+	if !splitCAs(np) {
+		clientFile, kubeletFile = "ca.crt", "ca.crt"
+	}
+	clientPEM, err := os.ReadFile(np.TLS(clientFile))
+	if err != nil {
+		return time.Time{}, err
+	}
+	kubeletPEM, err := os.ReadFile(np.TLS(kubeletFile))
 	if err != nil {
 		return time.Time{}, err
 	}
 	var first time.Time
 	for _, l := range join.NodeCerts(name, nil) {
+		caPEM := clientPEM
+		if l.Server {
+			caPEM = kubeletPEM
+		}
 		exp, err := pki.CheckLeaf(np.TLS(l.CertFile), np.TLS(l.KeyFile), caPEM, l.CommonName)
 		if err != nil {
 			return time.Time{}, err

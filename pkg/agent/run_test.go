@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -42,28 +43,63 @@ func TestNodePassword(t *testing.T) {
 	}
 }
 
-// signNodeCerts writes the node certificates of name with addresses ips
-// into np, signed by a new CA, as a join does.
-func signNodeCerts(t *testing.T, np Paths, name string, now time.Time, ips ...net.IP) *pki.CA {
+// clusterCAs are a test cluster's CAs; in a cluster made with one CA,
+// all three are the same.
+type clusterCAs struct{ Server, Client, Kubelet *pki.CA }
+
+func newCAs(t *testing.T, now time.Time, one bool) clusterCAs {
 	t.Helper()
 	dir := t.TempDir()
-	ca, err := pki.LoadOrCreateCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"), "test", pki.ECDSAP256, now)
-	if err != nil {
-		t.Fatal(err)
+	var cas [3]*pki.CA
+	for i := range cas {
+		if one && i > 0 {
+			cas[i] = cas[0]
+			continue
+		}
+		ca, err := pki.LoadOrCreateCA(filepath.Join(dir, strconv.Itoa(i)+".crt"), filepath.Join(dir, strconv.Itoa(i)+".key"), "test", pki.ECDSAP256, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cas[i] = ca
 	}
+	return clusterCAs{Server: cas[0], Client: cas[1], Kubelet: cas[2]}
+}
+
+// signNodeCerts writes the node certificates of name with addresses ips
+// into np, signed by new CAs, as a join does.
+func signNodeCerts(t *testing.T, np Paths, name string, now time.Time, ips ...net.IP) clusterCAs {
+	t.Helper()
+	cas := newCAs(t, now, false)
+	writeNodeCerts(t, np, cas, name, now, ips...)
+	return cas
+}
+
+// writeNodeCerts writes the node certificates of name into np as a join
+// with cas does; with one CA, as a kasa with one CA did (ca.crt alone).
+func writeNodeCerts(t *testing.T, np Paths, cas clusterCAs, name string, now time.Time, ips ...net.IP) {
+	t.Helper()
 	if err := os.MkdirAll(np.TLS(""), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(np.TLS("ca.crt"), ca.CertPEM, 0o644); err != nil {
-		t.Fatal(err)
+	files := map[string]*pki.CA{"ca.crt": cas.Server, "client-ca.crt": cas.Client, "kubelet-ca.crt": cas.Kubelet}
+	if cas.Client == cas.Server {
+		files = map[string]*pki.CA{"ca.crt": cas.Server}
+	}
+	for file, ca := range files {
+		if err := os.WriteFile(np.TLS(file), ca.CertPEM, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, l := range join.NodeCerts(name, ips) {
 		l.CertFile, l.KeyFile = np.TLS(l.CertFile), np.TLS(l.KeyFile)
+		ca := cas.Client
+		if l.Server {
+			ca = cas.Kubelet
+		}
 		if _, err := ca.Ensure(l, now); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return ca
 }
 
 func TestCheckNodeCerts(t *testing.T) {
@@ -77,14 +113,24 @@ func TestCheckNodeCerts(t *testing.T) {
 	if _, err := checkNodeCerts(np, "n2"); err == nil || !strings.Contains(err.Error(), `not "system:node:n2"`) {
 		t.Errorf("another node's name: %v", err)
 	}
-	// Certificates of another cluster's CA do not pass.
-	other := NewPaths(t.TempDir())
-	ca2 := signNodeCerts(t, other, "n1", now)
-	if err := os.WriteFile(np.TLS("ca.crt"), ca2.CertPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := checkNodeCerts(np, "n1"); err == nil || !strings.Contains(err.Error(), "not signed by the cluster CA") {
-		t.Errorf("another CA: %v", err)
+	// Certificates of another cluster's CAs do not pass, nor do they
+	// when the client and kubelet CAs are swapped.
+	cas2 := signNodeCerts(t, NewPaths(t.TempDir()), "n1", now)
+	kubeletPEM, _ := os.ReadFile(np.TLS("kubelet-ca.crt"))
+	clientPEM, _ := os.ReadFile(np.TLS("client-ca.crt"))
+	for what, files := range map[string]map[string][]byte{
+		"another client CA":  {"client-ca.crt": cas2.Client.CertPEM, "kubelet-ca.crt": kubeletPEM},
+		"another kubelet CA": {"client-ca.crt": clientPEM, "kubelet-ca.crt": cas2.Kubelet.CertPEM},
+		"the CAs swapped":    {"client-ca.crt": kubeletPEM, "kubelet-ca.crt": clientPEM},
+	} {
+		for file, pem := range files {
+			if err := os.WriteFile(np.TLS(file), pem, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := checkNodeCerts(np, "n1"); err == nil || !strings.Contains(err.Error(), "not signed by the cluster CA") {
+			t.Errorf("%s: %v", what, err)
+		}
 	}
 	if _, err := checkNodeCerts(NewPaths(t.TempDir()), "n1"); err == nil {
 		t.Error("no certificates passed")
@@ -92,7 +138,7 @@ func TestCheckNodeCerts(t *testing.T) {
 }
 
 func TestSansDiffer(t *testing.T) {
-	ca := signNodeCerts(t, NewPaths(t.TempDir()), "n1", time.Now())
+	ca := signNodeCerts(t, NewPaths(t.TempDir()), "n1", time.Now()).Kubelet
 	key, err := pki.EnsureKey(filepath.Join(t.TempDir(), "k"))
 	if err != nil {
 		t.Fatal(err)
@@ -113,13 +159,13 @@ func TestSansDiffer(t *testing.T) {
 		diff string // "" or a part of the reason
 	}{
 		{"the same addresses", serving("n1", ips("192.0.2.5", "2001:db8::5")...), ""},
-		{"another order, repeated", serving("n1", ips("2001:db8::5", "192.0.2.5", "192.0.2.5", "127.0.0.1")...), ""},
+		{"another order, repeated", serving("n1", ips("2001:db8::5", "192.0.2.5", "192.0.2.5")...), ""},
 		{"an IPv4 address as 16 bytes", serving("n1", net.ParseIP("192.0.2.5").To16(), net.ParseIP("2001:db8::5")), ""},
-		{"a new address", serving("n1", ips("192.0.2.9", "2001:db8::5")...), "names the addresses 127.0.0.1, 192.0.2.5, 2001:db8::5, the node has 127.0.0.1, 192.0.2.9, 2001:db8::5"},
+		{"a new address", serving("n1", ips("192.0.2.9", "2001:db8::5")...), "names the addresses 192.0.2.5, 2001:db8::5, the node has 192.0.2.9, 2001:db8::5"},
 		{"an address more", serving("n1", ips("192.0.2.5", "2001:db8::5", "198.51.100.1")...), "198.51.100.1"},
-		{"an address less", serving("n1", ips("192.0.2.5")...), "the node has 127.0.0.1, 192.0.2.5"},
-		{"no address", serving("n1"), "the node has 127.0.0.1"},
-		{"another name", serving("n2", ips("192.0.2.5", "2001:db8::5")...), "names the hosts localhost, n1, the node is localhost, n2"},
+		{"an address less", serving("n1", ips("192.0.2.5")...), "2001:db8::5, the node has 192.0.2.5"},
+		{"no address", serving("n1"), "2001:db8::5, the node has "},
+		{"another name", serving("n2", ips("192.0.2.5", "2001:db8::5")...), "names the hosts n1, the node is n2"},
 	}
 	for _, tt := range tests {
 		got := sansDiffer(cert, tt.want)
@@ -151,14 +197,14 @@ func ips(s ...string) []net.IP {
 	return out
 }
 
-// joinServer serves a real join endpoint of ca over a fake cluster, with
+// joinServer serves a real join endpoint of cas over a fake cluster, with
 // the Node n1 and its password recorded unless deleted.
-func joinServer(t *testing.T, ca *pki.CA, np Paths, log *slog.Logger, deleted bool) *httptest.Server {
+func joinServer(t *testing.T, cas clusterCAs, np Paths, log *slog.Logger, deleted bool) *httptest.Server {
 	t.Helper()
 	dir := t.TempDir()
 	serving := pki.Leaf{CommonName: "server", Server: true, IPs: []net.IP{net.ParseIP("127.0.0.1")},
 		CertFile: filepath.Join(dir, "s.crt"), KeyFile: filepath.Join(dir, "s.key")}
-	if _, err := ca.Ensure(serving, time.Now()); err != nil {
+	if _, err := cas.Server.Ensure(serving, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	pair, err := tls.LoadX509KeyPair(serving.CertFile, serving.KeyFile)
@@ -182,7 +228,7 @@ func joinServer(t *testing.T, ca *pki.CA, np Paths, log *slog.Logger, deleted bo
 			t.Fatal(err)
 		}
 	}
-	h := &join.Handler{CA: ca, Store: store, Log: log, Cluster: join.Cluster{ClusterCIDR: "10.42.0.0/16"}}
+	h := &join.Handler{ServerCA: cas.Server, ClientCA: cas.Client, KubeletCA: cas.Kubelet, Store: store, Log: log, Cluster: join.Cluster{ClusterCIDR: "10.42.0.0/16"}}
 	srv := httptest.NewUnstartedServer(h.Wrap(http.NotFoundHandler()))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}
 	srv.StartTLS()
@@ -240,7 +286,7 @@ func TestBootstrapDeletedNode(t *testing.T) {
 	}
 	// With a token it joins again.
 	logs.Reset()
-	cfg.Token = config.Secret("K10" + ca.Hash() + "::node:agent-secret-0123456789")
+	cfg.Token = config.Secret("K10" + ca.Server.Hash() + "::node:agent-secret-0123456789")
 	if _, err := bootstrap(context.Background(), cfg, np, log); err != nil || !strings.Contains(logs.String(), "joined the cluster") {
 		t.Errorf("joining again with a token: %v\n%s", err, logs.String())
 	}
@@ -269,10 +315,51 @@ func TestBootstrapAddressChanged(t *testing.T) {
 	if _, err := bootstrap(context.Background(), cfg, np, log); err != nil {
 		t.Fatalf("a new address: %v\n%s", err, logs.String())
 	}
-	if !strings.Contains(logs.String(), "addresses changed") || !strings.Contains(logs.String(), "renewed the node's certificates") {
+	if !strings.Contains(logs.String(), "names the addresses 192.0.2.5, the node has 192.0.2.9") || !strings.Contains(logs.String(), "renewed the node's certificates") {
 		t.Errorf("log:\n%s", logs.String())
 	}
 	if moved, err := servingMoved(np, "n1", ips("192.0.2.9")); moved != "" || err != nil {
 		t.Errorf("after the renewal: %q %v", moved, err)
+	}
+}
+
+// TestBootstrapUpgradesOneCA: an agent that joined a kasa with one CA
+// (ca.crt alone) renews at start, with its old client certificate and no
+// token, from a server that kept that CA as its server and client CA;
+// afterwards its kubelet's serving certificate is the kubelet CA's, which
+// the server CA does not sign, and it asks for nothing more.
+func TestBootstrapUpgradesOneCA(t *testing.T) {
+	np := NewPaths(t.TempDir())
+	now := time.Now()
+	old := newCAs(t, now, true)
+	writeNodeCerts(t, np, old, "n1", now, ips("192.0.2.5")...)
+	upgraded := old
+	upgraded.Kubelet = newCAs(t, now, false).Kubelet
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	srv := joinServer(t, upgraded, np, log, false)
+	cfg := &config.AgentNode{DataDir: filepath.Dir(np.Root), Server: srv.URL, NodeName: "n1",
+		NodeIPs: []netip.Addr{netip.MustParseAddr("192.0.2.5")}}
+	if _, err := bootstrap(context.Background(), cfg, np, log); err != nil {
+		t.Fatalf("bootstrap: %v\n%s", err, logs.String())
+	}
+	if !strings.Contains(logs.String(), "signed by the cluster's one CA") || !strings.Contains(logs.String(), "renewed the node's certificates") {
+		t.Errorf("log:\n%s", logs.String())
+	}
+	for file, ca := range map[string]*pki.CA{"ca.crt": old.Server, "client-ca.crt": old.Server, "kubelet-ca.crt": upgraded.Kubelet} {
+		if b, _ := os.ReadFile(np.TLS(file)); !bytes.Equal(b, ca.CertPEM) {
+			t.Errorf("%s is not the cluster's", file)
+		}
+	}
+	serving, err := pki.ReadCert(np.TLS("serving-kubelet.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if serving.CheckSignatureFrom(upgraded.Kubelet.Cert) != nil || serving.CheckSignatureFrom(old.Server.Cert) == nil {
+		t.Error("the serving certificate is not the kubelet CA's alone")
+	}
+	logs.Reset()
+	if _, err := bootstrap(context.Background(), cfg, np, log); err != nil || !strings.Contains(logs.String(), "joined before") || strings.Contains(logs.String(), "renew") {
+		t.Errorf("the next start: %v\n%s", err, logs.String())
 	}
 }

@@ -8,17 +8,17 @@ import (
 )
 
 // NodeCerts are the certificates of a node named name with addresses ips:
-// the kubelet's client and serving certificates and kube-proxy's client
+// the kubelet's client and serving certificates (the serving one names the
+// node and its addresses only, never localhost) and kube-proxy's client
 // certificate. flannel and the local-path volumes act as the node, with the
 // kubelet's client certificate: NodeRestriction keeps a node to its own
 // Node, and manifests/rbac.yaml's admission policy to the volumes pinned to
 // it. CertFile and KeyFile are base names (client-kubelet.crt, ...); the key
 // of each is its CertFile without the extension.
 func NodeCerts(name string, ips []net.IP) []pki.Leaf {
-	ips = append([]net.IP{net.ParseIP("127.0.0.1")}, ips...)
 	leaves := []pki.Leaf{
 		nodeClient(name, "client-kubelet"),
-		{CommonName: name, Server: true, DNSNames: []string{name, "localhost"}, IPs: uniqueIPs(ips), CertFile: "serving-kubelet.crt"},
+		{CommonName: name, Server: true, DNSNames: []string{name}, IPs: uniqueIPs(ips), CertFile: "serving-kubelet.crt"},
 		{CommonName: "system:kube-proxy", Client: true, CertFile: "client-kube-proxy.crt"},
 	}
 	for i := range leaves {

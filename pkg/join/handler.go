@@ -27,16 +27,31 @@ import (
 // maxRequest bounds a join request's body.
 const maxRequest = 64 << 10
 
-// reservedNames cannot be node names: a serving certificate for them would
-// pass for the API server's.
-var reservedNames = []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"}
+// reservedNames cannot be node names, nor reservedIPs a remote node's
+// addresses: they are the API server's, and a kubelet's serving certificate
+// should not name them even though another CA signs it.
+var (
+	reservedNames = []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"}
+	reservedIPs   = []string{"127.0.0.1", "::1"}
+)
 
 // Handler serves /cacerts and /v1-kasa/join on the API port.
 type Handler struct {
-	CA      *pki.CA
-	Store   *Store
-	Cluster Cluster
-	Log     *slog.Logger
+	// ServerCA is the CA that tokens pin: /cacerts serves it, and joining
+	// nodes verify the API server with it.
+	ServerCA *pki.CA
+	// ClientCA signs the nodes' client certificates and checks the
+	// certificates renewals come with.
+	ClientCA *pki.CA
+	// KubeletCA signs the kubelets' serving certificates.
+	KubeletCA *pki.CA
+	// Reserved are more of the API server's names and IP addresses (its
+	// cluster domain's name, service IP, --tls-san) that no node's name or
+	// address may be.
+	Reserved []string
+	Store    *Store
+	Cluster  Cluster
+	Log      *slog.Logger
 	// Now is the clock for certificates; time.Now when nil.
 	Now func() time.Time
 
@@ -70,7 +85,7 @@ func (h *Handler) serveCACerts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-pem-file")
-	_, _ = w.Write(h.CA.CertPEM)
+	_, _ = w.Write(h.ServerCA.CertPEM)
 }
 
 func (h *Handler) serveJoin(w http.ResponseWriter, r *http.Request) {
@@ -92,7 +107,7 @@ func (h *Handler) serveJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log = log.With("node", req.NodeName, "role", req.Role)
-	if err := checkRequest(&req); err != nil {
+	if err := h.checkRequest(&req); err != nil {
 		log.Warn("join refused", "reason", err)
 		refuse(w, http.StatusBadRequest, err.Error())
 		return
@@ -207,14 +222,14 @@ func (h *Handler) serveJoin(w http.ResponseWriter, r *http.Request) {
 }
 
 // nodeCertificate reports whether chain starts with a current client
-// certificate of node, signed by the cluster CA.
+// certificate of node, signed by the client CA.
 func (h *Handler) nodeCertificate(chain []*x509.Certificate, node string) bool {
 	leaf := chain[0]
 	if leaf.Subject.CommonName != "system:node:"+node || !slices.Contains(leaf.Subject.Organization, "system:nodes") {
 		return false
 	}
 	roots := x509.NewCertPool()
-	roots.AddCert(h.CA.Cert)
+	roots.AddCert(h.ClientCA.Cert)
 	opts := x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
 	if h.Now != nil {
 		opts.CurrentTime = h.Now()
@@ -224,22 +239,26 @@ func (h *Handler) nodeCertificate(chain []*x509.Certificate, node string) bool {
 }
 
 // checkRequest validates what the node says about itself.
-func checkRequest(req *Request) error {
+func (h *Handler) checkRequest(req *Request) error {
 	if req.Role != RoleAgent && req.Role != RoleServer {
 		return fmt.Errorf("unknown role %q", req.Role)
 	}
 	if errs := validation.IsDNS1123Subdomain(req.NodeName); len(errs) > 0 {
 		return fmt.Errorf("invalid node name %q: %s", req.NodeName, errs[0])
 	}
-	if slices.Contains(reservedNames, req.NodeName) {
-		return fmt.Errorf("node name %q is reserved: pick another with --node-name", req.NodeName)
+	if slices.Contains(reservedNames, req.NodeName) || slices.Contains(h.Reserved, req.NodeName) {
+		return fmt.Errorf("node name %q is the API server's: pick another with --node-name", req.NodeName)
 	}
 	if len(req.Password) < 16 {
 		return errors.New("the node password is missing or too short")
 	}
 	for _, a := range req.Addresses {
-		if net.ParseIP(a) == nil {
+		ip := net.ParseIP(a)
+		if ip == nil {
 			return fmt.Errorf("invalid node address %q", a)
+		}
+		if slices.Contains(reservedIPs, ip.String()) || slices.Contains(h.Reserved, ip.String()) {
+			return fmt.Errorf("node address %s is the API server's, so a node's certificate cannot name it: give the node's own address with --node-ip", a)
 		}
 	}
 	return nil
@@ -270,12 +289,17 @@ func (h *Handler) sign(req *Request) (*Response, error) {
 		if err != nil {
 			return nil, fmt.Errorf("public key for %s: %w", name, err)
 		}
-		crt, err := h.CA.Sign(pub, l, now)
+		ca := h.ClientCA
+		if l.Server {
+			ca = h.KubeletCA
+		}
+		crt, err := ca.Sign(pub, l, now)
 		if err != nil {
 			return nil, err
 		}
 		resp.Certificates[name] = string(crt)
 	}
+	resp.ClientCA, resp.KubeletCA = string(h.ClientCA.CertPEM), string(h.KubeletCA.CertPEM)
 	return resp, nil
 }
 

@@ -218,21 +218,26 @@ func TestClaimNodeName(t *testing.T) {
 
 // testServer serves a Handler over TLS with a certificate from its CA, in
 // front of a stand-in for the API server's handlers.
-func testServer(t *testing.T, s *Store) (*httptest.Server, *pki.CA, *bytes.Buffer) {
+func testServer(t *testing.T, s *Store) (*httptest.Server, *Handler, *bytes.Buffer) {
 	t.Helper()
 	dir := t.TempDir()
 	now := time.Now()
-	ca, err := pki.LoadOrCreateCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"), "test-ca", pki.ECDSAP256, now)
-	if err != nil {
-		t.Fatal(err)
+	cas := map[string]*pki.CA{}
+	for _, name := range []string{"server", "client", "kubelet"} {
+		ca, err := pki.LoadOrCreateCA(filepath.Join(dir, name+"-ca.crt"), filepath.Join(dir, name+"-ca.key"), name+"-ca", pki.ECDSAP256, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cas[name] = ca
 	}
+	ca := cas["server"]
 	leaf := pki.Leaf{CommonName: "server", Server: true, DNSNames: []string{"localhost"}, IPs: ipsOf("127.0.0.1"),
 		CertFile: filepath.Join(dir, "s.crt"), KeyFile: filepath.Join(dir, "s.key")}
 	if _, err := ca.Ensure(leaf, now); err != nil {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	h := &Handler{CA: ca, Store: s, Cluster: Cluster{ClusterCIDR: "10.42.0.0/16", FlannelBackend: "vxlan"},
+	h := &Handler{ServerCA: ca, ClientCA: cas["client"], KubeletCA: cas["kubelet"], Reserved: []string{"10.43.0.1", "api.example.com"}, Store: s, Cluster: Cluster{ClusterCIDR: "10.42.0.0/16", FlannelBackend: "vxlan"},
 		Log: slog.New(slog.NewTextHandler(&logs, nil))}
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "api") })
 	srv := httptest.NewUnstartedServer(h.Wrap(next))
@@ -243,7 +248,7 @@ func testServer(t *testing.T, s *Store) (*httptest.Server, *pki.CA, *bytes.Buffe
 	srv.TLS = cert
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	return srv, ca, &logs
+	return srv, h, &logs
 }
 
 func request(t *testing.T, name string) (Request, map[string]*ecdsa.PrivateKey) {
@@ -273,11 +278,11 @@ func TestJoin(t *testing.T) {
 	if _, err := s.EnsureTokens(ctx, "server-secret", "agent-secret"); err != nil {
 		t.Fatal(err)
 	}
-	srv, ca, logs := testServer(t, s)
-	full := token.Token{CAHash: ca.Hash(), User: token.AgentUser, Secret: "agent-secret"}
+	srv, h, logs := testServer(t, s)
+	full := token.Token{CAHash: h.ServerCA.Hash(), User: token.AgentUser, Secret: "agent-secret"}
 
 	caPEM, pinned, err := FetchCA(ctx, srv.URL, full)
-	if err != nil || !pinned || !bytes.Equal(caPEM, ca.CertPEM) {
+	if err != nil || !pinned || !bytes.Equal(caPEM, h.ServerCA.CertPEM) {
 		t.Fatalf("FetchCA: %v pinned=%v", err, pinned)
 	}
 	req, keys := request(t, "worker-1")
@@ -288,9 +293,21 @@ func TestJoin(t *testing.T) {
 	if strings.Join(resp.Servers, ",") != "192.0.2.1:6443,192.0.2.2:6443" || resp.Cluster.ClusterCIDR != "10.42.0.0/16" {
 		t.Errorf("servers %v, cluster %+v", resp.Servers, resp.Cluster)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca.CertPEM)
+	// Each certificate verifies with the CA of its kind, which the response
+	// names, and never with the server CA: a node's serving certificate
+	// does not pass for the API server's.
+	if resp.ClientCA != string(h.ClientCA.CertPEM) || resp.KubeletCA != string(h.KubeletCA.CertPEM) {
+		t.Errorf("the response names other CAs:\n%s\n%s", resp.ClientCA, resp.KubeletCA)
+	}
+	serverPool := x509.NewCertPool()
+	serverPool.AppendCertsFromPEM(h.ServerCA.CertPEM)
 	for _, l := range NodeCerts("worker-1", nil) {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM([]byte(resp.ClientCA))
+		if l.Server {
+			pool = x509.NewCertPool()
+			pool.AppendCertsFromPEM([]byte(resp.KubeletCA))
+		}
 		name := CertName(l)
 		block, _ := pem.Decode([]byte(resp.Certificates[name]))
 		if block == nil {
@@ -306,6 +323,9 @@ func TestJoin(t *testing.T) {
 		}
 		if _, err := c.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
 			t.Errorf("%s does not verify: %v", name, err)
+		}
+		if _, err := c.Verify(x509.VerifyOptions{Roots: serverPool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
+			t.Errorf("%s verifies with the server CA", name)
 		}
 		if !keys[name].PublicKey.Equal(c.PublicKey) || c.Subject.CommonName != l.CommonName {
 			t.Errorf("%s: wrong key or name %q", name, c.Subject.CommonName)
@@ -353,9 +373,18 @@ func TestJoin(t *testing.T) {
 	bad := r2
 	bad.NodeName = "Not_A_Name"
 	refused(full, bad, "invalid node name")
-	reserved := r2
-	reserved.NodeName = "kubernetes"
-	refused(full, reserved, "reserved")
+	// The API server's names and addresses are no node's: the standard
+	// ones, and the server's own (service IP, --tls-san).
+	for _, name := range []string{"kubernetes", "localhost", "api.example.com"} {
+		reserved := r2
+		reserved.NodeName = name
+		refused(full, reserved, "is the API server's")
+	}
+	for _, addr := range []string{"127.0.0.1", "::1", "10.43.0.1"} {
+		reserved := r2
+		reserved.Addresses = []string{"192.0.2.7", addr}
+		refused(full, reserved, "is the API server's")
+	}
 	noKeys := r2
 	noKeys.Keys = map[string]string{}
 	refused(full, noKeys, "no public key")
@@ -392,13 +421,18 @@ func TestJoin(t *testing.T) {
 	asServer.Role = RoleServer
 	renewRefused(cert, asServer, "only renew an agent")
 	// A certificate of another CA with the right name does not pass.
-	_, otherCA, _ := testServer(t, s)
-	forged, err := otherCA.Sign(keys["client-kubelet"].Public(), NodeCerts("worker-1", nil)[0], time.Now())
-	if err != nil {
-		t.Fatal(err)
+	// Nor does one of this cluster's other CAs: the server CA and the
+	// kubelet CA sign no client certificates.
+	_, otherCluster, _ := testServer(t, s)
+	for what, ca := range map[string]*pki.CA{"another cluster's client CA": otherCluster.ClientCA, "the server CA": h.ServerCA, "the kubelet CA": h.KubeletCA} {
+		forged, err := ca.Sign(keys["client-kubelet"].Public(), NodeCerts("worker-1", nil)[0], time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fb, _ := pem.Decode(forged)
+		t.Log("a node certificate signed by", what)
+		renewRefused(tls.Certificate{Certificate: [][]byte{fb.Bytes}, PrivateKey: keys["client-kubelet"]}, again, "client certificate was not accepted")
 	}
-	fb, _ := pem.Decode(forged)
-	renewRefused(tls.Certificate{Certificate: [][]byte{fb.Bytes}, PrivateKey: keys["client-kubelet"]}, again, "client certificate was not accepted")
 
 	// A short token pins nothing, and still joins.
 	short := token.Token{Secret: "agent-secret"}
@@ -431,8 +465,8 @@ func TestRenewDeletedNode(t *testing.T) {
 	if _, err := s.EnsureTokens(ctx, "server-secret", "agent-secret"); err != nil {
 		t.Fatal(err)
 	}
-	srv, ca, logs := testServer(t, s)
-	tok := token.Token{CAHash: ca.Hash(), User: token.AgentUser, Secret: "agent-secret"}
+	srv, h, logs := testServer(t, s)
+	tok := token.Token{CAHash: h.ServerCA.Hash(), User: token.AgentUser, Secret: "agent-secret"}
 	nodes := s.Client.CoreV1().Nodes()
 	secrets := s.Client.CoreV1().Secrets(Namespace)
 	joinNode := func(name, password string) (Request, tls.Certificate) {
@@ -441,7 +475,7 @@ func TestRenewDeletedNode(t *testing.T) {
 		if password != "" {
 			req.Password = password
 		}
-		resp, err := Join(ctx, srv.URL, ca.CertPEM, tok, req)
+		resp, err := Join(ctx, srv.URL, h.ServerCA.CertPEM, tok, req)
 		if err != nil {
 			t.Fatalf("join of %s: %v", name, err)
 		}
@@ -455,7 +489,7 @@ func TestRenewDeletedNode(t *testing.T) {
 		t.Helper()
 		fresh, _ := request(t, req.NodeName)
 		fresh.Password = req.Password
-		_, err := Renew(ctx, srv.URL, ca.CertPEM, cert, fresh)
+		_, err := Renew(ctx, srv.URL, h.ServerCA.CertPEM, cert, fresh)
 		return err
 	}
 	a, certA := joinNode("a1", "")
@@ -533,7 +567,7 @@ func TestRenewDeletedNode(t *testing.T) {
 	// A Node without a kept password (the server's own) does not renew
 	// through the join endpoint.
 	srvReq, srvKeys := request(t, "srv")
-	crt, err := ca.Sign(srvKeys["client-kubelet"].Public(), NodeCerts("srv", nil)[0], time.Now())
+	crt, err := h.ClientCA.Sign(srvKeys["client-kubelet"].Public(), NodeCerts("srv", nil)[0], time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -149,9 +149,9 @@ func limitedHandler(t *testing.T) (*Handler, http.Handler, *atomic.Int64, *bytes
 		t.Fatal(err)
 	}
 	reads.Store(0)
-	_, ca, _ := testServer(t, newStore())
+	_, th, _ := testServer(t, newStore())
 	var logs bytes.Buffer
-	h := &Handler{CA: ca, Store: s, Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	h := &Handler{ServerCA: th.ServerCA, ClientCA: th.ClientCA, KubeletCA: th.KubeletCA, Store: s, Log: slog.New(slog.NewTextHandler(&logs, nil))}
 	return h, h.Wrap(http.NotFoundHandler()), &reads, &logs
 }
 

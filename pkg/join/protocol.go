@@ -1,13 +1,15 @@
 // Package join is how a machine becomes a node of a kasa cluster.
 //
-// The joining node fetches the cluster CA from a server's /cacerts and,
-// before it sends any secret, checks the CA's sha256 against the hash its
-// token names (K10<hash>::...). It then posts its node name, node password
+// The joining node fetches the cluster's server CA from a server's /cacerts
+// and, before it sends any secret, checks the CA's sha256 against the hash
+// its token names (K10<hash>::...). It then posts its node name, node password
 // and public keys to /v1-kasa/join over TLS verified by that CA, with the
 // token's user and secret as basic authentication. The server checks the
 // secret (the server token, the agent token or a bootstrap token) and the
-// node password, and answers with the node's certificates, signed by the
-// cluster CA, the list of servers and the cluster settings a node needs.
+// node password, and answers with the node's certificates (client ones
+// signed by the client CA, the kubelet's serving one by the kubelet CA, so
+// that no node's certificate passes for the API server's), those two CAs,
+// the list of servers and the cluster settings a node needs.
 // Private keys never leave the node.
 //
 // Both paths are served on the API port, in front of kube-apiserver's own
@@ -47,6 +49,11 @@ type Response struct {
 	// Servers are the API servers' addresses (host:port).
 	Servers []string `json:"servers"`
 	Cluster Cluster  `json:"cluster"`
+	// ClientCA (PEM) signed the client certificates; the kubelet verifies
+	// the API server's client certificate with it.
+	ClientCA string `json:"clientCA,omitempty"`
+	// KubeletCA (PEM) signed the kubelet's serving certificate.
+	KubeletCA string `json:"kubeletCA,omitempty"`
 }
 
 // Cluster is what a node needs to know of the cluster's settings.

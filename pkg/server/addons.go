@@ -1,6 +1,9 @@
 package server
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"os"
@@ -28,16 +31,19 @@ const (
 // addons writes the system add-ons that are not disabled into the manifests
 // folder (and removes those that are), and returns the component that
 // applies the folder.
-func addons(cfg *config.Server, p Paths, log *slog.Logger) (*deploy.Deployer, error) {
+func addons(cfg *config.Server, p Paths, c *certs, log *slog.Logger) (*deploy.Deployer, error) {
 	dir := p.Manifests()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
+	sum := sha256.Sum256(c.KubeletBundle)
 	values := manifests.Values{
 		ClusterDNS:         cfg.ClusterDNS.String(),
 		ClusterDomain:      cfg.ClusterDomain,
 		CoreDNSImage:       CoreDNSImage,
 		MetricsServerImage: MetricsServerImage,
+		KubeletCA:          base64.StdEncoding.EncodeToString(c.KubeletBundle),
+		KubeletCAHash:      hex.EncodeToString(sum[:8]),
 	}
 	remove := map[string][]byte{}
 	for name, file := range manifests.Components {
@@ -71,8 +77,8 @@ func addons(cfg *config.Server, p Paths, log *slog.Logger) (*deploy.Deployer, er
 // serverControllers are the controllers the server runs in-process: the
 // helm controller (before the manifests, some of which are HelmCharts),
 // the manifests folder, and ServiceLB unless disabled.
-func serverControllers(cfg *config.Server, p Paths, log *slog.Logger) ([]component.Component, error) {
-	deployer, err := addons(cfg, p, log)
+func serverControllers(cfg *config.Server, p Paths, c *certs, log *slog.Logger) ([]component.Component, error) {
+	deployer, err := addons(cfg, p, c, log)
 	if err != nil {
 		return nil, err
 	}

@@ -1,19 +1,22 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"time"
 
 	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/fileutil"
 	"github.com/kasa-io/kasa/pkg/pki"
 )
 
 // Client identities of the control plane. Each gets a client certificate
-// signed by the cluster CA; the names are the ones Kubernetes' default RBAC
+// signed by the client CA; the names are the ones Kubernetes' default RBAC
 // rules know.
 const (
 	adminUser      = "system:admin"
@@ -24,9 +27,24 @@ const (
 	authProxyUser  = "system:auth-proxy"
 )
 
-// certs is what ensureCerts made or found.
+// certs is what ensureCerts made or found: the cluster's certificate
+// authorities. Each signs one kind of certificate, so that a certificate
+// of one kind never passes for another (a node's serving certificate for
+// the API server's, say), as upstream Kubernetes recommends.
 type certs struct {
-	CA *pki.CA
+	// Server signs only the API server's serving certificate. It is the CA
+	// that tokens pin (K10<hash>::...), that /cacerts serves and that every
+	// kubeconfig and pod trusts; its files keep the name ca.crt.
+	Server *pki.CA
+	// Client signs every client certificate: the control plane's, the
+	// admin's and the nodes'.
+	Client *pki.CA
+	// Kubelet signs the nodes' kubelet serving certificates.
+	Kubelet *pki.CA
+	// KubeletBundle is what the API server and metrics-server verify
+	// kubelets with (PEM): Kubelet's certificate, and in a cluster made
+	// with one CA also that CA, until its nodes have new certificates.
+	KubeletBundle []byte
 }
 
 // serverNames returns the DNS names and IPs of the API server's certificate.
@@ -59,10 +77,34 @@ func serverNames(cfg *config.Server) ([]string, []net.IP) {
 }
 
 // ensureCerts creates the CAs and every control-plane certificate on first
-// start, and on later starts renews those that expire within 120 days or
-// whose names changed. CAs are never replaced.
+// start, and on later starts renews those that expire within 120 days, whose
+// names changed or that another CA signed. CAs are never replaced.
+//
+// A cluster made by a kasa with one CA (ca.crt signed everything) is
+// upgraded in place: that CA stays the server CA, so that tokens, joined
+// nodes and copied kubeconfigs keep working, and it also stays the client
+// CA (client-ca.crt is its copy), so that every client certificate issued
+// before stays valid; the nodes' serving certificates move to a new kubelet
+// CA as each node renews them.
 func ensureCerts(cfg *config.Server, p Paths, now time.Time, log *slog.Logger) (*certs, error) {
-	ca, err := pki.LoadOrCreateCA(p.TLS("ca.crt"), p.TLS("ca.key"), "kasa-ca", pki.RSA2048, now)
+	upgraded, err := adoptSingleCA(p)
+	if err != nil {
+		return nil, err
+	}
+	if upgraded {
+		log.Info("this cluster was made with one CA: it stays the server and client CA; nodes' serving certificates move to a kubelet CA of their own", "kubelet-ca", p.TLS("kubelet-ca.crt"))
+	}
+	serverCA, err := pki.LoadOrCreateCA(p.TLS("ca.crt"), p.TLS("ca.key"), "kasa-server-ca", pki.ECDSAP256, now)
+	if err != nil {
+		return nil, err
+	}
+	// RSA for the keys whose signatures the API server checks on most
+	// requests: the CA of client certificates and the service-account key.
+	clientCA, err := pki.LoadOrCreateCA(p.TLS("client-ca.crt"), p.TLS("client-ca.key"), "kasa-client-ca", pki.RSA2048, now)
+	if err != nil {
+		return nil, err
+	}
+	kubeletCA, err := pki.LoadOrCreateCA(p.TLS("kubelet-ca.crt"), p.TLS("kubelet-ca.key"), "kasa-kubelet-ca", pki.ECDSAP256, now)
 	if err != nil {
 		return nil, err
 	}
@@ -70,9 +112,14 @@ func ensureCerts(cfg *config.Server, p Paths, now time.Time, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	// RSA for the two keys whose signatures the API server checks on most
-	// requests: the CA of client certificates and the service-account key.
 	if err := pki.GenerateKeyFile(p.TLS("service-account.key"), pki.RSA2048); err != nil {
+		return nil, err
+	}
+	bundle := slices.Clone(kubeletCA.CertPEM)
+	if clientCA.Cert.Equal(serverCA.Cert) {
+		bundle = append(bundle, serverCA.CertPEM...)
+	}
+	if err := fileutil.WriteFile(p.TLS("kubelet-ca-bundle.crt"), bundle, 0o644); err != nil {
 		return nil, err
 	}
 	dns, ips := serverNames(cfg)
@@ -80,12 +127,12 @@ func ensureCerts(cfg *config.Server, p Paths, now time.Time, log *slog.Logger) (
 		ca   *pki.CA
 		leaf pki.Leaf
 	}{
-		{ca, pki.Leaf{CommonName: "kube-apiserver", Server: true, DNSNames: dns, IPs: ips,
+		{serverCA, pki.Leaf{CommonName: "kube-apiserver", Server: true, DNSNames: dns, IPs: ips,
 			CertFile: p.TLS("serving-kube-apiserver.crt"), KeyFile: p.TLS("serving-kube-apiserver.key")}},
-		{ca, clientLeaf(p, "admin", adminUser, mastersGroup)},
-		{ca, clientLeaf(p, "kube-apiserver", apiserverUser, mastersGroup)},
-		{ca, clientLeaf(p, "controller", controllerUser)},
-		{ca, clientLeaf(p, "scheduler", schedulerUser)},
+		{clientCA, clientLeaf(p, "admin", adminUser, mastersGroup)},
+		{clientCA, clientLeaf(p, "kube-apiserver", apiserverUser, mastersGroup)},
+		{clientCA, clientLeaf(p, "controller", controllerUser)},
+		{clientCA, clientLeaf(p, "scheduler", schedulerUser)},
 		{proxyCA, clientLeaf(p, "auth-proxy", authProxyUser)},
 	}
 	for _, l := range leaves {
@@ -97,10 +144,53 @@ func ensureCerts(cfg *config.Server, p Paths, now time.Time, log *slog.Logger) (
 			log.Info("wrote certificate", "file", l.leaf.CertFile, "cn", l.leaf.CommonName)
 		}
 	}
-	return &certs{CA: ca}, nil
+	return &certs{Server: serverCA, Client: clientCA, Kubelet: kubeletCA, KubeletBundle: bundle}, nil
+}
+
+// adoptSingleCA makes the one CA of a cluster made before the CAs were
+// split (ca.crt there, client-ca.crt not) its client CA too, by copying its
+// files; it reports whether it did.
+func adoptSingleCA(p Paths) (bool, error) {
+	if _, err := os.Stat(p.TLS("client-ca.crt")); !errors.Is(err, os.ErrNotExist) {
+		return false, err
+	}
+	certPEM, err := os.ReadFile(p.TLS("ca.crt"))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	keyPEM, err := os.ReadFile(p.TLS("ca.key"))
+	if err != nil {
+		return false, fmt.Errorf("CA key: %w", err)
+	}
+	// The key first: a CA certificate without its key is an error at the
+	// next start, a key without its certificate is not looked at.
+	if err := fileutil.WriteFile(p.TLS("client-ca.key"), keyPEM, 0o600); err != nil {
+		return false, err
+	}
+	return true, fileutil.WriteFile(p.TLS("client-ca.crt"), certPEM, 0o644)
 }
 
 func clientLeaf(p Paths, file, user string, groups ...string) pki.Leaf {
 	return pki.Leaf{CommonName: user, Organization: groups, Client: true,
 		CertFile: p.TLS("client-" + file + ".crt"), KeyFile: p.TLS("client-" + file + ".key")}
+}
+
+// reservedNodeNames are the API server's names and addresses that no
+// joining node may take for its kubelet's serving certificate, beyond the
+// ones the join endpoint always refuses (localhost, kubernetes.default.svc
+// and the loopback addresses): the service IP, the name in the cluster
+// domain and the --tls-san names. The servers' own addresses are not among
+// them: a server's node has them, and its kubelet's certificate is made here.
+func reservedNodeNames(cfg *config.Server) []string {
+	out := []string{"kubernetes.default.svc." + cfg.ClusterDomain, cfg.ServiceCIDR.Addr().Next().String()}
+	for _, san := range cfg.TLSSANs {
+		if a, err := netip.ParseAddr(san); err == nil {
+			out = append(out, a.String())
+		} else {
+			out = append(out, san)
+		}
+	}
+	return out
 }

@@ -19,7 +19,7 @@ import (
 )
 
 // nodeComponents returns this machine's node parts, to run after the
-// control plane, with certificates signed here by the cluster CA.
+// control plane, with certificates signed here by the cluster's CAs.
 func nodeComponents(cfg *config.Server, p Paths, c *certs, serverURL string, env []string, log *slog.Logger, now time.Time) ([]component.Component, error) {
 	nodeIP := cfg.AdvertiseAddress
 	if len(cfg.NodeIPs) > 0 {
@@ -35,6 +35,7 @@ func nodeComponents(cfg *config.Server, p Paths, c *certs, serverURL string, env
 		Agent:          cfg.Agent,
 		ServerURL:      serverURL,
 		CAFile:         p.TLS("ca.crt"),
+		ClientCAFile:   p.TLS("client-ca.crt"),
 		ClusterCIDR:    cfg.ClusterCIDR.String(),
 		ClusterDNS:     cfg.ClusterDNS.String(),
 		ClusterDomain:  cfg.ClusterDomain,
@@ -76,7 +77,11 @@ func ensureNodeCerts(cfg *config.Server, np agent.Paths, c *certs, now time.Time
 	}
 	for _, l := range join.NodeCerts(cfg.NodeName, ips) {
 		l.CertFile, l.KeyFile = np.TLS(l.CertFile), np.TLS(l.KeyFile)
-		if _, err := c.CA.Ensure(l, now); err != nil {
+		ca := c.Client
+		if l.Server {
+			ca = c.Kubelet
+		}
+		if _, err := ca.Ensure(l, now); err != nil {
 			return fmt.Errorf("node certificate %s: %w", l.CertFile, err)
 		}
 	}

@@ -99,11 +99,11 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 	if err != nil {
 		return fmt.Errorf("certificates: %w", err)
 	}
-	serverToken, serverIgnored, err := ensureToken(p.Token(), cfg.Token, c.CA)
+	serverToken, serverIgnored, err := ensureToken(p.Token(), cfg.Token, c.Server)
 	if err != nil {
 		return err
 	}
-	agentToken, agentIgnored, err := ensureAgentToken(p.AgentToken(), cfg.AgentToken, c.CA)
+	agentToken, agentIgnored, err := ensureAgentToken(p.AgentToken(), cfg.AgentToken, c.Server)
 	if err != nil {
 		return err
 	}
@@ -146,8 +146,11 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 	}
 	store := &join.Store{Client: joinClient, Now: now}
 	joins := &join.Handler{
-		CA:    c.CA,
-		Store: store,
+		ServerCA:  c.Server,
+		ClientCA:  c.Client,
+		KubeletCA: c.Kubelet,
+		Reserved:  reservedNodeNames(cfg),
+		Store:     store,
 		Cluster: join.Cluster{
 			ClusterCIDR:    cfg.ClusterCIDR.String(),
 			ServiceCIDR:    cfg.ServiceCIDR.String(),
@@ -189,7 +192,7 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 			return nil
 		}},
 	}
-	controllers, err := serverControllers(cfg, p, log)
+	controllers, err := serverControllers(cfg, p, c, log)
 	if err != nil {
 		return err
 	}
@@ -431,12 +434,12 @@ func apiserverArgs(cfg *config.Server, p Paths, etcdServers []string) []string {
 		"enable-admission-plugins":           "NodeRestriction",
 		"anonymous-auth":                     "false",
 		"allow-privileged":                   "true",
-		"client-ca-file":                     p.TLS("ca.crt"),
+		"client-ca-file":                     p.TLS("client-ca.crt"),
 		"tls-cert-file":                      p.TLS("serving-kube-apiserver.crt"),
 		"tls-private-key-file":               p.TLS("serving-kube-apiserver.key"),
 		"kubelet-client-certificate":         p.TLS("client-kube-apiserver.crt"),
 		"kubelet-client-key":                 p.TLS("client-kube-apiserver.key"),
-		"kubelet-certificate-authority":      p.TLS("ca.crt"),
+		"kubelet-certificate-authority":      p.TLS("kubelet-ca-bundle.crt"),
 		"kubelet-preferred-address-types":    "InternalIP,ExternalIP,Hostname",
 		"service-account-key-file":           p.TLS("service-account.key"),
 		"service-account-signing-key-file":   p.TLS("service-account.key"),
@@ -468,16 +471,24 @@ func apiserverArgs(cfg *config.Server, p Paths, etcdServers []string) []string {
 func controllerManagerArgs(cfg *config.Server, p Paths) []string {
 	kubeconfig := p.Cred("controller.kubeconfig")
 	return flagArgs(map[string]string{
-		"kubeconfig":                       kubeconfig,
-		"authentication-kubeconfig":        kubeconfig,
-		"authorization-kubeconfig":         kubeconfig,
-		"bind-address":                     "127.0.0.1",
-		"secure-port":                      "10257",
-		"cluster-cidr":                     cfg.ClusterCIDR.String(),
-		"allocate-node-cidrs":              "true",
-		"service-cluster-ip-range":         cfg.ServiceCIDR.String(),
-		"cluster-signing-cert-file":        p.TLS("ca.crt"),
-		"cluster-signing-key-file":         p.TLS("ca.key"),
+		"kubeconfig":                kubeconfig,
+		"authentication-kubeconfig": kubeconfig,
+		"authorization-kubeconfig":  kubeconfig,
+		"bind-address":              "127.0.0.1",
+		"secure-port":               "10257",
+		"cluster-cidr":              cfg.ClusterCIDR.String(),
+		"allocate-node-cidrs":       "true",
+		"service-cluster-ip-range":  cfg.ServiceCIDR.String(),
+		// Each signer with the CA of its kind; none with the server CA,
+		// which signs the API server's certificate alone.
+		"cluster-signing-kube-apiserver-client-cert-file": p.TLS("client-ca.crt"),
+		"cluster-signing-kube-apiserver-client-key-file":  p.TLS("client-ca.key"),
+		"cluster-signing-kubelet-client-cert-file":        p.TLS("client-ca.crt"),
+		"cluster-signing-kubelet-client-key-file":         p.TLS("client-ca.key"),
+		"cluster-signing-kubelet-serving-cert-file":       p.TLS("kubelet-ca.crt"),
+		"cluster-signing-kubelet-serving-key-file":        p.TLS("kubelet-ca.key"),
+		"cluster-signing-legacy-unknown-cert-file":        p.TLS("client-ca.crt"),
+		"cluster-signing-legacy-unknown-key-file":         p.TLS("client-ca.key"),
 		"root-ca-file":                     p.TLS("ca.crt"),
 		"service-account-private-key-file": p.TLS("service-account.key"),
 		"use-service-account-credentials":  "true",
