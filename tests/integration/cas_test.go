@@ -40,18 +40,7 @@ func joinNode(t *testing.T, s *harness.Server, tok token.Token, caPEM []byte, na
 	t.Helper()
 	req := joinRequest(t, name, false)
 	req.Addresses = []string{addr}
-	keys := nodeKeys(t, &req)
-	for _, m := range more {
-		k, err := pki.EnsureKey(filepath.Join(t.TempDir(), m))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pub, err := pki.PublicKeyPEM(k.Public())
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Keys[m] = string(pub)
-	}
+	keys := nodeKeys(t, &req, more...)
 	var resp *join.Response
 	if err := harness.Eventually(30*time.Second, func() error {
 		var err error
@@ -66,11 +55,7 @@ func joinNode(t *testing.T, s *harness.Server, tok token.Token, caPEM []byte, na
 // pair is the TLS certificate of a join's answer named name, with its key.
 func pair(t *testing.T, resp *join.Response, keys map[string]*ecdsa.PrivateKey, name string) tls.Certificate {
 	t.Helper()
-	block, _ := pem.Decode([]byte(resp.Certificates[name]))
-	if block == nil {
-		t.Fatalf("no %s certificate in the answer", name)
-	}
-	return tls.Certificate{Certificate: [][]byte{block.Bytes}, PrivateKey: keys[name]}
+	return certificate(t, resp.Certificates[name], keys[name])
 }
 
 // impersonates reports whether a client that trusts caPEM (as every node
@@ -232,25 +217,11 @@ func TestIntegrationUpgradeFromOneCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := harness.NewServer(buildPrevious(t, oneCARevision))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("server log:\n%s", s.LogTail(60))
-		}
-		s.Close()
-	})
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.WaitReady(readyTimeout); err != nil {
-		t.Fatal(err)
-	}
+	prev := buildPrevious(t, oneCARevision)
+	s := startServerWith(t, func(s *harness.Server) { s.Bin = prev })
 	tok, caPEM := serverTokenAndCA(t, s)
 	// A node of that version had two more client certificates.
-	oldResp, oldReq, oldKeys := joinNode(t, s, tok, caPEM, "old-1", "192.0.2.7", "client-flannel", "client-local-path")
+	oldResp, oldReq, oldKeys := joinNode(t, s, tok, caPEM, "old-1", "192.0.2.7", earlierShared...)
 	oldKubeconfig, err := os.ReadFile(s.Kubeconfig())
 	if err != nil {
 		t.Fatal(err)

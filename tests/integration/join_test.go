@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -301,12 +302,17 @@ func joinRequest(t *testing.T, name string, keys bool) join.Request {
 	return req
 }
 
-// nodeKeys makes a key for every certificate a node gets, puts the public
-// halves into req and returns the private ones by certificate name.
-func nodeKeys(t *testing.T, req *join.Request) map[string]*ecdsa.PrivateKey {
+// nodeKeys makes a key for every certificate a node gets, and for the
+// certificate names in more, puts the public halves into req and returns
+// the private ones by certificate name.
+func nodeKeys(t *testing.T, req *join.Request, more ...string) map[string]*ecdsa.PrivateKey {
 	t.Helper()
 	private := map[string]*ecdsa.PrivateKey{}
+	names := slices.Clone(more)
 	for _, l := range join.NodeCerts(req.NodeName, nil) {
+		names = append(names, join.CertName(l))
+	}
+	for _, name := range names {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			t.Fatal(err)
@@ -315,8 +321,8 @@ func nodeKeys(t *testing.T, req *join.Request) map[string]*ecdsa.PrivateKey {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req.Keys[join.CertName(l)] = string(pub)
-		private[join.CertName(l)] = k
+		req.Keys[name] = string(pub)
+		private[name] = k
 	}
 	return private
 }

@@ -5,8 +5,6 @@ package integration
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -27,7 +25,6 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kasa-io/kasa/pkg/join"
-	"github.com/kasa-io/kasa/pkg/pki"
 	"github.com/kasa-io/kasa/tests/harness"
 )
 
@@ -313,19 +310,7 @@ var earlierShared = []string{"client-flannel", "client-local-path"}
 // join.NodeCerts and of the shared identities.
 func legacyKeys(t *testing.T, req *join.Request) map[string]*ecdsa.PrivateKey {
 	t.Helper()
-	keys := nodeKeys(t, req)
-	for _, name := range earlierShared {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pub, err := pki.PublicKeyPEM(k.Public())
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys[name], req.Keys[name] = k, string(pub)
-	}
-	return keys
+	return nodeKeys(t, req, earlierShared...)
 }
 
 // certificate pairs a certificate in PEM with its key.
