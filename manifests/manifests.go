@@ -1,11 +1,13 @@
 // Package manifests holds the system add-ons that kasa deploys, as YAML
-// templates embedded in the binary.
+// templates embedded in the binary. Which file belongs to which add-on is
+// pkg/addons' list.
 package manifests
 
 import (
 	"bytes"
 	"embed"
 	"fmt"
+	"io/fs"
 	"text/template"
 )
 
@@ -24,23 +26,12 @@ type Values struct {
 	KubeletCAHash string
 }
 
-// Components are the add-ons, by the names --disable takes, with their files.
-var Components = map[string]string{
-	"coredns":        "coredns.yaml",
-	"local-storage":  "local-storage.yaml",
-	"metrics-server": "metrics-server.yaml",
-	"rbac":           "rbac.yaml",
-	"traefik":        "traefik.yaml",
-}
-
-// Core are the components that cannot be disabled: kasa's own parts need them.
-var Core = []string{"rbac"}
-
-// Render returns the manifest of a component with the values filled in.
-func Render(component string, v Values) ([]byte, error) {
-	name, ok := Components[component]
-	if !ok {
-		return nil, fmt.Errorf("no manifest for component %q", component)
+// Render returns the manifest file (an add-on's, addons.Addon.Manifest, or
+// one of addons.CoreManifests) with the values filled in.
+func Render(name string, v Values) ([]byte, error) {
+	// Stat, not ParseFS, sees the name: ParseFS would take it as a pattern.
+	if _, err := fs.Stat(files, name); err != nil || name == retired {
+		return nil, fmt.Errorf("no manifest %q", name)
 	}
 	t, err := template.New(name).Option("missingkey=error").ParseFS(files, name)
 	if err != nil {
@@ -55,4 +46,7 @@ func Render(component string, v Values) ([]byte, error) {
 
 // Retired returns the objects of earlier kasa versions that the server
 // deletes at every start (retired.yaml).
-func Retired() ([]byte, error) { return files.ReadFile("retired.yaml") }
+func Retired() ([]byte, error) { return files.ReadFile(retired) }
+
+// retired is the file of Retired, not a template.
+const retired = "retired.yaml"

@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"testing"
 
+	"io/fs"
+	"slices"
+
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/kasa-io/kasa/pkg/addons"
 )
 
 func TestRenderCoreDNS(t *testing.T) {
-	b, err := Render("coredns", Values{ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local", CoreDNSImage: "kasa.local/coredns:1.15.0"})
+	b, err := Render(addons.CoreDNS.Manifest(), Values{ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local", CoreDNSImage: "kasa.local/coredns:1.15.0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,5 +43,45 @@ func TestRenderCoreDNS(t *testing.T) {
 	}
 	if _, err := Render("no-such-addon", Values{}); err == nil {
 		t.Error("an unknown component rendered")
+	}
+}
+
+// TestAddonFiles: every add-on of pkg/addons that deploys from a manifest
+// has its file here, and every template here is an add-on's or a core
+// manifest, so the list and the folder cannot drift apart.
+func TestAddonFiles(t *testing.T) {
+	listed := addons.CoreManifests()
+	for _, a := range addons.All() {
+		if f := a.Manifest(); f != "" {
+			listed = append(listed, f)
+		}
+	}
+	for _, f := range listed {
+		if _, err := Render(f, Values{}); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	embedded, err := fs.Glob(files, "*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range embedded {
+		if f != retired && !slices.Contains(listed, f) {
+			t.Errorf("%s is embedded but neither an add-on's manifest nor a core one (pkg/addons)", f)
+		}
+	}
+	if len(listed) < 5 {
+		t.Errorf("only %d manifests listed: %v", len(listed), listed)
+	}
+}
+
+// TestRenderOnlyTemplates: Render refuses names that are no template,
+// including patterns (which text/template's ParseFS would expand) and the
+// retired objects.
+func TestRenderOnlyTemplates(t *testing.T) {
+	for _, name := range []string{"", "coredns", "*.yaml", "retired.yaml", "../go.mod", "rbac.yaml/"} {
+		if _, err := Render(name, Values{}); err == nil {
+			t.Errorf("Render(%q) succeeded", name)
+		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+
+	"github.com/kasa-io/kasa/pkg/addons"
 )
 
 // Defaults shared with k3s, so that a k3s user finds the same numbers.
@@ -24,9 +26,6 @@ const (
 	DefaultNodePortRange  = "30000-32767"
 	DefaultKubeconfigMode = "0600"
 )
-
-// Components that --disable can remove.
-var disableable = []string{"coredns", "servicelb", "traefik", "local-storage", "metrics-server"}
 
 // ServerOptions are the raw values of `kasa server`'s flags.
 type ServerOptions struct {
@@ -101,7 +100,7 @@ func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.WriteKubeconfigMode, "write-kubeconfig-mode", DefaultKubeconfigMode, "file mode of the admin kubeconfig, in octal")
 	EnvAlias(fs, "write-kubeconfig-mode", "KASA_KUBECONFIG_MODE")
 	fs.BoolVar(&o.DisableAgent, "disable-agent", false, "run the control plane only, without a node")
-	fs.StringSliceVar(&o.Disable, "disable", nil, "packaged components not to deploy: "+strings.Join(disableable, ", "))
+	fs.StringSliceVar(&o.Disable, "disable", nil, "packaged components not to deploy: "+addons.Names())
 	fs.BoolVar(&o.Debug, "debug", false, "log at debug level")
 	fs.IntVarP(&o.Verbosity, "v", "v", 0, "log verbosity of the Kubernetes components")
 	o.Agent.AddFlags(fs)
@@ -132,7 +131,7 @@ type Server struct {
 	WriteKubeconfig     string
 	WriteKubeconfigMode os.FileMode
 	DisableAgent        bool
-	Disable             []string
+	Disable             addons.Set
 	Debug               bool
 	Verbosity           int
 	// Agent is this machine's node; nil with --disable-agent.
@@ -276,12 +275,13 @@ func (o *ServerOptions) Complete(h Host) (*Server, error) {
 			return nil, err
 		}
 	}
+	s.Disable = addons.NewSet()
 	for _, d := range o.Disable {
-		d = strings.TrimSpace(d)
-		if !slices.Contains(disableable, d) {
-			return nil, fmt.Errorf("invalid --disable %q: the components that can be disabled are %s", d, strings.Join(disableable, ", "))
+		a, err := addons.Parse(strings.TrimSpace(d))
+		if err != nil {
+			return nil, err
 		}
-		s.Disable = append(s.Disable, d)
+		s.Disable.Add(a)
 	}
 	if !o.DisableAgent {
 		if s.Agent, err = o.Agent.Complete(); err != nil {

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/kasa-io/kasa/pkg/addons"
 )
 
 var host = Host{Hostname: "Node-1", DefaultIP: netip.MustParseAddr("192.0.2.10")}
@@ -56,6 +58,36 @@ func TestCompleteErrors(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestDisable: --disable becomes a typed set, its help and its error name
+// the add-ons as before the list moved to pkg/addons.
+func TestDisable(t *testing.T) {
+	o, fs := newFlags(t, "--disable-agent", "--disable", "traefik, local-storage", "--disable", "traefik")
+	s, err := o.Complete(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Disable.Has(addons.Traefik) || !s.Disable.Has(addons.LocalStorage) || s.Disable.Has(addons.CoreDNS) || len(s.Disable) != 2 {
+		t.Errorf("disabled %v, want traefik and local-storage", s.Disable.List())
+	}
+	const help = "packaged components not to deploy: coredns, servicelb, traefik, local-storage, metrics-server"
+	if got := fs.Lookup("disable").Usage; got != help {
+		t.Errorf("help %q, want %q", got, help)
+	}
+	o, _ = newFlags(t, "--disable-agent", "--disable", "coredns,Traefik")
+	_, err = o.Complete(host)
+	const msg = `invalid --disable "Traefik": the components that can be disabled are coredns, servicelb, traefik, local-storage, metrics-server`
+	if err == nil || err.Error() != msg {
+		t.Errorf("got %v, want %s", err, msg)
+	}
+	o, _ = newFlags(t, "--disable-agent")
+	if s, err = o.Complete(host); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Disable) != 0 || s.Disable.Has(addons.ServiceLB) {
+		t.Errorf("nothing disabled: got %v", s.Disable.List())
 	}
 }
 

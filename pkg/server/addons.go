@@ -8,12 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kasa-io/kasa/manifests"
+	"github.com/kasa-io/kasa/pkg/addons"
 	"github.com/kasa-io/kasa/pkg/component"
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/deploy"
@@ -28,10 +28,10 @@ const (
 	MetricsServerImage = "kasa.local/metrics-server:0.8.0"
 )
 
-// addons writes the system add-ons that are not disabled into the manifests
-// folder (and removes those that are), and returns the component that
-// applies the folder.
-func addons(cfg *config.Server, p Paths, c *certs, log *slog.Logger) (*deploy.Deployer, error) {
+// deployAddons writes the system add-ons that are not disabled into the
+// manifests folder (and removes those that are), and returns the component
+// that applies the folder.
+func deployAddons(cfg *config.Server, p Paths, c *certs, log *slog.Logger) (*deploy.Deployer, error) {
 	dir := p.Manifests()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -45,23 +45,31 @@ func addons(cfg *config.Server, p Paths, c *certs, log *slog.Logger) (*deploy.De
 		KubeletCA:          base64.StdEncoding.EncodeToString(c.KubeletBundle),
 		KubeletCAHash:      hex.EncodeToString(sum[:8]),
 	}
+	for _, file := range addons.CoreManifests() {
+		if err := writeManifest(dir, file, values); err != nil {
+			return nil, err
+		}
+	}
 	remove := map[string][]byte{}
-	for name, file := range manifests.Components {
-		target := filepath.Join(dir, file)
-		data, err := manifests.Render(name, values)
+	for _, a := range addons.All() {
+		file := a.Manifest()
+		if file == "" {
+			continue
+		}
+		if !cfg.Disable.Has(a) {
+			if err := writeManifest(dir, file, values); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, file)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		data, err := manifests.Render(file, values)
 		if err != nil {
 			return nil, err
 		}
-		if slices.Contains(cfg.Disable, name) && !slices.Contains(manifests.Core, name) {
-			if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return nil, err
-			}
-			remove[name] = data
-			continue
-		}
-		if err := fileutil.WriteFile(target, data, 0o600); err != nil {
-			return nil, err
-		}
+		remove[a.String()] = data
 	}
 	retired, err := manifests.Retired()
 	if err != nil {
@@ -78,7 +86,7 @@ func addons(cfg *config.Server, p Paths, c *certs, log *slog.Logger) (*deploy.De
 // helm controller (before the manifests, some of which are HelmCharts),
 // the manifests folder, and ServiceLB unless disabled.
 func serverControllers(cfg *config.Server, p Paths, c *certs, log *slog.Logger) ([]component.Component, error) {
-	deployer, err := addons(cfg, p, c, log)
+	deployer, err := deployAddons(cfg, p, c, log)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +101,7 @@ func serverControllers(cfg *config.Server, p Paths, c *certs, log *slog.Logger) 
 		},
 		deployer,
 	}
-	if !slices.Contains(cfg.Disable, "servicelb") {
+	if !cfg.Disable.Has(addons.ServiceLB) {
 		cs, err := kubernetes.NewForConfig(deployer.RESTConfig)
 		if err != nil {
 			return nil, err
@@ -101,4 +109,13 @@ func serverControllers(cfg *config.Server, p Paths, c *certs, log *slog.Logger) 
 		list = append(list, &servicelb.Controller{Client: cs, Log: log.With("component", "servicelb")})
 	}
 	return list, nil
+}
+
+// writeManifest renders a file of manifests/ into dir.
+func writeManifest(dir, file string, values manifests.Values) error {
+	data, err := manifests.Render(file, values)
+	if err != nil {
+		return err
+	}
+	return fileutil.WriteFile(filepath.Join(dir, file), data, 0o600)
 }

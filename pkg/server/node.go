@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"slices"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kasa-io/kasa/pkg/addons"
 	"github.com/kasa-io/kasa/pkg/agent"
 	"github.com/kasa-io/kasa/pkg/component"
 	"github.com/kasa-io/kasa/pkg/config"
@@ -40,7 +40,7 @@ func nodeComponents(cfg *config.Server, p Paths, c *certs, serverURL string, env
 		ClusterDNS:     cfg.ClusterDNS.String(),
 		ClusterDomain:  cfg.ClusterDomain,
 		FlannelBackend: cfg.FlannelBackend,
-		LocalStorage:   !slices.Contains(cfg.Disable, "local-storage"),
+		LocalStorage:   !cfg.Disable.Has(addons.LocalStorage),
 		Env:            env,
 		Log:            log,
 	})

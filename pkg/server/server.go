@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -24,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/kasa-io/kasa/pkg/addons"
 	"github.com/kasa-io/kasa/pkg/agent"
 	"github.com/kasa-io/kasa/pkg/component"
 	"github.com/kasa-io/kasa/pkg/config"
@@ -157,7 +157,7 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 			ClusterDNS:     cfg.ClusterDNS.String(),
 			ClusterDomain:  cfg.ClusterDomain,
 			FlannelBackend: cfg.FlannelBackend,
-			LocalStorage:   !slices.Contains(cfg.Disable, "local-storage"),
+			LocalStorage:   !cfg.Disable.Has(addons.LocalStorage),
 		},
 		Log: log.With("component", "join"),
 		Now: now,
