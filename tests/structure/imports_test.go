@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -112,7 +115,46 @@ func loadGraph(t *testing.T) (code, tests map[string][]string) {
 	if len(code) < 20 {
 		t.Fatalf("go list found %d packages of %s; want the whole module", len(code), module)
 	}
+	observeSources(t)
 	return code, tests
+}
+
+// observeSources reads the module's folders and Go files, which go list
+// read in another process: go test caches a passing result until a file
+// the test itself read changes, so without this an import added later
+// would not run the test again.
+func observeSources(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatalf("go env GOMOD: %v", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if _, err := os.ReadFile(gomod); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Dir(gomod)
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() {
+			// What the go command skips, and the build output.
+			if path != root && (strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") ||
+				name == "testdata" || name == "vendor" || path == filepath.Join(root, "bin") || path == filepath.Join(root, "build")) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if strings.HasSuffix(name, ".go") {
+			_, err = os.ReadFile(path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // violations returns, for each package that r applies to, the shortest
