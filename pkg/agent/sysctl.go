@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/pkg/fileutil"
 )
 
@@ -31,7 +32,7 @@ var ChangedSysctls = []string{
 // SysctlStateFile keeps the values the settings had before kasa's first
 // start, for `kasa killall` to restore.
 func SysctlStateFile(dataDir string) string {
-	return filepath.Join(dataDir, "agent", "sysctl-before.json")
+	return datadir.New(dataDir).Agent().SysctlsBefore()
 }
 
 // SaveSysctls records the current values of keys unless a record exists:

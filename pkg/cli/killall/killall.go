@@ -6,8 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kasa-io/kasa/pkg/agent"
 	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/pkg/killall"
 	"github.com/kasa-io/kasa/pkg/logging"
 )
@@ -30,7 +30,7 @@ func NewCommand() *cobra.Command {
 			log := logging.Setup(cmd.ErrOrStderr(), false, 0)
 			return killall.Run(killall.Options{
 				DataDir: dataDir,
-				RunDir:  agent.RunDir,
+				RunDir:  datadir.RunDir,
 				Self:    os.Getpid(),
 				KasaExe: exe,
 				Log:     log,

@@ -12,9 +12,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kasa-io/kasa/pkg/agent"
 	"github.com/kasa-io/kasa/pkg/bundle"
 	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/datadir"
 )
 
 // Tool is one bundled program and the environment that points it at kasa.
@@ -31,11 +31,11 @@ var Tools = []Tool{
 		Name:  "crictl",
 		Short: "Run crictl against this node's containerd",
 		Env: func(dataDir string) map[string]string {
-			sock := "unix://" + filepath.Join(agent.RunDir, "containerd", "containerd.sock")
+			sock := "unix://" + datadir.MachineRun().ContainerdSocket()
 			return map[string]string{
 				"CONTAINER_RUNTIME_ENDPOINT": sock,
 				"IMAGE_SERVICE_ENDPOINT":     sock,
-				"CRI_CONFIG_FILE":            filepath.Join(dataDir, "agent", "etc", "crictl.yaml"),
+				"CRI_CONFIG_FILE":            datadir.New(dataDir).Agent().CrictlConfig(),
 			}
 		},
 	},
@@ -44,7 +44,7 @@ var Tools = []Tool{
 		Short: "Run ctr against this node's containerd (namespace k8s.io)",
 		Env: func(string) map[string]string {
 			return map[string]string{
-				"CONTAINERD_ADDRESS":   filepath.Join(agent.RunDir, "containerd", "containerd.sock"),
+				"CONTAINERD_ADDRESS":   datadir.MachineRun().ContainerdSocket(),
 				"CONTAINERD_NAMESPACE": "k8s.io",
 			}
 		},
