@@ -27,6 +27,7 @@ import (
 	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/pkg/fileutil"
 	"github.com/kasa-io/kasa/pkg/kubeconfig"
+	"github.com/kasa-io/kasa/pkg/sysctl"
 )
 
 // ErrNodeRunning is returned when another kasa node runs on this machine.
@@ -151,11 +152,11 @@ func Components(n Node) ([]component.Component, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--node-taint: %w", err)
 	}
-	if err := SaveSysctls(np.SysctlsBefore(), ChangedSysctls); err != nil {
+	if err := sysctl.Save(np.SysctlsBefore(), sysctl.Changed, sysctl.Read); err != nil {
 		return nil, err
 	}
 	if a.ProtectKernelDefaults {
-		if err := CheckKernelDefaults(ReadSysctl); err != nil {
+		if err := CheckKernelDefaults(sysctl.Read); err != nil {
 			return nil, err
 		}
 	}
@@ -209,7 +210,7 @@ func Components(n Node) ([]component.Component, error) {
 			RunDir:      run.Flannel(),
 			ConfDir:     ctrd.CNIConfDir,
 			IPAMDir:     np.CNINetworks(),
-			Sysctl:      WriteSysctl,
+			Sysctl:      sysctl.Write,
 			PodCIDR: func(ctx context.Context) error {
 				n, err := client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 				if err != nil {

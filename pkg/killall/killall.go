@@ -23,8 +23,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/kasa-io/kasa/pkg/agent"
 	"github.com/kasa-io/kasa/pkg/datadir"
+	"github.com/kasa-io/kasa/pkg/sysctl"
 )
 
 // Options say what to clean.
@@ -56,7 +56,7 @@ func Run(o Options) error {
 	step("network interfaces", deleteInterfaces())
 	step("iptables", cleanIptables())
 	step("cgroups", removeCgroups())
-	step("kernel settings", agent.RestoreSysctls(layout.Agent().SysctlsBefore(), agent.WriteSysctl))
+	step("kernel settings", sysctl.Restore(layout.Agent().SysctlsBefore(), sysctl.Write))
 	step("run dir", os.RemoveAll(o.RunDir))
 	return errors.Join(errs...)
 }
