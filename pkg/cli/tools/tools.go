@@ -1,6 +1,11 @@
 // Package tools runs the upstream command-line tools that ship in kasa's
 // bundle (crictl, ctr), pointed at this node's containerd: as `kasa crictl`,
 // `kasa ctr`, and when the binary is called through a link of that name.
+//
+// Every argument is the tool's, so kasa reads none of its own flags there:
+// the data dir, where the bundle is unpacked, comes from KASA_DATA_DIR, else
+// the config files' data-dir (KASA_CONFIG_FILE, or /etc/kasa/config.yaml and
+// config.yaml.d), else /var/lib/kasa (config.ResolveDataDir).
 package tools
 
 import (
@@ -64,8 +69,11 @@ func Lookup(name string) (Tool, bool) {
 // NewCommand returns `kasa NAME`, handing every argument to the tool.
 func NewCommand(t Tool) *cobra.Command {
 	return &cobra.Command{
-		Use:                t.Name + " [args]",
-		Short:              t.Short,
+		Use:   t.Name + " [args]",
+		Short: t.Short,
+		Long: t.Short + ".\n\nEvery argument is " + t.Name + "'s: kasa takes its data dir, where the tool is unpacked, " +
+			"from KASA_DATA_DIR, else from data-dir in the config file (KASA_CONFIG_FILE, or " + config.DefaultConfigFile +
+			" and its config.yaml.d), else " + config.DefaultDataDir + ".",
 		DisableFlagParsing: true,
 		RunE: func(_ *cobra.Command, args []string) error {
 			return Exec(t, args)
@@ -73,12 +81,13 @@ func NewCommand(t Tool) *cobra.Command {
 	}
 }
 
-// Exec replaces this process by the tool, with args. The data dir is the
-// server's (KASA_DATA_DIR, or the default), where the bundle is unpacked.
+// Exec replaces this process by the tool, with args. The data dir, where
+// the bundle is unpacked, is the node's (config.ResolveDataDir: the
+// environment and the config files, never args).
 func Exec(t Tool, args []string) error {
-	dataDir := config.DefaultDataDir
-	if d, ok := os.LookupEnv("KASA_DATA_DIR"); ok && d != "" {
-		dataDir = d
+	dataDir, err := config.ResolveDataDir(config.Sources{LookupEnv: os.LookupEnv})
+	if err != nil {
+		return fmt.Errorf("%s: %w", t.Name, err)
 	}
 	exe, err := os.Executable()
 	if err != nil {
