@@ -1,10 +1,6 @@
 package agent
 
-import (
-	"encoding/json"
-	"os"
-	"path/filepath"
-)
+import "encoding/json"
 
 // ConflistName is the CNI configuration file kasa writes.
 const ConflistName = "10-kasa.conflist"
@@ -35,9 +31,4 @@ func Conflist(subnet, ipamDir string, mtu int) ([]byte, error) {
 		},
 	}
 	return json.MarshalIndent(conf, "", "  ")
-}
-
-// WriteSysctl sets a kernel setting through /proc/sys.
-func WriteSysctl(path, value string) error {
-	return os.WriteFile(filepath.Join("/proc/sys", path), []byte(value), 0o644)
 }

@@ -24,12 +24,11 @@ import (
 	"github.com/kasa-io/kasa/pkg/checkconfig"
 	"github.com/kasa-io/kasa/pkg/component"
 	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/pkg/fileutil"
 	"github.com/kasa-io/kasa/pkg/kubeconfig"
+	"github.com/kasa-io/kasa/pkg/sysctl"
 )
-
-// RunDir holds the node's sockets and volatile state.
-const RunDir = "/run/kasa"
 
 // ErrNodeRunning is returned when another kasa node runs on this machine.
 var ErrNodeRunning = errors.New("a kasa node already runs on this machine")
@@ -39,27 +38,13 @@ var ErrNodeRunning = errors.New("a kasa node already runs on this machine")
 // network. what says how to run this command without a node, for the
 // message when another node holds the lock.
 func LockNode(what string) (*fileutil.Lock, error) {
-	file := filepath.Join(RunDir, "node.lock")
+	file := datadir.MachineRun().NodeLock()
 	return fileutil.LockFile(file, func(err error) error {
 		return fmt.Errorf("%s is not usable: %w", filepath.Dir(file), err)
 	}, func(pid string) error {
 		return fmt.Errorf("%w (pid %s): stop it first (kasa killall)%s", ErrNodeRunning, pid, what)
 	})
 }
-
-// Paths is the layout of <data-dir>/agent.
-type Paths struct{ Root string }
-
-// NewPaths returns the layout under dataDir.
-func NewPaths(dataDir string) Paths { return Paths{Root: filepath.Join(dataDir, "agent")} }
-
-// Join returns a path under the agent folder.
-func (n Paths) Join(elem ...string) string {
-	return filepath.Join(append([]string{n.Root}, elem...)...)
-}
-
-// TLS is the node's certificate folder.
-func (n Paths) TLS(name string) string { return n.Join("tls", name) }
 
 // Clients are the node's client identities: each has client-<name>.crt and
 // .key in the node's TLS folder and a <name>.kubeconfig. flannel and the
@@ -73,9 +58,9 @@ var retiredClients = []string{"flannel", "local-path"}
 // removeRetired removes the certificates, keys and kubeconfigs of
 // retiredClients, which a node that an earlier kasa joined has and nothing
 // uses any more.
-func removeRetired(np Paths) error {
+func removeRetired(np datadir.Agent) error {
 	for _, c := range retiredClients {
-		for _, f := range []string{np.TLS("client-" + c + ".crt"), np.TLS("client-" + c + ".key"), np.Join(c + ".kubeconfig")} {
+		for _, f := range []string{np.TLS("client-" + c + ".crt"), np.TLS("client-" + c + ".key"), np.Kubeconfig(c)} {
 			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("removing a file of an earlier kasa: %w", err)
 			}
@@ -125,7 +110,8 @@ func Components(n Node) ([]component.Component, error) {
 			log.Warn("host check", "check", r.Name, "detail", r.Detail, "fix", r.Fix)
 		}
 	}
-	np := NewPaths(n.DataDir)
+	layout := datadir.New(n.DataDir)
+	np, run := layout.Agent(), datadir.MachineRun()
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -145,7 +131,7 @@ func Components(n Node) ([]component.Component, error) {
 		return nil, err
 	}
 	for _, c := range Clients {
-		if err := kubeconfig.Write(np.Join(c+".kubeconfig"), 0o600, kubeconfig.Spec{
+		if err := kubeconfig.Write(np.Kubeconfig(c), 0o600, kubeconfig.Spec{
 			Server: n.ServerURL, CAFile: n.CAFile,
 			CertFile: np.TLS("client-" + c + ".crt"), KeyFile: np.TLS("client-" + c + ".key"),
 		}); err != nil {
@@ -154,7 +140,7 @@ func Components(n Node) ([]component.Component, error) {
 	}
 	// The node's own identity: the readiness checks below, flannel and the
 	// local-path volumes use it.
-	client, err := clientFor(np.Join("kubelet.kubeconfig"))
+	client, err := clientFor(np.Kubeconfig("kubelet"))
 	if err != nil {
 		return nil, err
 	}
@@ -166,11 +152,11 @@ func Components(n Node) ([]component.Component, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--node-taint: %w", err)
 	}
-	if err := SaveSysctls(SysctlStateFile(n.DataDir), ChangedSysctls); err != nil {
+	if err := sysctl.Save(np.SysctlsBefore(), sysctl.Changed, sysctl.Read); err != nil {
 		return nil, err
 	}
 	if a.ProtectKernelDefaults {
-		if err := CheckKernelDefaults(ReadSysctl); err != nil {
+		if err := CheckKernelDefaults(sysctl.Read); err != nil {
 			return nil, err
 		}
 	}
@@ -182,11 +168,11 @@ func Components(n Node) ([]component.Component, error) {
 
 	ctrd := containerd.Config{
 		BinDir:              binDir,
-		Root:                np.Join("containerd"),
-		RunDir:              filepath.Join(RunDir, "containerd"),
-		ConfigDir:           np.Join("etc", "containerd"),
-		RegistryDir:         np.Join("etc", "containerd", "certs.d"),
-		CNIConfDir:          np.Join("etc", "cni", "net.d"),
+		Root:                np.Containerd(),
+		RunDir:              run.Containerd(),
+		ConfigDir:           np.ContainerdConfig(),
+		RegistryDir:         np.RegistryHosts(),
+		CNIConfDir:          np.CNIConfig(),
 		RestrictOOMScoreAdj: restrictOOM,
 		Env:                 withGOGC(n.Env),
 		Log:                 log,
@@ -205,7 +191,7 @@ func Components(n Node) ([]component.Component, error) {
 	}
 	// For `kasa crictl`, as k3s writes one too.
 	crictlConf := fmt.Sprintf("runtime-endpoint: %s\nimage-endpoint: %s\ntimeout: 10\n", ctrd.Endpoint(), ctrd.Endpoint())
-	if err := fileutil.WriteFile(np.Join("etc", "crictl.yaml"), []byte(crictlConf), 0o644); err != nil {
+	if err := fileutil.WriteFile(np.CrictlConfig(), []byte(crictlConf), 0o644); err != nil {
 		return nil, err
 	}
 	node := n.Name
@@ -217,14 +203,14 @@ func Components(n Node) ([]component.Component, error) {
 	if n.FlannelBackend != "none" {
 		network = append(network, &Flannel{
 			NodeName:    node,
-			Kubeconfig:  np.Join("kubelet.kubeconfig"),
+			Kubeconfig:  np.Kubeconfig("kubelet"),
 			ClusterCIDR: n.ClusterCIDR,
 			Backend:     n.FlannelBackend,
 			Iface:       iface,
-			RunDir:      filepath.Join(RunDir, "flannel"),
+			RunDir:      run.Flannel(),
 			ConfDir:     ctrd.CNIConfDir,
-			IPAMDir:     np.Join("cni", "networks"),
-			Sysctl:      WriteSysctl,
+			IPAMDir:     np.CNINetworks(),
+			Sysctl:      sysctl.Write,
 			PodCIDR: func(ctx context.Context) error {
 				n, err := client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 				if err != nil {
@@ -242,15 +228,15 @@ func Components(n Node) ([]component.Component, error) {
 		&images.Loader{
 			Importer: images.Importer{Ctr: filepath.Join(binDir, "ctr"), Socket: ctrd.Socket()},
 			Dirs:     []string{filepath.Join(bdir, "images")},
-			Inbox:    np.Join("images"),
+			Inbox:    np.Images(),
 			Log:      log.With("component", "images"),
 		},
 		&Kubelet{Config: KubeletConfig{
 			NodeName:      node,
 			NodeIP:        nodeIP.String(),
-			RootDir:       np.Join("kubelet"),
-			ConfigFile:    np.Join("etc", "kubelet.yaml"),
-			Kubeconfig:    np.Join("kubelet.kubeconfig"),
+			RootDir:       np.Kubelet(),
+			ConfigFile:    np.KubeletConfig(),
+			Kubeconfig:    np.Kubeconfig("kubelet"),
 			ClientCA:      n.ClientCAFile,
 			ServingCrt:    np.TLS("serving-kubelet.crt"),
 			ServingKey:    np.TLS("serving-kubelet.key"),
@@ -279,14 +265,14 @@ func Components(n Node) ([]component.Component, error) {
 			NodeName:    node,
 			NodeIP:      nodeIP.String(),
 			ClusterCIDR: n.ClusterCIDR,
-			Kubeconfig:  np.Join("kube-proxy.kubeconfig"),
+			Kubeconfig:  np.Kubeconfig("kube-proxy"),
 			Args:        a.KubeProxyArgs,
 		},
 	}
 	if n.LocalStorage {
 		storage := a.LocalStoragePath
 		if storage == "" {
-			storage = filepath.Join(n.DataDir, "storage")
+			storage = layout.Storage()
 		}
 		// A volume's host path must be absolute (rbac.yaml's policy).
 		if storage, err = filepath.Abs(storage); err != nil {

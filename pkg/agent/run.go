@@ -21,6 +21,7 @@ import (
 
 	"github.com/kasa-io/kasa/pkg/component"
 	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/pkg/fileutil"
 	"github.com/kasa-io/kasa/pkg/join"
 	"github.com/kasa-io/kasa/pkg/memory"
@@ -61,8 +62,8 @@ func Run(ctx context.Context, cfg *config.AgentNode, o Options) error {
 		log = slog.Default()
 	}
 	rest.SetDefaultWarningHandler(rest.NoWarnings{})
-	np := NewPaths(cfg.DataDir)
-	lock, err := fileutil.LockFile(np.Join("kasa-agent.lock"), func(err error) error {
+	np := datadir.New(cfg.DataDir).Agent()
+	lock, err := fileutil.LockFile(np.Lock(), func(err error) error {
 		return fmt.Errorf("data dir %s is not usable: %w (pick another with --data-dir)", cfg.DataDir, err)
 	}, func(pid string) error {
 		return fmt.Errorf("another kasa agent (pid %s) is running on %s; stop it first or pick another --data-dir", pid, cfg.DataDir)
@@ -106,8 +107,8 @@ func Run(ctx context.Context, cfg *config.AgentNode, o Options) error {
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	watcher := &serverWatcher{lb: lb, given: given, state: state, file: np.Join("etc", "join.json"),
-		kubeconfig: np.Join("kube-proxy.kubeconfig"), log: log.With("component", "load-balancer")}
+	watcher := &serverWatcher{lb: lb, given: given, state: state, file: np.JoinState(),
+		kubeconfig: np.Kubeconfig("kube-proxy"), log: log.With("component", "load-balancer")}
 	components := append([]component.Component{lb}, node...)
 	components = append(components, watcher)
 	m := &component.Manager{ReadyTimeout: 3 * time.Minute, StopTimeout: StopTimeout, Log: log}
@@ -131,8 +132,8 @@ func hostPort(server string) string {
 // bootstrap returns the agent's join state, joining first when this
 // machine has not joined as cfg.NodeName yet, or its certificates are due
 // for renewal and a token is at hand.
-func bootstrap(ctx context.Context, cfg *config.AgentNode, np Paths, log *slog.Logger) (*State, error) {
-	stateFile := np.Join("etc", "join.json")
+func bootstrap(ctx context.Context, cfg *config.AgentNode, np datadir.Agent, log *slog.Logger) (*State, error) {
+	stateFile := np.JoinState()
 	var state State
 	if b, err := os.ReadFile(stateFile); err == nil {
 		if err := json.Unmarshal(b, &state); err != nil {
@@ -198,8 +199,8 @@ func bootstrap(ctx context.Context, cfg *config.AgentNode, np Paths, log *slog.L
 // requestCerts joins once, with the token t, or, when t is nil, renews the node's
 // certificates with its kubelet client certificate; it writes the CA, the
 // certificates and the join state.
-func requestCerts(ctx context.Context, cfg *config.AgentNode, np Paths, log *slog.Logger, t *token.Token) (*State, error) {
-	password, err := nodePassword(np.Join("node-password"))
+func requestCerts(ctx context.Context, cfg *config.AgentNode, np datadir.Agent, log *slog.Logger, t *token.Token) (*State, error) {
+	password, err := nodePassword(np.NodePassword())
 	if err != nil {
 		return nil, err
 	}
@@ -268,7 +269,7 @@ func requestCerts(ctx context.Context, cfg *config.AgentNode, np Paths, log *slo
 		}
 	}
 	state := State{NodeName: cfg.NodeName, Servers: resp.Servers, Cluster: resp.Cluster}
-	if err := saveState(np.Join("etc", "join.json"), &state); err != nil {
+	if err := saveState(np.JoinState(), &state); err != nil {
 		return nil, err
 	}
 	if t == nil {
@@ -308,7 +309,7 @@ func retryUnreachable(ctx context.Context, log *slog.Logger, f func() error) err
 // splitCAs reports whether the node has the client and kubelet CAs that
 // signed its certificates; a node that joined a kasa with one CA has
 // neither, and its certificates were signed by the server CA (ca.crt).
-func splitCAs(np Paths) bool {
+func splitCAs(np datadir.Agent) bool {
 	for _, f := range []string{"client-ca.crt", "kubelet-ca.crt"} {
 		if _, err := os.Stat(np.TLS(f)); err != nil {
 			return false
@@ -319,7 +320,7 @@ func splitCAs(np Paths) bool {
 
 // checkNodeCerts checks the node's certificates against the CAs that signed
 // them and its name, and returns when the first of them expires.
-func checkNodeCerts(np Paths, name string) (time.Time, error) {
+func checkNodeCerts(np datadir.Agent, name string) (time.Time, error) {
 	clientFile, kubeletFile := "client-ca.crt", "kubelet-ca.crt"
 	if !splitCAs(np) {
 		clientFile, kubeletFile = "ca.crt", "ca.crt"
@@ -364,7 +365,7 @@ func nodeIPs(cfg *config.AgentNode) []net.IP {
 // "" when it names the same addresses and host names. A node whose address
 // changed needs a new one, since the API servers verify its kubelet's
 // certificate against the address they reach it at.
-func servingMoved(np Paths, name string, ips []net.IP) (string, error) {
+func servingMoved(np datadir.Agent, name string, ips []net.IP) (string, error) {
 	for _, l := range join.NodeCerts(name, ips) {
 		if !l.Server {
 			continue

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/pkg/join"
 	"github.com/kasa-io/kasa/pkg/pki"
 )
@@ -67,7 +68,7 @@ func newCAs(t *testing.T, now time.Time, one bool) clusterCAs {
 
 // signNodeCerts writes the node certificates of name with addresses ips
 // into np, signed by new CAs, as a join does.
-func signNodeCerts(t *testing.T, np Paths, name string, now time.Time, ips ...net.IP) clusterCAs {
+func signNodeCerts(t *testing.T, np datadir.Agent, name string, now time.Time, ips ...net.IP) clusterCAs {
 	t.Helper()
 	cas := newCAs(t, now, false)
 	writeNodeCerts(t, np, cas, name, now, ips...)
@@ -76,7 +77,7 @@ func signNodeCerts(t *testing.T, np Paths, name string, now time.Time, ips ...ne
 
 // writeNodeCerts writes the node certificates of name into np as a join
 // with cas does; with one CA, as a kasa with one CA did (ca.crt alone).
-func writeNodeCerts(t *testing.T, np Paths, cas clusterCAs, name string, now time.Time, ips ...net.IP) {
+func writeNodeCerts(t *testing.T, np datadir.Agent, cas clusterCAs, name string, now time.Time, ips ...net.IP) {
 	t.Helper()
 	if err := os.MkdirAll(np.TLS(""), 0o700); err != nil {
 		t.Fatal(err)
@@ -103,7 +104,7 @@ func writeNodeCerts(t *testing.T, np Paths, cas clusterCAs, name string, now tim
 }
 
 func TestCheckNodeCerts(t *testing.T) {
-	np := NewPaths(t.TempDir())
+	np := datadir.New(t.TempDir()).Agent()
 	now := time.Now()
 	signNodeCerts(t, np, "n1", now)
 	exp, err := checkNodeCerts(np, "n1")
@@ -115,7 +116,7 @@ func TestCheckNodeCerts(t *testing.T) {
 	}
 	// Certificates of another cluster's CAs do not pass, nor do they
 	// when the client and kubelet CAs are swapped.
-	cas2 := signNodeCerts(t, NewPaths(t.TempDir()), "n1", now)
+	cas2 := signNodeCerts(t, datadir.New(t.TempDir()).Agent(), "n1", now)
 	kubeletPEM, _ := os.ReadFile(np.TLS("kubelet-ca.crt"))
 	clientPEM, _ := os.ReadFile(np.TLS("client-ca.crt"))
 	for what, files := range map[string]map[string][]byte{
@@ -132,13 +133,13 @@ func TestCheckNodeCerts(t *testing.T) {
 			t.Errorf("%s: %v", what, err)
 		}
 	}
-	if _, err := checkNodeCerts(NewPaths(t.TempDir()), "n1"); err == nil {
+	if _, err := checkNodeCerts(datadir.New(t.TempDir()).Agent(), "n1"); err == nil {
 		t.Error("no certificates passed")
 	}
 }
 
 func TestSansDiffer(t *testing.T) {
-	ca := signNodeCerts(t, NewPaths(t.TempDir()), "n1", time.Now()).Kubelet
+	ca := signNodeCerts(t, datadir.New(t.TempDir()).Agent(), "n1", time.Now()).Kubelet
 	key, err := pki.EnsureKey(filepath.Join(t.TempDir(), "k"))
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +177,7 @@ func TestSansDiffer(t *testing.T) {
 }
 
 func TestServingMoved(t *testing.T) {
-	np := NewPaths(t.TempDir())
+	np := datadir.New(t.TempDir()).Agent()
 	signNodeCerts(t, np, "n1", time.Now(), ips("192.0.2.5")...)
 	if moved, err := servingMoved(np, "n1", ips("192.0.2.5")); moved != "" || err != nil {
 		t.Errorf("same address: %q %v", moved, err)
@@ -184,7 +185,7 @@ func TestServingMoved(t *testing.T) {
 	if moved, err := servingMoved(np, "n1", ips("192.0.2.9")); !strings.Contains(moved, "192.0.2.9") || err != nil {
 		t.Errorf("new address: %q %v", moved, err)
 	}
-	if _, err := servingMoved(NewPaths(t.TempDir()), "n1", nil); err == nil {
+	if _, err := servingMoved(datadir.New(t.TempDir()).Agent(), "n1", nil); err == nil {
 		t.Error("no certificate passed")
 	}
 }
@@ -199,7 +200,7 @@ func ips(s ...string) []net.IP {
 
 // joinServer serves a real join endpoint of cas over a fake cluster, with
 // the Node n1 and its password recorded unless deleted.
-func joinServer(t *testing.T, cas clusterCAs, np Paths, log *slog.Logger, deleted bool) *httptest.Server {
+func joinServer(t *testing.T, cas clusterCAs, np datadir.Agent, log *slog.Logger, deleted bool) *httptest.Server {
 	t.Helper()
 	dir := t.TempDir()
 	serving := pki.Leaf{CommonName: "server", Server: true, IPs: []net.IP{net.ParseIP("127.0.0.1")},
@@ -216,7 +217,7 @@ func joinServer(t *testing.T, cas clusterCAs, np Paths, log *slog.Logger, delete
 	if _, err := store.EnsureTokens(ctx, "server-secret-0123456789", "agent-secret-0123456789"); err != nil {
 		t.Fatal(err)
 	}
-	password, err := nodePassword(np.Join("node-password"))
+	password, err := nodePassword(np.NodePassword())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +234,7 @@ func joinServer(t *testing.T, cas clusterCAs, np Paths, log *slog.Logger, delete
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	if err := saveState(np.Join("etc", "join.json"), &State{NodeName: "n1"}); err != nil {
+	if err := saveState(np.JoinState(), &State{NodeName: "n1"}); err != nil {
 		t.Fatal(err)
 	}
 	return srv
@@ -243,7 +244,7 @@ func joinServer(t *testing.T, cas clusterCAs, np Paths, log *slog.Logger, delete
 // renewal renews them at start with its own client certificate, with no
 // token, through a real join endpoint.
 func TestBootstrapRenews(t *testing.T) {
-	np := NewPaths(t.TempDir())
+	np := datadir.New(t.TempDir()).Agent()
 	// Certificates signed 270 days ago: 95 days left, inside the renewal window.
 	ca := signNodeCerts(t, np, "n1", time.Now().Add(-270*24*time.Hour), ips("192.0.2.5")...)
 	var logs bytes.Buffer
@@ -268,7 +269,7 @@ func TestBootstrapRenews(t *testing.T) {
 // TestBootstrapDeletedNode: a node deleted from the cluster gets no new
 // certificates, and its agent stops with the reason and the remedy.
 func TestBootstrapDeletedNode(t *testing.T) {
-	np := NewPaths(t.TempDir())
+	np := datadir.New(t.TempDir()).Agent()
 	ca := signNodeCerts(t, np, "n1", time.Now().Add(-270*24*time.Hour), ips("192.0.2.5")...)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
@@ -299,7 +300,7 @@ func TestBootstrapDeletedNode(t *testing.T) {
 // whose address changed gets a serving certificate for the new address at
 // start; one whose address is the same asks for nothing.
 func TestBootstrapAddressChanged(t *testing.T) {
-	np := NewPaths(t.TempDir())
+	np := datadir.New(t.TempDir()).Agent()
 	ca := signNodeCerts(t, np, "n1", time.Now(), ips("192.0.2.5")...)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
@@ -329,7 +330,7 @@ func TestBootstrapAddressChanged(t *testing.T) {
 // afterwards its kubelet's serving certificate is the kubelet CA's, which
 // the server CA does not sign, and it asks for nothing more.
 func TestBootstrapUpgradesOneCA(t *testing.T) {
-	np := NewPaths(t.TempDir())
+	np := datadir.New(t.TempDir()).Agent()
 	now := time.Now()
 	old := newCAs(t, now, true)
 	writeNodeCerts(t, np, old, "n1", now, ips("192.0.2.5")...)

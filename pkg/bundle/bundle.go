@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/kasa-io/kasa/pkg/datadir"
 )
 
 const (
@@ -135,11 +137,12 @@ func Write(w io.Writer, dir string) error {
 	return err
 }
 
-// Unpack extracts the payload into <dataDir>/data/<hash>/ unless an earlier
-// start did, and returns that folder. Extraction goes to a temporary folder
+// Unpack extracts the payload into its folder of the data dir
+// (datadir.Layout.Bundle: <dataDir>/data/<hash>/) unless an earlier start
+// did, and returns that folder. Extraction goes to a temporary folder
 // first, so a crash never leaves a half-written bundle in use.
 func (p *Payload) Unpack(dataDir string) (string, error) {
-	dest := filepath.Join(dataDir, "data", p.Hash[:16])
+	dest := datadir.New(dataDir).Bundle(p.Hash)
 	if _, err := os.Stat(filepath.Join(dest, doneMarker)); err == nil {
 		return dest, nil
 	}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/kasa-io/kasa/pkg/datadir"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -27,6 +29,9 @@ func TestRoundTrip(t *testing.T) {
 	data := t.TempDir()
 	dir, err := p.Unpack(data)
 	must(t, err)
+	if want := datadir.New(data).Bundle(p.Hash); dir != want {
+		t.Errorf("unpacked to %s, want %s", dir, want)
+	}
 	got, err := os.ReadFile(filepath.Join(dir, "bin", "tool"))
 	must(t, err)
 	if string(got) != "#!/bin/sh\necho hi\n" {
@@ -68,7 +73,7 @@ func TestNoBundleAndDamage(t *testing.T) {
 	if _, err := p.Unpack(data); err == nil {
 		t.Fatal("a damaged bundle unpacked")
 	}
-	if entries, _ := os.ReadDir(filepath.Join(data, "data")); len(entries) != 0 {
+	if entries, _ := os.ReadDir(datadir.New(data).Bundles()); len(entries) != 0 {
 		t.Fatalf("a failed unpack left %d entries behind", len(entries))
 	}
 }

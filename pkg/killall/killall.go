@@ -23,13 +23,15 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/kasa-io/kasa/pkg/agent"
+	"github.com/kasa-io/kasa/pkg/datadir"
+	"github.com/kasa-io/kasa/pkg/sysctl"
 )
 
 // Options say what to clean.
 type Options struct {
 	DataDir string
-	RunDir  string
+	// RunDir is the node's run dir (datadir.RunDir).
+	RunDir string
 	// Self is the pid of the calling process, never killed.
 	Self int
 	// KasaExe is the kasa binary; processes running it are kasa's.
@@ -47,13 +49,14 @@ func Run(o Options) error {
 		}
 	}
 	step("stop kasa", stopKasa(o))
-	step("kill containers", killUnder(filepath.Join(o.DataDir, "data"), o))
+	layout := datadir.New(o.DataDir)
+	step("kill containers", killUnder(layout.Bundles(), o))
 	step("kill pods", killPodCgroups(cgroupRoots(), o.Self))
 	step("unmount", unmountAll(o))
 	step("network interfaces", deleteInterfaces())
 	step("iptables", cleanIptables())
 	step("cgroups", removeCgroups())
-	step("kernel settings", agent.RestoreSysctls(agent.SysctlStateFile(o.DataDir), agent.WriteSysctl))
+	step("kernel settings", sysctl.Restore(layout.Agent().SysctlsBefore(), sysctl.Write))
 	step("run dir", os.RemoveAll(o.RunDir))
 	return errors.Join(errs...)
 }

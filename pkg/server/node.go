@@ -15,6 +15,7 @@ import (
 	"github.com/kasa-io/kasa/pkg/agent"
 	"github.com/kasa-io/kasa/pkg/component"
 	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/pkg/join"
 )
 
@@ -25,7 +26,7 @@ func nodeComponents(cfg *config.Server, p Paths, c *certs, serverURL string, env
 	if len(cfg.NodeIPs) > 0 {
 		nodeIP = cfg.NodeIPs[0]
 	}
-	if err := ensureNodeCerts(cfg, agent.NewPaths(cfg.DataDir), c, now); err != nil {
+	if err := ensureNodeCerts(cfg, datadir.New(cfg.DataDir).Agent(), c, now); err != nil {
 		return nil, err
 	}
 	return agent.Components(agent.Node{
@@ -70,7 +71,7 @@ func nodeRole(c kubernetes.Interface, name string) component.Component {
 
 // ensureNodeCerts makes this machine's node certificates, as the join
 // endpoint makes an agent's.
-func ensureNodeCerts(cfg *config.Server, np agent.Paths, c *certs, now time.Time) error {
+func ensureNodeCerts(cfg *config.Server, np datadir.Agent, c *certs, now time.Time) error {
 	var ips []net.IP
 	for _, a := range append(cfg.NodeIPs, cfg.AdvertiseAddress) {
 		ips = append(ips, net.IP(a.AsSlice()))

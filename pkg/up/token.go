@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/pkg/fileutil"
 	"github.com/kasa-io/kasa/pkg/token"
 )
@@ -205,15 +206,15 @@ func installedDataDir(h *Host) string {
 // for a file that is not there). The secrets come back on the session's
 // output, never on a command line.
 func installedTokens(ctx context.Context, conn *Conn, dataDir, sudoPassword string) (server, agent token.Token, err error) {
-	d := shellQuote(dataDir + "/server")
-	cmd := "for f in " + d + "/token " + d + "/agent-token; do if [ -f \"$f\" ]; then cat \"$f\"; fi; echo; echo .; done"
+	d := datadir.New(dataDir).Server()
+	cmd := "for f in " + shellQuote(d.Token()) + " " + shellQuote(d.AgentToken()) + "; do if [ -f \"$f\" ]; then cat \"$f\"; fi; echo; echo .; done"
 	out, stderr, err := conn.Sudo(ctx, cmd, sudoPassword, nil)
 	if err != nil {
-		return server, agent, fmt.Errorf("reading the installed server's tokens in %s/server: %w: %s", dataDir, err, lastLines(stderr, 2))
+		return server, agent, fmt.Errorf("reading the installed server's tokens in %s: %w: %s", d.Root, err, lastLines(stderr, 2))
 	}
 	parts := strings.Split(out, "\n.\n")
 	if len(parts) != 3 {
-		return server, agent, fmt.Errorf("reading the installed server's tokens in %s/server: unexpected output", dataDir)
+		return server, agent, fmt.Errorf("reading the installed server's tokens in %s: unexpected output", d.Root)
 	}
 	for i, t := range []*token.Token{&server, &agent} {
 		s := strings.TrimSpace(parts[i])
@@ -237,7 +238,7 @@ func (s *secrets) adopt(c *Cluster, stateDir, dataDir string, server, agent toke
 	var changed []string
 	if server.Secret != "" && !token.Equal(server.Secret, s.server) {
 		if c.Spec.Token != "" {
-			return nil, fmt.Errorf("spec.token is not the token of the server installed there (%s/server/token), which the server keeps: put that token in spec.token, or give the server yours with kasa token rotate --new-token there", dataDir)
+			return nil, fmt.Errorf("spec.token is not the token of the server installed there (%s), which the server keeps: put that token in spec.token, or give the server yours with kasa token rotate --new-token there", datadir.New(dataDir).Server().Token())
 		}
 		s.server = server.Secret
 		changed = append(changed, "server token")

@@ -6,21 +6,25 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kasa-io/kasa/pkg/agent"
 	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/pkg/killall"
 	"github.com/kasa-io/kasa/pkg/logging"
 )
 
 // NewCommand returns `kasa killall`.
 func NewCommand() *cobra.Command {
-	var configFile, dataDir string
+	o := &config.DataDirOptions{}
 	cmd := &cobra.Command{
 		Use:   "killall",
 		Short: "Stop kasa, containerd and every pod on this machine and undo their network changes; data stays",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := config.Resolve(cmd.Flags(), config.Sources{LookupEnv: os.LookupEnv, IgnoreUnknownKeys: true}); err != nil {
+				return err
+			}
+			dataDir, err := o.Complete()
+			if err != nil {
 				return err
 			}
 			exe, err := os.Executable()
@@ -30,15 +34,13 @@ func NewCommand() *cobra.Command {
 			log := logging.Setup(cmd.ErrOrStderr(), false, 0)
 			return killall.Run(killall.Options{
 				DataDir: dataDir,
-				RunDir:  agent.RunDir,
+				RunDir:  datadir.RunDir,
 				Self:    os.Getpid(),
 				KasaExe: exe,
 				Log:     log,
 			})
 		},
 	}
-	cmd.Flags().StringVarP(&configFile, config.ConfigFlag, "c", config.DefaultConfigFile, "config file, for its data-dir")
-	config.EnvAlias(cmd.Flags(), config.ConfigFlag, "KASA_CONFIG_FILE")
-	cmd.Flags().StringVarP(&dataDir, "data-dir", "d", config.DefaultDataDir, "kasa's data dir")
+	o.AddFlags(cmd.Flags())
 	return cmd
 }

@@ -1,6 +1,11 @@
 // Package tools runs the upstream command-line tools that ship in kasa's
 // bundle (crictl, ctr), pointed at this node's containerd: as `kasa crictl`,
 // `kasa ctr`, and when the binary is called through a link of that name.
+//
+// Every argument is the tool's, so kasa reads none of its own flags there:
+// the data dir, where the bundle is unpacked, comes from KASA_DATA_DIR, else
+// the config files' data-dir (KASA_CONFIG_FILE, or /etc/kasa/config.yaml and
+// config.yaml.d), else /var/lib/kasa (config.ResolveDataDir).
 package tools
 
 import (
@@ -12,9 +17,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kasa-io/kasa/pkg/agent"
 	"github.com/kasa-io/kasa/pkg/bundle"
 	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/datadir"
 )
 
 // Tool is one bundled program and the environment that points it at kasa.
@@ -31,11 +36,11 @@ var Tools = []Tool{
 		Name:  "crictl",
 		Short: "Run crictl against this node's containerd",
 		Env: func(dataDir string) map[string]string {
-			sock := "unix://" + filepath.Join(agent.RunDir, "containerd", "containerd.sock")
+			sock := "unix://" + datadir.MachineRun().ContainerdSocket()
 			return map[string]string{
 				"CONTAINER_RUNTIME_ENDPOINT": sock,
 				"IMAGE_SERVICE_ENDPOINT":     sock,
-				"CRI_CONFIG_FILE":            filepath.Join(dataDir, "agent", "etc", "crictl.yaml"),
+				"CRI_CONFIG_FILE":            datadir.New(dataDir).Agent().CrictlConfig(),
 			}
 		},
 	},
@@ -44,7 +49,7 @@ var Tools = []Tool{
 		Short: "Run ctr against this node's containerd (namespace k8s.io)",
 		Env: func(string) map[string]string {
 			return map[string]string{
-				"CONTAINERD_ADDRESS":   filepath.Join(agent.RunDir, "containerd", "containerd.sock"),
+				"CONTAINERD_ADDRESS":   datadir.MachineRun().ContainerdSocket(),
 				"CONTAINERD_NAMESPACE": "k8s.io",
 			}
 		},
@@ -64,8 +69,11 @@ func Lookup(name string) (Tool, bool) {
 // NewCommand returns `kasa NAME`, handing every argument to the tool.
 func NewCommand(t Tool) *cobra.Command {
 	return &cobra.Command{
-		Use:                t.Name + " [args]",
-		Short:              t.Short,
+		Use:   t.Name + " [args]",
+		Short: t.Short,
+		Long: t.Short + ".\n\nEvery argument is " + t.Name + "'s: kasa takes its data dir, where the tool is unpacked, " +
+			"from KASA_DATA_DIR, else from data-dir in the config file (KASA_CONFIG_FILE, or " + config.DefaultConfigFile +
+			" and its config.yaml.d), else " + config.DefaultDataDir + ".",
 		DisableFlagParsing: true,
 		RunE: func(_ *cobra.Command, args []string) error {
 			return Exec(t, args)
@@ -73,12 +81,13 @@ func NewCommand(t Tool) *cobra.Command {
 	}
 }
 
-// Exec replaces this process by the tool, with args. The data dir is the
-// server's (KASA_DATA_DIR, or the default), where the bundle is unpacked.
+// Exec replaces this process by the tool, with args. The data dir, where
+// the bundle is unpacked, is the node's (config.ResolveDataDir: the
+// environment and the config files, never args).
 func Exec(t Tool, args []string) error {
-	dataDir := config.DefaultDataDir
-	if d, ok := os.LookupEnv("KASA_DATA_DIR"); ok && d != "" {
-		dataDir = d
+	dataDir, err := config.ResolveDataDir(config.Sources{LookupEnv: os.LookupEnv})
+	if err != nil {
+		return fmt.Errorf("%s: %w", t.Name, err)
 	}
 	exe, err := os.Executable()
 	if err != nil {
