@@ -90,7 +90,7 @@ func serverControllers(cfg *config.Server, p Paths, c *certs, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	helmDir := p.join("helm")
+	helmDir := p.Helm()
 	if err := os.MkdirAll(helmDir, 0o700); err != nil {
 		return nil, err
 	}
