@@ -16,6 +16,19 @@ import (
 
 // NewCommand returns `kasa agent`.
 func NewCommand() *cobra.Command {
+	return newCommand(hostinfo.Read, func(cmd *cobra.Command, cfg *config.AgentNode) error {
+		log := logging.Setup(cmd.ErrOrStderr(), cfg.Debug, cfg.Verbosity)
+		if _, ok := os.LookupEnv("GOGC"); !ok {
+			debug.SetGCPercent(agent.GCPercent)
+		}
+		return agent.Run(cmd.Context(), cfg, agent.Options{Log: log, Env: ChildEnv()})
+	})
+}
+
+// newCommand returns `kasa agent`, which resolves its flags (the command
+// line, KASA_*, the config files) into the settings, on the facts host
+// reads, and hands them to run.
+func newCommand(host func() config.Host, run func(*cobra.Command, *config.AgentNode) error) *cobra.Command {
 	o := &config.AgentNodeOptions{}
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -30,15 +43,11 @@ later starts use the node's certificates.
 			if err := config.Resolve(cmd.Flags(), config.Sources{LookupEnv: os.LookupEnv}); err != nil {
 				return err
 			}
-			cfg, err := o.Complete(hostinfo.Read())
+			cfg, err := o.Complete(host())
 			if err != nil {
 				return err
 			}
-			log := logging.Setup(cmd.ErrOrStderr(), cfg.Debug, cfg.Verbosity)
-			if _, ok := os.LookupEnv("GOGC"); !ok {
-				debug.SetGCPercent(agent.GCPercent)
-			}
-			return agent.Run(cmd.Context(), cfg, agent.Options{Log: log, Env: ChildEnv()})
+			return run(cmd, cfg)
 		},
 	}
 	o.AddFlags(cmd.Flags())

@@ -14,6 +14,26 @@ import (
 
 // NewCommand returns `kasa killall`.
 func NewCommand() *cobra.Command {
+	return newCommand(func(cmd *cobra.Command, dataDir string) error {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		log := logging.Setup(cmd.ErrOrStderr(), false, 0)
+		return killall.Run(killall.Options{
+			DataDir: dataDir,
+			RunDir:  datadir.RunDir,
+			Self:    os.Getpid(),
+			KasaExe: exe,
+			Log:     log,
+		})
+	})
+}
+
+// newCommand returns `kasa killall`, which resolves the data dir as the
+// server and agent do (--data-dir, KASA_DATA_DIR, the config files'
+// data-dir, whose other keys it ignores) and hands it to run.
+func newCommand(run func(cmd *cobra.Command, dataDir string) error) *cobra.Command {
 	o := &config.DataDirOptions{}
 	cmd := &cobra.Command{
 		Use:   "killall",
@@ -27,18 +47,7 @@ func NewCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			exe, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			log := logging.Setup(cmd.ErrOrStderr(), false, 0)
-			return killall.Run(killall.Options{
-				DataDir: dataDir,
-				RunDir:  datadir.RunDir,
-				Self:    os.Getpid(),
-				KasaExe: exe,
-				Log:     log,
-			})
+			return run(cmd, dataDir)
 		},
 	}
 	o.AddFlags(cmd.Flags())

@@ -15,6 +15,16 @@ import (
 
 // NewCommand returns `kasa server`.
 func NewCommand() *cobra.Command {
+	return newCommand(hostinfo.Read, func(cmd *cobra.Command, cfg *config.Server) error {
+		log := logging.Setup(cmd.ErrOrStderr(), cfg.Debug, cfg.Verbosity)
+		return server.Run(cmd.Context(), cfg, server.Options{Log: log, Env: agentcli.ChildEnv()})
+	})
+}
+
+// newCommand returns `kasa server`, which resolves its flags (the command
+// line, KASA_*, the config files) into the settings, on the facts host
+// reads, and hands them to run.
+func newCommand(host func() config.Host, run func(*cobra.Command, *config.Server) error) *cobra.Command {
 	o := &config.ServerOptions{}
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -24,12 +34,11 @@ func NewCommand() *cobra.Command {
 			if err := config.Resolve(cmd.Flags(), config.Sources{LookupEnv: os.LookupEnv}); err != nil {
 				return err
 			}
-			cfg, err := o.Complete(hostinfo.Read())
+			cfg, err := o.Complete(host())
 			if err != nil {
 				return err
 			}
-			log := logging.Setup(cmd.ErrOrStderr(), cfg.Debug, cfg.Verbosity)
-			return server.Run(cmd.Context(), cfg, server.Options{Log: log, Env: agentcli.ChildEnv()})
+			return run(cmd, cfg)
 		},
 	}
 	o.AddFlags(cmd.Flags())
