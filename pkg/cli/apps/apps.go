@@ -220,7 +220,7 @@ func newUpgrade(env kubectl.Env) *cobra.Command {
 			_, err = c.Upgrade(ctx, o)
 			return err
 		},
-		ValidArgsFunction: releaseNames(env),
+		ValidArgsFunction: releaseNames(env, &cl),
 	}
 	cl.bind(cmd)
 	vals.bind(cmd)
@@ -245,7 +245,7 @@ func newUninstall(env kubectl.Env) *cobra.Command {
 			}
 			return c.Uninstall(cmd.Context(), args[0], cl.namespace, purge)
 		},
-		ValidArgsFunction: releaseNames(env),
+		ValidArgsFunction: releaseNames(env, &cl),
 	}
 	cl.bind(cmd)
 	cmd.Flags().BoolVar(&purge, "purge", false, "also delete the app's volume claims (and their data) and its credentials")
@@ -309,7 +309,7 @@ func newStatus(env kubectl.Env) *cobra.Command {
 				}
 			})
 		},
-		ValidArgsFunction: releaseNames(env),
+		ValidArgsFunction: releaseNames(env, &cl),
 	}
 	cl.bind(cmd)
 	bindOutput(cmd, &output)
@@ -416,13 +416,15 @@ func completeApps(extra ...string) func(*cobra.Command, []string, string) ([]str
 	}
 }
 
-func releaseNames(env kubectl.Env) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+// releaseNames completes the first argument with the names of the
+// releases in the cluster of the command's --kubeconfig (flags, bound to
+// the command's own cluster flags, are parsed before completion).
+func releaseNames(env kubectl.Env, flags *cluster) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 	return func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
 		if len(args) > 0 {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		var cl cluster
-		cl.kubeconfig, _ = cmd.Flags().GetString("kubeconfig")
+		cl := cluster{kubeconfig: flags.kubeconfig}
 		c, err := cl.client(cmd.Context(), env, io.Discard)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
