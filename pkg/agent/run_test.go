@@ -26,6 +26,7 @@ import (
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/join"
 	"github.com/kasa-io/kasa/pkg/pki"
+	"github.com/kasa-io/kasa/pkg/token"
 )
 
 func TestNodePassword(t *testing.T) {
@@ -286,7 +287,7 @@ func TestBootstrapDeletedNode(t *testing.T) {
 	}
 	// With a token it joins again.
 	logs.Reset()
-	cfg.Token = config.Secret("K10" + ca.Server.Hash() + "::node:agent-secret-0123456789")
+	cfg.Token = config.Secret("K10" + token.CAHash(ca.Server.CertPEM) + "::node:agent-secret-0123456789")
 	if _, err := bootstrap(context.Background(), cfg, np, log); err != nil || !strings.Contains(logs.String(), "joined the cluster") {
 		t.Errorf("joining again with a token: %v\n%s", err, logs.String())
 	}

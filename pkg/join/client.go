@@ -3,10 +3,8 @@ package join
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,8 +69,7 @@ func FetchCA(ctx context.Context, server string, t token.Token) (caPEM []byte, p
 	if t.CAHash == "" {
 		return body, false, nil
 	}
-	sum := sha256.Sum256(body)
-	if got := hex.EncodeToString(sum[:]); got != t.CAHash {
+	if got := token.CAHash(body); got != t.CAHash {
 		return nil, false, fmt.Errorf("%w: %s shows a CA with hash %s, the token names %s; this is not the cluster the token is for (or something is in between), so the token's secret was not sent", ErrCAMismatch, server, got[:16]+"...", t.CAHash[:16]+"...")
 	}
 	return body, true, nil

@@ -279,7 +279,7 @@ func TestJoin(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv, h, logs := testServer(t, s)
-	full := token.Token{CAHash: h.ServerCA.Hash(), User: token.AgentUser, Secret: "agent-secret"}
+	full := token.Token{CAHash: token.CAHash(h.ServerCA.CertPEM), User: token.AgentUser, Secret: "agent-secret"}
 
 	caPEM, pinned, err := FetchCA(ctx, srv.URL, full)
 	if err != nil || !pinned || !bytes.Equal(caPEM, h.ServerCA.CertPEM) {
@@ -466,7 +466,7 @@ func TestRenewDeletedNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv, h, logs := testServer(t, s)
-	tok := token.Token{CAHash: h.ServerCA.Hash(), User: token.AgentUser, Secret: "agent-secret"}
+	tok := token.Token{CAHash: token.CAHash(h.ServerCA.CertPEM), User: token.AgentUser, Secret: "agent-secret"}
 	nodes := s.Client.CoreV1().Nodes()
 	secrets := s.Client.CoreV1().Secrets(Namespace)
 	joinNode := func(name, password string) (Request, tls.Certificate) {

@@ -226,7 +226,7 @@ func TestIntegrationShortSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok := token.Token{CAHash: (&pki.CA{CertPEM: caPEM}).Hash(), User: token.ServerUser, Secret: short}
+	tok := token.Token{CAHash: token.CAHash(caPEM), User: token.ServerUser, Secret: short}
 	if err := harness.Eventually(30*time.Second, func() error {
 		_, err := join.Join(ctx, s.URL(), caPEM, tok, joinRequest(t, "kept-short", true))
 		return err

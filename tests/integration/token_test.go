@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/kasa-io/kasa/pkg/join"
-	"github.com/kasa-io/kasa/pkg/pki"
 	"github.com/kasa-io/kasa/pkg/token"
 	"github.com/kasa-io/kasa/tests/harness"
 )
@@ -105,7 +104,7 @@ func TestIntegrationRotatedTokenInEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hash := (&pki.CA{CertPEM: caPEM}).Hash()
+	hash := token.CAHash(caPEM)
 	for _, c := range []struct {
 		name string
 		tok  token.Token

@@ -2,8 +2,6 @@
 package token
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -53,8 +51,7 @@ func (c *cluster) connect(env kubectl.Env) (*join.Store, string, error) {
 	}
 	hash := ""
 	if len(caPEM) > 0 {
-		sum := sha256.Sum256(caPEM)
-		hash = hex.EncodeToString(sum[:])
+		hash = token.CAHash(caPEM)
 	}
 	rc.Timeout = 15 * time.Second
 	cs, err := kubernetes.NewForConfig(rc)
