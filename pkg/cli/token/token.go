@@ -15,10 +15,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/kasa-io/kasa/pkg/cli/kubectl"
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/fileutil"
 	"github.com/kasa-io/kasa/pkg/join"
+	"github.com/kasa-io/kasa/pkg/kubeconfig"
 	"github.com/kasa-io/kasa/pkg/token"
 )
 
@@ -32,11 +32,11 @@ func (c *cluster) bind(cmd *cobra.Command) {
 
 // connect returns a store for the cluster and the hash of its CA, read
 // from the kubeconfig, for full tokens.
-func (c *cluster) connect(env kubectl.Env) (*join.Store, string, error) {
+func (c *cluster) connect(env kubeconfig.Env) (*join.Store, string, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if c.kubeconfig != "" {
 		rules.ExplicitPath = c.kubeconfig
-	} else if p, ok := kubectl.DefaultKubeconfig(env, nil); ok {
+	} else if p, ok := kubeconfig.DefaultPath(env, nil); ok {
 		rules.ExplicitPath = p
 	}
 	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: c.context}).ClientConfig()
@@ -62,7 +62,7 @@ func (c *cluster) connect(env kubectl.Env) (*join.Store, string, error) {
 }
 
 // NewCommand returns `kasa token`.
-func NewCommand(env kubectl.Env) *cobra.Command {
+func NewCommand(env kubeconfig.Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "token",
 		Short: "Manage the tokens that join nodes to the cluster",
@@ -75,7 +75,7 @@ cluster CA, which a joining node checks before it sends the secret.`,
 	return cmd
 }
 
-func createCommand(env kubectl.Env) *cobra.Command {
+func createCommand(env kubeconfig.Env) *cobra.Command {
 	var c cluster
 	var ttl time.Duration
 	var description string
@@ -106,7 +106,7 @@ func createCommand(env kubectl.Env) *cobra.Command {
 	return cmd
 }
 
-func listCommand(env kubectl.Env) *cobra.Command {
+func listCommand(env kubeconfig.Env) *cobra.Command {
 	var c cluster
 	cmd := &cobra.Command{
 		Use:   "list",
@@ -151,7 +151,7 @@ func printList(out io.Writer, list []join.BootstrapToken, now time.Time) {
 	w.Flush()
 }
 
-func deleteCommand(env kubectl.Env) *cobra.Command {
+func deleteCommand(env kubeconfig.Env) *cobra.Command {
 	var c cluster
 	cmd := &cobra.Command{
 		Use:   "delete ID...",
@@ -175,7 +175,7 @@ func deleteCommand(env kubectl.Env) *cobra.Command {
 	return cmd
 }
 
-func rotateCommand(env kubectl.Env) *cobra.Command {
+func rotateCommand(env kubeconfig.Env) *cobra.Command {
 	var c cluster
 	var agent bool
 	var newToken, dataDir string

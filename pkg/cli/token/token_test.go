@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kasa-io/kasa/pkg/cli/kubectl"
+	"github.com/kasa-io/kasa/pkg/kubeconfig"
 	"github.com/kasa-io/kasa/pkg/token"
 )
 
@@ -14,7 +14,7 @@ import (
 // secret shorter than 16 characters before it reaches the cluster.
 func TestRotateRefusesShortSecret(t *testing.T) {
 	for _, agent := range []bool{false, true} {
-		cmd := NewCommand(kubectl.Env{LookupEnv: func(string) (string, bool) { return "", false }, Readable: func(string) bool { return false }})
+		cmd := NewCommand(kubeconfig.Env{Readable: func(string) bool { return false }})
 		args := []string{"rotate", "--new-token", "short-s3cret", "--kubeconfig", "/nonexistent/kubeconfig"}
 		if agent {
 			args = append(args, "--agent")
