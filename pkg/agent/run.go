@@ -23,6 +23,7 @@ import (
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/fileutil"
 	"github.com/kasa-io/kasa/pkg/join"
+	"github.com/kasa-io/kasa/pkg/join/joinclient"
 	"github.com/kasa-io/kasa/pkg/memory"
 	"github.com/kasa-io/kasa/pkg/pki"
 	"github.com/kasa-io/kasa/pkg/token"
@@ -230,20 +231,20 @@ func requestCerts(ctx context.Context, cfg *config.AgentNode, np Paths, log *slo
 		if err != nil {
 			return nil, err
 		}
-		if resp, err = join.Renew(ctx, cfg.Server, caPEM, cert, req); err != nil {
+		if resp, err = joinclient.Renew(ctx, cfg.Server, caPEM, cert, req); err != nil {
 			return nil, err
 		}
 	} else {
 		err = retryUnreachable(ctx, log, func() error {
 			var pinned bool
 			var err error
-			if caPEM, pinned, err = join.FetchCA(ctx, cfg.Server, *t); err != nil {
+			if caPEM, pinned, err = joinclient.FetchCA(ctx, cfg.Server, *t); err != nil {
 				return err
 			}
 			if !pinned {
 				log.Warn("the token names no CA hash, so the server's CA was taken on trust; use the full token (K10...) to pin it")
 			}
-			resp, err = join.Join(ctx, cfg.Server, caPEM, *t, req)
+			resp, err = joinclient.Join(ctx, cfg.Server, caPEM, *t, req)
 			return err
 		})
 		if err != nil || ctx.Err() != nil {
@@ -287,7 +288,7 @@ func retryUnreachable(ctx context.Context, log *slog.Logger, f func() error) err
 	failing := false
 	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
 		err := f()
-		if !errors.Is(err, join.ErrUnreachable) {
+		if !errors.Is(err, joinclient.ErrUnreachable) {
 			if failing && err == nil {
 				log.Info("the server answers")
 			}

@@ -30,6 +30,7 @@ import (
 	"github.com/kasa-io/kasa/pkg/datastore"
 	"github.com/kasa-io/kasa/pkg/fileutil"
 	"github.com/kasa-io/kasa/pkg/join"
+	"github.com/kasa-io/kasa/pkg/join/joinserver"
 	"github.com/kasa-io/kasa/pkg/kubeconfig"
 	"github.com/kasa-io/kasa/pkg/memory"
 	"github.com/kasa-io/kasa/pkg/pki"
@@ -144,8 +145,8 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 	if err != nil {
 		return err
 	}
-	store := &join.Store{Client: joinClient, Now: now}
-	joins := &join.Handler{
+	store := &joinserver.Store{Client: joinClient, Now: now}
+	joins := &joinserver.Handler{
 		ServerCA:  c.Server,
 		ClientCA:  c.Client,
 		KubeletCA: c.Kubelet,
@@ -399,9 +400,9 @@ func warnIgnoredTokens(log *slog.Logger, p Paths, server, agent bool, given conf
 
 // joinTokens records the hashes of the server and agent secrets in the
 // cluster, where the join endpoint checks them, once the API serves.
-func joinTokens(store *join.Store, server, agent token.Token, p Paths, log *slog.Logger) component.Component {
+func joinTokens(store *joinserver.Store, server, agent token.Token, p Paths, log *slog.Logger) component.Component {
 	return component.Func{ComponentName: "join-tokens", RunFunc: func(ctx context.Context, ready func()) error {
-		var st join.TokenState
+		var st joinserver.TokenState
 		err := component.PollReady(ctx, time.Second, func(ctx context.Context) error {
 			var err error
 			st, err = store.EnsureTokens(ctx, server.Secret, agent.Secret)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kasa-io/kasa/pkg/join"
+	"github.com/kasa-io/kasa/pkg/join/joinclient"
 	"github.com/kasa-io/kasa/pkg/kubeconfig"
 	"github.com/kasa-io/kasa/pkg/pki"
 	"github.com/kasa-io/kasa/pkg/token"
@@ -122,11 +123,11 @@ func TestAgentToken(t *testing.T) {
 		t.Cleanup(srv.Close)
 		return srv.URL
 	}
-	if _, pinned, err := join.FetchCA(context.Background(), serve(ca.CertPEM), tok); err != nil || !pinned {
+	if _, pinned, err := joinclient.FetchCA(context.Background(), serve(ca.CertPEM), tok); err != nil || !pinned {
 		t.Errorf("the agent side, the server's CA: pinned %v, %v", pinned, err)
 	}
 	other, _ := testCA(t)
-	if _, _, err := join.FetchCA(context.Background(), serve(other.CertPEM), tok); !errors.Is(err, join.ErrCAMismatch) {
+	if _, _, err := joinclient.FetchCA(context.Background(), serve(other.CertPEM), tok); !errors.Is(err, joinclient.ErrCAMismatch) {
 		t.Errorf("the agent side, another CA: %v", err)
 	}
 

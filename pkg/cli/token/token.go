@@ -17,7 +17,7 @@ import (
 
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/fileutil"
-	"github.com/kasa-io/kasa/pkg/join"
+	"github.com/kasa-io/kasa/pkg/join/joinserver"
 	"github.com/kasa-io/kasa/pkg/kubeconfig"
 	"github.com/kasa-io/kasa/pkg/token"
 )
@@ -32,7 +32,7 @@ func (c *cluster) bind(cmd *cobra.Command) {
 
 // connect returns a store for the cluster and the hash of its CA, read
 // from the kubeconfig, for full tokens.
-func (c *cluster) connect(env kubeconfig.Env) (*join.Store, string, error) {
+func (c *cluster) connect(env kubeconfig.Env) (*joinserver.Store, string, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if c.kubeconfig != "" {
 		rules.ExplicitPath = c.kubeconfig
@@ -58,7 +58,7 @@ func (c *cluster) connect(env kubeconfig.Env) (*join.Store, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	return &join.Store{Client: cs}, hash, nil
+	return &joinserver.Store{Client: cs}, hash, nil
 }
 
 // NewCommand returns `kasa token`.
@@ -129,7 +129,7 @@ func listCommand(env kubeconfig.Env) *cobra.Command {
 	return cmd
 }
 
-func printList(out io.Writer, list []join.BootstrapToken, now time.Time) {
+func printList(out io.Writer, list []joinserver.BootstrapToken, now time.Time) {
 	w := tabwriter.NewWriter(out, 0, 4, 3, ' ', 0)
 	fmt.Fprintln(w, "ID\tTTL\tEXPIRES\tUSAGES\tDESCRIPTION")
 	for _, t := range list {
