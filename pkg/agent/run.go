@@ -89,20 +89,16 @@ func Run(ctx context.Context, cfg *config.AgentNode, o Options) error {
 	given := hostPort(cfg.Server)
 	lb.SetServers(append(slices.Clone(state.Servers), given))
 	node, err := Components(Node{
-		DataDir:        cfg.DataDir,
-		Name:           state.NodeName,
-		IP:             cfg.NodeIPs[0],
-		Agent:          cfg.Agent,
-		ServerURL:      "https://" + lb.Addr,
-		CAFile:         np.TLS("ca.crt"),
-		ClientCAFile:   np.TLS("client-ca.crt"),
-		ClusterCIDR:    state.Cluster.ClusterCIDR,
-		ClusterDNS:     state.Cluster.ClusterDNS,
-		ClusterDomain:  state.Cluster.ClusterDomain,
-		FlannelBackend: state.Cluster.FlannelBackend,
-		LocalStorage:   state.Cluster.LocalStorage,
-		Env:            o.Env,
-		Log:            log,
+		DataDir:      cfg.DataDir,
+		Name:         state.NodeName,
+		IP:           cfg.NodeIPs[0],
+		Agent:        cfg.Agent,
+		ServerURL:    "https://" + lb.Addr,
+		CAFile:       np.TLS("ca.crt"),
+		ClientCAFile: np.TLS("client-ca.crt"),
+		Cluster:      state.Cluster,
+		Env:          o.Env,
+		Log:          log,
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)

@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -29,7 +28,6 @@ import (
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/datastore"
 	"github.com/kasa-io/kasa/pkg/fileutil"
-	"github.com/kasa-io/kasa/pkg/join"
 	"github.com/kasa-io/kasa/pkg/join/joinserver"
 	"github.com/kasa-io/kasa/pkg/kubeconfig"
 	"github.com/kasa-io/kasa/pkg/memory"
@@ -145,6 +143,7 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 	if err != nil {
 		return err
 	}
+	cluster := clusterSettings(cfg)
 	store := &joinserver.Store{Client: joinClient, Now: now}
 	joins := &joinserver.Handler{
 		ServerCA:  c.Server,
@@ -152,16 +151,9 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 		KubeletCA: c.Kubelet,
 		Reserved:  reservedNodeNames(cfg),
 		Store:     store,
-		Cluster: join.Cluster{
-			ClusterCIDR:    cfg.ClusterCIDR.String(),
-			ServiceCIDR:    cfg.ServiceCIDR.String(),
-			ClusterDNS:     cfg.ClusterDNS.String(),
-			ClusterDomain:  cfg.ClusterDomain,
-			FlannelBackend: cfg.FlannelBackend,
-			LocalStorage:   !slices.Contains(cfg.Disable, "local-storage"),
-		},
-		Log: log.With("component", "join"),
-		Now: now,
+		Cluster:   cluster,
+		Log:       log.With("component", "join"),
+		Now:       now,
 	}
 
 	if err := writeSecurityFiles(p); err != nil {
@@ -199,7 +191,7 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 	}
 	components = append(components, controllers...)
 	if cfg.Agent != nil {
-		node, err := nodeComponents(cfg, p, c, serverURL, o.Env, log, now())
+		node, err := nodeComponents(cfg, p, c, cluster, serverURL, o.Env, log, now())
 		if err != nil {
 			return fmt.Errorf("node: %w", err)
 		}
