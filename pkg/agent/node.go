@@ -26,6 +26,7 @@ import (
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/pkg/fileutil"
+	"github.com/kasa-io/kasa/pkg/join"
 	"github.com/kasa-io/kasa/pkg/kubeconfig"
 	"github.com/kasa-io/kasa/pkg/sysctl"
 )
@@ -82,16 +83,13 @@ type Node struct {
 	CAFile string
 	// ClientCAFile is the client CA: the kubelet verifies the API server's
 	// client certificate with it.
-	ClientCAFile  string
-	ClusterCIDR   string
-	ClusterDNS    string
-	ClusterDomain string
-	// FlannelBackend is the cluster's: vxlan, host-gw or none.
-	FlannelBackend string
-	// LocalStorage runs the local-path provisioner's node part.
-	LocalStorage bool
-	Env          []string
-	Log          *slog.Logger
+	ClientCAFile string
+	// Cluster are the cluster-wide settings (pod network, DNS, flannel
+	// backend, whether local-path runs): the server's own, or those its
+	// join answered with.
+	Cluster join.Cluster
+	Env     []string
+	Log     *slog.Logger
 }
 
 // Components returns this machine's node parts, in their start order:
@@ -200,12 +198,12 @@ func Components(n Node) ([]component.Component, error) {
 		iface = nodeIP.String()
 	}
 	var network []component.Component
-	if n.FlannelBackend != "none" {
+	if n.Cluster.FlannelBackend != "none" {
 		network = append(network, &Flannel{
 			NodeName:    node,
 			Kubeconfig:  np.Kubeconfig("kubelet"),
-			ClusterCIDR: n.ClusterCIDR,
-			Backend:     n.FlannelBackend,
+			ClusterCIDR: n.Cluster.ClusterCIDR,
+			Backend:     n.Cluster.FlannelBackend,
 			Iface:       iface,
 			RunDir:      run.Flannel(),
 			ConfDir:     ctrd.CNIConfDir,
@@ -241,8 +239,8 @@ func Components(n Node) ([]component.Component, error) {
 			ServingCrt:    np.TLS("serving-kubelet.crt"),
 			ServingKey:    np.TLS("serving-kubelet.key"),
 			RuntimeSock:   ctrd.Socket(),
-			ClusterDNS:    n.ClusterDNS,
-			ClusterDomain: n.ClusterDomain,
+			ClusterDNS:    n.Cluster.ClusterDNS,
+			ClusterDomain: n.Cluster.ClusterDomain,
 			ResolvConf:    resolv,
 			CgroupV1:      cgroupV1,
 			Labels:        a.NodeLabels,
@@ -264,12 +262,12 @@ func Components(n Node) ([]component.Component, error) {
 		&KubeProxy{
 			NodeName:    node,
 			NodeIP:      nodeIP.String(),
-			ClusterCIDR: n.ClusterCIDR,
+			ClusterCIDR: n.Cluster.ClusterCIDR,
 			Kubeconfig:  np.Kubeconfig("kube-proxy"),
 			Args:        a.KubeProxyArgs,
 		},
 	}
-	if n.LocalStorage {
+	if n.Cluster.LocalStorage {
 		storage := a.LocalStoragePath
 		if storage == "" {
 			storage = layout.Storage()

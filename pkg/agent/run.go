@@ -24,6 +24,7 @@ import (
 	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/pkg/fileutil"
 	"github.com/kasa-io/kasa/pkg/join"
+	"github.com/kasa-io/kasa/pkg/join/joinclient"
 	"github.com/kasa-io/kasa/pkg/memory"
 	"github.com/kasa-io/kasa/pkg/pki"
 	"github.com/kasa-io/kasa/pkg/token"
@@ -89,20 +90,16 @@ func Run(ctx context.Context, cfg *config.AgentNode, o Options) error {
 	given := hostPort(cfg.Server)
 	lb.SetServers(append(slices.Clone(state.Servers), given))
 	node, err := Components(Node{
-		DataDir:        cfg.DataDir,
-		Name:           state.NodeName,
-		IP:             cfg.NodeIPs[0],
-		Agent:          cfg.Agent,
-		ServerURL:      "https://" + lb.Addr,
-		CAFile:         np.TLS("ca.crt"),
-		ClientCAFile:   np.TLS("client-ca.crt"),
-		ClusterCIDR:    state.Cluster.ClusterCIDR,
-		ClusterDNS:     state.Cluster.ClusterDNS,
-		ClusterDomain:  state.Cluster.ClusterDomain,
-		FlannelBackend: state.Cluster.FlannelBackend,
-		LocalStorage:   state.Cluster.LocalStorage,
-		Env:            o.Env,
-		Log:            log,
+		DataDir:      cfg.DataDir,
+		Name:         state.NodeName,
+		IP:           cfg.NodeIPs[0],
+		Agent:        cfg.Agent,
+		ServerURL:    "https://" + lb.Addr,
+		CAFile:       np.TLS("ca.crt"),
+		ClientCAFile: np.TLS("client-ca.crt"),
+		Cluster:      state.Cluster,
+		Env:          o.Env,
+		Log:          log,
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
@@ -231,20 +228,20 @@ func requestCerts(ctx context.Context, cfg *config.AgentNode, np datadir.Agent, 
 		if err != nil {
 			return nil, err
 		}
-		if resp, err = join.Renew(ctx, cfg.Server, caPEM, cert, req); err != nil {
+		if resp, err = joinclient.Renew(ctx, cfg.Server, caPEM, cert, req); err != nil {
 			return nil, err
 		}
 	} else {
 		err = retryUnreachable(ctx, log, func() error {
 			var pinned bool
 			var err error
-			if caPEM, pinned, err = join.FetchCA(ctx, cfg.Server, *t); err != nil {
+			if caPEM, pinned, err = joinclient.FetchCA(ctx, cfg.Server, *t); err != nil {
 				return err
 			}
 			if !pinned {
 				log.Warn("the token names no CA hash, so the server's CA was taken on trust; use the full token (K10...) to pin it")
 			}
-			resp, err = join.Join(ctx, cfg.Server, caPEM, *t, req)
+			resp, err = joinclient.Join(ctx, cfg.Server, caPEM, *t, req)
 			return err
 		})
 		if err != nil || ctx.Err() != nil {
@@ -288,7 +285,7 @@ func retryUnreachable(ctx context.Context, log *slog.Logger, f func() error) err
 	failing := false
 	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
 		err := f()
-		if !errors.Is(err, join.ErrUnreachable) {
+		if !errors.Is(err, joinclient.ErrUnreachable) {
 			if failing && err == nil {
 				log.Info("the server answers")
 			}

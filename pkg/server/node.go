@@ -11,7 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kasa-io/kasa/pkg/addons"
 	"github.com/kasa-io/kasa/pkg/agent"
 	"github.com/kasa-io/kasa/pkg/component"
 	"github.com/kasa-io/kasa/pkg/config"
@@ -20,8 +19,9 @@ import (
 )
 
 // nodeComponents returns this machine's node parts, to run after the
-// control plane, with certificates signed here by the cluster's CAs.
-func nodeComponents(cfg *config.Server, p Paths, c *certs, serverURL string, env []string, log *slog.Logger, now time.Time) ([]component.Component, error) {
+// control plane, with certificates signed here by the cluster's CAs and
+// the cluster settings that joining agents get.
+func nodeComponents(cfg *config.Server, p Paths, c *certs, cluster join.Cluster, serverURL string, env []string, log *slog.Logger, now time.Time) ([]component.Component, error) {
 	nodeIP := cfg.AdvertiseAddress
 	if len(cfg.NodeIPs) > 0 {
 		nodeIP = cfg.NodeIPs[0]
@@ -30,20 +30,16 @@ func nodeComponents(cfg *config.Server, p Paths, c *certs, serverURL string, env
 		return nil, err
 	}
 	return agent.Components(agent.Node{
-		DataDir:        cfg.DataDir,
-		Name:           cfg.NodeName,
-		IP:             nodeIP,
-		Agent:          cfg.Agent,
-		ServerURL:      serverURL,
-		CAFile:         p.TLS("ca.crt"),
-		ClientCAFile:   p.TLS("client-ca.crt"),
-		ClusterCIDR:    cfg.ClusterCIDR.String(),
-		ClusterDNS:     cfg.ClusterDNS.String(),
-		ClusterDomain:  cfg.ClusterDomain,
-		FlannelBackend: cfg.FlannelBackend,
-		LocalStorage:   !cfg.Disable.Has(addons.LocalStorage),
-		Env:            env,
-		Log:            log,
+		DataDir:      cfg.DataDir,
+		Name:         cfg.NodeName,
+		IP:           nodeIP,
+		Agent:        cfg.Agent,
+		ServerURL:    serverURL,
+		CAFile:       p.TLS("ca.crt"),
+		ClientCAFile: p.TLS("client-ca.crt"),
+		Cluster:      cluster,
+		Env:          env,
+		Log:          log,
 	})
 }
 

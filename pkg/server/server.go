@@ -23,13 +23,12 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
-	"github.com/kasa-io/kasa/pkg/addons"
 	"github.com/kasa-io/kasa/pkg/agent"
 	"github.com/kasa-io/kasa/pkg/component"
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/datastore"
 	"github.com/kasa-io/kasa/pkg/fileutil"
-	"github.com/kasa-io/kasa/pkg/join"
+	"github.com/kasa-io/kasa/pkg/join/joinserver"
 	"github.com/kasa-io/kasa/pkg/kubeconfig"
 	"github.com/kasa-io/kasa/pkg/memory"
 	"github.com/kasa-io/kasa/pkg/pki"
@@ -144,23 +143,17 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 	if err != nil {
 		return err
 	}
-	store := &join.Store{Client: joinClient, Now: now}
-	joins := &join.Handler{
+	cluster := clusterSettings(cfg)
+	store := &joinserver.Store{Client: joinClient, Now: now}
+	joins := &joinserver.Handler{
 		ServerCA:  c.Server,
 		ClientCA:  c.Client,
 		KubeletCA: c.Kubelet,
 		Reserved:  reservedNodeNames(cfg),
 		Store:     store,
-		Cluster: join.Cluster{
-			ClusterCIDR:    cfg.ClusterCIDR.String(),
-			ServiceCIDR:    cfg.ServiceCIDR.String(),
-			ClusterDNS:     cfg.ClusterDNS.String(),
-			ClusterDomain:  cfg.ClusterDomain,
-			FlannelBackend: cfg.FlannelBackend,
-			LocalStorage:   !cfg.Disable.Has(addons.LocalStorage),
-		},
-		Log: log.With("component", "join"),
-		Now: now,
+		Cluster:   cluster,
+		Log:       log.With("component", "join"),
+		Now:       now,
 	}
 
 	if err := writeSecurityFiles(p); err != nil {
@@ -198,7 +191,7 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 	}
 	components = append(components, controllers...)
 	if cfg.Agent != nil {
-		node, err := nodeComponents(cfg, p, c, serverURL, o.Env, log, now())
+		node, err := nodeComponents(cfg, p, c, cluster, serverURL, o.Env, log, now())
 		if err != nil {
 			return fmt.Errorf("node: %w", err)
 		}
@@ -320,7 +313,7 @@ func ensureToken(file string, given config.Secret, ca *pki.CA) (t token.Token, i
 		return stored, ignored, err
 	}
 	// The first start: the given secret becomes the cluster's.
-	if want.CAHash != "" && want.CAHash != ca.Hash() {
+	if want.CAHash != "" && want.CAHash != token.CAHash(ca.CertPEM) {
 		return token.Token{}, false, errors.New("--token names a different cluster CA than this server's: give a secret of your own, or the token of this server's cluster")
 	}
 	secret := want.Secret
@@ -329,7 +322,7 @@ func ensureToken(file string, given config.Secret, ca *pki.CA) (t token.Token, i
 			return token.Token{}, false, err
 		}
 	}
-	t = token.Token{CAHash: ca.Hash(), User: token.ServerUser, Secret: secret}
+	t = token.Token{CAHash: token.CAHash(ca.CertPEM), User: token.ServerUser, Secret: secret}
 	return t, false, fileutil.WriteFile(file, []byte(t.String()+"\n"), 0o600)
 }
 
@@ -347,7 +340,7 @@ func keptToken(file, what string, want token.Token, ca *pki.CA) (stored token.To
 	if stored, err = token.Parse(string(data)); err != nil {
 		return token.Token{}, false, false, fmt.Errorf("%s %s: %w", what, file, err)
 	}
-	ignored = want.Secret != "" && (!token.Equal(want.Secret, stored.Secret) || (want.CAHash != "" && want.CAHash != ca.Hash()))
+	ignored = want.Secret != "" && (!token.Equal(want.Secret, stored.Secret) || (want.CAHash != "" && want.CAHash != token.CAHash(ca.CertPEM)))
 	return stored, ignored, true, nil
 }
 
@@ -369,10 +362,10 @@ func ensureAgentToken(file string, given config.Secret, ca *pki.CA) (t token.Tok
 	if stored, ignored, found, err := keptToken(file, "agent token", want, ca); err != nil || found || given == "" {
 		return stored, ignored, err
 	}
-	if want.CAHash != "" && want.CAHash != ca.Hash() {
+	if want.CAHash != "" && want.CAHash != token.CAHash(ca.CertPEM) {
 		return token.Token{}, false, errors.New("--agent-token names a different cluster CA than this server's")
 	}
-	t = token.Token{CAHash: ca.Hash(), User: token.AgentUser, Secret: want.Secret}
+	t = token.Token{CAHash: token.CAHash(ca.CertPEM), User: token.AgentUser, Secret: want.Secret}
 	return t, false, fileutil.WriteFile(file, []byte(t.String()+"\n"), 0o600)
 }
 
@@ -399,9 +392,9 @@ func warnIgnoredTokens(log *slog.Logger, p Paths, server, agent bool, given conf
 
 // joinTokens records the hashes of the server and agent secrets in the
 // cluster, where the join endpoint checks them, once the API serves.
-func joinTokens(store *join.Store, server, agent token.Token, p Paths, log *slog.Logger) component.Component {
+func joinTokens(store *joinserver.Store, server, agent token.Token, p Paths, log *slog.Logger) component.Component {
 	return component.Func{ComponentName: "join-tokens", RunFunc: func(ctx context.Context, ready func()) error {
-		var st join.TokenState
+		var st joinserver.TokenState
 		err := component.PollReady(ctx, time.Second, func(ctx context.Context) error {
 			var err error
 			st, err = store.EnsureTokens(ctx, server.Secret, agent.Secret)
