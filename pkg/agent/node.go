@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -92,107 +93,174 @@ type Node struct {
 	Log     *slog.Logger
 }
 
-// Components returns this machine's node parts, in their start order:
-// containerd, image import, kubelet, the pod network, kube-proxy and the
-// local-path volumes. The certificates must be in place.
-func Components(n Node) ([]component.Component, error) {
-	a := n.Agent
-	log := n.Log
+// Start is the start of a machine's node. Its Steps prepare the machine
+// and the node's files, in order (the lifecycle's init phase); once they
+// have run, Components gives the node's parts.
+type Start struct {
+	n      Node
+	np     datadir.Agent
+	bundle string // the unpacked bundle
+	client kubernetes.Interface
+	resolv string
+	taints []corev1.Taint
+	// storage is the local-path volumes' folder, "" when they do not run.
+	storage  string
+	cgroupV1 bool
+	ctrd     containerd.Config
+	proc     component.Component
+}
+
+// NewStart returns the start of node n; the certificates must be in place.
+func NewStart(n Node) *Start {
+	return &Start{n: n, np: datadir.New(n.DataDir).Agent()}
+}
+
+// Steps are what the node does before its parts start, in order.
+func (s *Start) Steps() []component.Step {
+	return []component.Step{
+		{Name: "host checks", Run: s.checkHost},
+		{Name: "unpack bundle", Run: s.unpack},
+		{Name: "node kubeconfigs", Run: s.kubeconfigs},
+		{Name: "node settings", Run: s.settings},
+		{Name: "kernel settings", Run: s.kernel},
+		{Name: "containerd config", Run: s.containerd},
+		{Name: "registries", Run: s.registries},
+		{Name: "crictl config", Run: s.crictl},
+	}
+}
+
+// checkHost stops the start on a failed host check and logs the warnings.
+func (s *Start) checkHost(context.Context) error {
 	host := checkconfig.Host{}
 	results := checkconfig.Run(host)
 	if err := checkconfig.Failed(results); err != nil {
-		return nil, err
+		return err
 	}
 	for _, r := range results {
 		if r.Level == checkconfig.Warn {
-			log.Warn("host check", "check", r.Name, "detail", r.Detail, "fix", r.Fix)
+			s.n.Log.Warn("host check", "check", r.Name, "detail", r.Detail, "fix", r.Fix)
 		}
 	}
-	layout := datadir.New(n.DataDir)
-	np, run := layout.Agent(), datadir.MachineRun()
+	s.cgroupV1 = host.CgroupV1() // warned about by the checks above
+	return nil
+}
+
+// unpack unpacks the binaries and images appended to kasa's executable.
+func (s *Start) unpack(context.Context) error {
 	exe, err := os.Executable()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	payload, err := bundle.Find(exe)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	bdir, err := payload.Unpack(n.DataDir)
-	if err != nil {
-		return nil, err
-	}
-	binDir := filepath.Join(bdir, "bin")
+	s.bundle, err = payload.Unpack(s.n.DataDir)
+	return err
+}
 
-	nodeIP := n.IP
-	if err := removeRetired(np); err != nil {
-		return nil, err
+// kubeconfigs writes the node's clients' kubeconfigs (removing those an
+// earlier kasa used) and makes the client of the node's own identity, which
+// the readiness checks, flannel and the local-path volumes use.
+func (s *Start) kubeconfigs(context.Context) error {
+	if err := removeRetired(s.np); err != nil {
+		return err
 	}
 	for _, c := range Clients {
-		if err := kubeconfig.Write(np.Kubeconfig(c), 0o600, kubeconfig.Spec{
-			Server: n.ServerURL, CAFile: n.CAFile,
-			CertFile: np.TLS("client-" + c + ".crt"), KeyFile: np.TLS("client-" + c + ".key"),
+		if err := kubeconfig.Write(s.np.Kubeconfig(c), 0o600, kubeconfig.Spec{
+			Server: s.n.ServerURL, CAFile: s.n.CAFile,
+			CertFile: s.np.TLS("client-" + c + ".crt"), KeyFile: s.np.TLS("client-" + c + ".key"),
 		}); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	// The node's own identity: the readiness checks below, flannel and the
-	// local-path volumes use it.
-	client, err := clientFor(np.Kubeconfig("kubelet"))
-	if err != nil {
-		return nil, err
+	var err error
+	s.client, err = clientFor(s.np.Kubeconfig("kubelet"))
+	return err
+}
+
+// settings checks the node's own settings: the pods' resolv.conf, the
+// taints and the local-path volumes' folder.
+func (s *Start) settings(context.Context) error {
+	a := s.n.Agent
+	var err error
+	if s.resolv, err = resolvConf(a.ResolvConf); err != nil {
+		return err
 	}
-	resolv, err := resolvConf(a.ResolvConf)
-	if err != nil {
-		return nil, err
+	if s.taints, _, err = taints.ParseTaints(a.NodeTaints); err != nil {
+		return fmt.Errorf("--node-taint: %w", err)
 	}
-	taintList, _, err := taints.ParseTaints(a.NodeTaints)
-	if err != nil {
-		return nil, fmt.Errorf("--node-taint: %w", err)
-	}
-	if err := sysctl.Save(np.SysctlsBefore(), sysctl.Changed, sysctl.Read); err != nil {
-		return nil, err
-	}
-	if a.ProtectKernelDefaults {
-		if err := CheckKernelDefaults(sysctl.Read); err != nil {
-			return nil, err
+	if s.n.Cluster.LocalStorage {
+		storage := a.LocalStoragePath
+		if storage == "" {
+			storage = datadir.New(s.n.DataDir).Storage()
+		}
+		// A volume's host path must be absolute (rbac.yaml's policy).
+		if s.storage, err = filepath.Abs(storage); err != nil {
+			return err
 		}
 	}
-	cgroupV1 := host.CgroupV1()       // warned about by the host checks above
+	return nil
+}
+
+// kernel records the kernel settings the node will change, for killall to
+// restore, and checks them against the kubelet's wants under
+// --protect-kernel-defaults.
+func (s *Start) kernel(context.Context) error {
+	if err := sysctl.Save(s.np.SysctlsBefore(), sysctl.Changed, sysctl.Read); err != nil {
+		return err
+	}
+	if s.n.Agent.ProtectKernelDefaults {
+		return CheckKernelDefaults(sysctl.Read)
+	}
+	return nil
+}
+
+// containerd writes containerd's configuration.
+func (s *Start) containerd(context.Context) error {
 	restrictOOM := !hasCapability(24) // CAP_SYS_RESOURCE
 	if restrictOOM {
-		log.Info("kasa lacks CAP_SYS_RESOURCE here; containerd will not lower oom_score_adj (restrict_oom_score_adj)")
+		s.n.Log.Info("kasa lacks CAP_SYS_RESOURCE here; containerd will not lower oom_score_adj (restrict_oom_score_adj)")
 	}
-
-	ctrd := containerd.Config{
-		BinDir:              binDir,
-		Root:                np.Containerd(),
+	run := datadir.MachineRun()
+	s.ctrd = containerd.Config{
+		BinDir:              filepath.Join(s.bundle, "bin"),
+		Root:                s.np.Containerd(),
 		RunDir:              run.Containerd(),
-		ConfigDir:           np.ContainerdConfig(),
-		RegistryDir:         np.RegistryHosts(),
-		CNIConfDir:          np.CNIConfig(),
+		ConfigDir:           s.np.ContainerdConfig(),
+		RegistryDir:         s.np.RegistryHosts(),
+		CNIConfDir:          s.np.CNIConfig(),
 		RestrictOOMScoreAdj: restrictOOM,
-		Env:                 withGOGC(n.Env),
-		Log:                 log,
+		Env:                 withGOGC(s.n.Env),
+		Log:                 s.n.Log,
 		Output:              prefixed(os.Stderr, "containerd: "),
 	}
-	proc, err := ctrd.Process()
+	var err error
+	s.proc, err = s.ctrd.Process()
+	return err
+}
+
+// registries writes containerd's registry hosts from --private-registry.
+func (s *Start) registries(context.Context) error {
+	registries, err := containerd.LoadRegistries(s.n.Agent.PrivateRegistry)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("--private-registry %w", err)
 	}
-	registries, err := containerd.LoadRegistries(a.PrivateRegistry)
-	if err != nil {
-		return nil, fmt.Errorf("--private-registry %w", err)
-	}
-	if err := registries.WriteHosts(ctrd.RegistryDir, a.DisableDefaultRegistryEndpoint); err != nil {
-		return nil, err
-	}
-	// For `kasa crictl`, as k3s writes one too.
-	crictlConf := fmt.Sprintf("runtime-endpoint: %s\nimage-endpoint: %s\ntimeout: 10\n", ctrd.Endpoint(), ctrd.Endpoint())
-	if err := fileutil.WriteFile(np.CrictlConfig(), []byte(crictlConf), 0o644); err != nil {
-		return nil, err
-	}
-	node := n.Name
+	return registries.WriteHosts(s.ctrd.RegistryDir, s.n.Agent.DisableDefaultRegistryEndpoint)
+}
+
+// crictl writes crictl.yaml for `kasa crictl`, as k3s writes one too.
+func (s *Start) crictl(context.Context) error {
+	conf := fmt.Sprintf("runtime-endpoint: %s\nimage-endpoint: %s\ntimeout: 10\n", s.ctrd.Endpoint(), s.ctrd.Endpoint())
+	return fileutil.WriteFile(s.np.CrictlConfig(), []byte(conf), 0o644)
+}
+
+// Components returns this machine's node parts, in their start order:
+// containerd, image import, kubelet, the pod network, kube-proxy and the
+// local-path volumes. Steps must have run.
+func (s *Start) Components() []component.Component {
+	n, a, np, client := s.n, s.n.Agent, s.np, s.client
+	node, nodeIP := n.Name, n.IP
 	iface := a.FlannelIface
 	if iface == "" {
 		iface = nodeIP.String()
@@ -205,8 +273,8 @@ func Components(n Node) ([]component.Component, error) {
 			ClusterCIDR: n.Cluster.ClusterCIDR,
 			Backend:     n.Cluster.FlannelBackend,
 			Iface:       iface,
-			RunDir:      run.Flannel(),
-			ConfDir:     ctrd.CNIConfDir,
+			RunDir:      datadir.MachineRun().Flannel(),
+			ConfDir:     s.ctrd.CNIConfDir,
 			IPAMDir:     np.CNINetworks(),
 			Sysctl:      sysctl.Write,
 			PodCIDR: func(ctx context.Context) error {
@@ -222,12 +290,12 @@ func Components(n Node) ([]component.Component, error) {
 		})
 	}
 	components := []component.Component{
-		proc,
+		s.proc,
 		&images.Loader{
-			Importer: images.Importer{Ctr: filepath.Join(binDir, "ctr"), Socket: ctrd.Socket()},
-			Dirs:     []string{filepath.Join(bdir, "images")},
+			Importer: images.Importer{Ctr: filepath.Join(s.bundle, "bin", "ctr"), Socket: s.ctrd.Socket()},
+			Dirs:     []string{filepath.Join(s.bundle, "images")},
 			Inbox:    np.Images(),
-			Log:      log.With("component", "images"),
+			Log:      n.Log.With("component", "images"),
 		},
 		&Kubelet{Config: KubeletConfig{
 			NodeName:      node,
@@ -238,13 +306,13 @@ func Components(n Node) ([]component.Component, error) {
 			ClientCA:      n.ClientCAFile,
 			ServingCrt:    np.TLS("serving-kubelet.crt"),
 			ServingKey:    np.TLS("serving-kubelet.key"),
-			RuntimeSock:   ctrd.Socket(),
+			RuntimeSock:   s.ctrd.Socket(),
 			ClusterDNS:    n.Cluster.ClusterDNS,
 			ClusterDomain: n.Cluster.ClusterDomain,
-			ResolvConf:    resolv,
-			CgroupV1:      cgroupV1,
+			ResolvConf:    s.resolv,
+			CgroupV1:      s.cgroupV1,
 			Labels:        a.NodeLabels,
-			Taints:        taintList,
+			Taints:        s.taints,
 			Args:          a.KubeletArgs,
 			// kasa's flag; a --kubelet-arg of the same name sets it too.
 			ProtectKernelDefaults: a.ProtectKernelDefaults,
@@ -267,20 +335,12 @@ func Components(n Node) ([]component.Component, error) {
 			Args:        a.KubeProxyArgs,
 		},
 	}
-	if n.Cluster.LocalStorage {
-		storage := a.LocalStoragePath
-		if storage == "" {
-			storage = layout.Storage()
-		}
-		// A volume's host path must be absolute (rbac.yaml's policy).
-		if storage, err = filepath.Abs(storage); err != nil {
-			return nil, err
-		}
-		components = append(components, &LocalPath{NodeName: node, Dir: storage, Client: client})
+	if s.storage != "" {
+		components = append(components, &LocalPath{NodeName: node, Dir: s.storage, Client: client})
 	}
 	// The pod network comes after the kubelet (which registers the node that
 	// flannel leases for) and before kube-proxy.
-	return slices.Insert(components, 3, network...), nil
+	return slices.Insert(components, 3, network...)
 }
 
 func clientFor(kubeconfig string) (kubernetes.Interface, error) {

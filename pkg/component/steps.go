@@ -18,10 +18,28 @@ type Step struct {
 	// Run does the step's work. Its context ends when the step's time is up
 	// or the start is cancelled.
 	Run func(ctx context.Context) error
+	// Timeout bounds this step instead of the Manager's StepTimeout; a
+	// negative one leaves it unbounded (a join that waits for its server).
+	Timeout time.Duration
 }
 
 // ErrStepTimeout is wrapped by the error of a step that was not done in time.
 var ErrStepTimeout = errors.New("not done in time")
+
+// Setting marks a step's error as one about a setting the user gave, which
+// it names ("--token: ..."): Init returns it as is, without the step's
+// name, so that it reads like every other settings error. Setting(nil) is
+// nil.
+func Setting(err error) error {
+	if err == nil {
+		return nil
+	}
+	return settingError{err}
+}
+
+type settingError struct{ error }
+
+func (e settingError) Unwrap() error { return e.error }
 
 // DefaultStepTimeout bounds a step when the Manager sets no StepTimeout.
 const DefaultStepTimeout = 2 * time.Minute
@@ -46,7 +64,11 @@ func (m *Manager) Init(ctx context.Context, steps []Step) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := runStep(ctx, s, timeout, log); err != nil {
+		t := timeout
+		if s.Timeout != 0 {
+			t = s.Timeout
+		}
+		if err := runStep(ctx, s, t, log); err != nil {
 			return err
 		}
 	}
@@ -55,7 +77,10 @@ func (m *Manager) Init(ctx context.Context, steps []Step) error {
 }
 
 func runStep(ctx context.Context, s Step, timeout time.Duration, log *slog.Logger) error {
-	sctx, cancel := context.WithTimeout(ctx, timeout)
+	sctx, cancel := context.WithCancel(ctx)
+	if timeout > 0 {
+		sctx, cancel = context.WithTimeout(ctx, timeout)
+	}
 	defer cancel()
 	begin := time.Now()
 	done := make(chan error, 1)
@@ -65,6 +90,9 @@ func runStep(ctx context.Context, s Step, timeout time.Duration, log *slog.Logge
 		took := time.Since(begin).Round(time.Millisecond)
 		if err != nil {
 			log.Debug("step failed", "step", s.Name, "took", took)
+			if se := (settingError{}); errors.As(err, &se) {
+				return se.error
+			}
 			return fmt.Errorf("%s: %w", s.Name, err)
 		}
 		log.Debug("step done", "step", s.Name, "took", took)

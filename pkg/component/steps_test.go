@@ -120,3 +120,40 @@ func TestInitLogsEachStepsDurationAtDebug(t *testing.T) {
 		t.Errorf("steps logged at info level:\n%s", buf.String())
 	}
 }
+
+func TestInitStepTimeouts(t *testing.T) {
+	slow := func(d time.Duration) func(context.Context) error {
+		return func(ctx context.Context) error {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(d):
+				return nil
+			}
+		}
+	}
+	m := &Manager{Log: quiet, StepTimeout: 20 * time.Millisecond}
+	// A step's own timeout replaces the Manager's; a negative one is none.
+	if err := m.Init(context.Background(), []Step{
+		{Name: "longer", Run: slow(100 * time.Millisecond), Timeout: time.Second},
+		{Name: "unbounded", Run: slow(100 * time.Millisecond), Timeout: -1},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	err := m.Init(context.Background(), []Step{{Name: "shorter", Run: slow(time.Second), Timeout: 10 * time.Millisecond}})
+	if !errors.Is(err, ErrStepTimeout) || !strings.Contains(err.Error(), "waited 10ms") {
+		t.Fatalf("error %v, want the step's own 10ms timeout", err)
+	}
+}
+
+func TestInitSettingErrorsReadAsSuch(t *testing.T) {
+	bad := errors.New("--token: the secret is too short")
+	m := &Manager{Log: quiet}
+	err := m.Init(context.Background(), []Step{step(&recorder{}, "check secrets", Setting(bad))})
+	if !errors.Is(err, bad) || err.Error() != bad.Error() {
+		t.Fatalf("error %q, want %q as it is", err, bad)
+	}
+	if Setting(nil) != nil {
+		t.Fatal("Setting(nil) is not nil")
+	}
+}

@@ -18,18 +18,13 @@ import (
 	"syscall"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
-	"github.com/kasa-io/kasa/pkg/agent"
 	"github.com/kasa-io/kasa/pkg/component"
 	"github.com/kasa-io/kasa/pkg/config"
-	"github.com/kasa-io/kasa/pkg/datastore"
 	"github.com/kasa-io/kasa/pkg/fileutil"
 	"github.com/kasa-io/kasa/pkg/join/joinserver"
-	"github.com/kasa-io/kasa/pkg/kubeconfig"
 	"github.com/kasa-io/kasa/pkg/memory"
 	"github.com/kasa-io/kasa/pkg/pki"
 	"github.com/kasa-io/kasa/pkg/token"
@@ -71,135 +66,16 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 	rest.SetDefaultWarningHandler(rest.NoWarnings{})
 	endFatalGoroutinesWhenStopping(ctx)
 
-	p := NewPaths(cfg.DataDir)
-	lock, err := lockDataDir(cfg.DataDir, p.Lock())
-	if err != nil {
-		return err
-	}
-	defer lock.Release()
-	if cfg.Agent != nil {
-		nodeLock, err := agent.LockNode(", or run this server with --disable-agent")
-		if err != nil {
-			return err
-		}
-		defer nodeLock.Release()
-	}
-
-	if err := checkNewSecrets(p, cfg); err != nil {
-		return err
-	}
-	local := localAddr(cfg)
-	kcmArgs, schedArgs := controllerManagerArgs(cfg, p), schedulerArgs(cfg, p)
-	if err := checkPorts(cfg, kcmArgs, schedArgs); err != nil {
-		return err
-	}
-
-	c, err := ensureCerts(cfg, p, now(), log)
-	if err != nil {
-		return fmt.Errorf("certificates: %w", err)
-	}
-	serverToken, serverIgnored, err := ensureToken(p.Token(), cfg.Token, c.Server)
-	if err != nil {
-		return err
-	}
-	agentToken, agentIgnored, err := ensureAgentToken(p.AgentToken(), cfg.AgentToken, c.Server)
-	if err != nil {
-		return err
-	}
-	warnIgnoredTokens(log, p, serverIgnored, agentIgnored, cfg.Token, serverToken, agentToken)
-	warnWeakSecrets(log, serverToken, agentToken)
-	serverURL := "https://" + local.String()
-	for _, kc := range []struct{ file, client string }{
-		{"controller.kubeconfig", "controller"},
-		{"scheduler.kubeconfig", "scheduler"},
-		{"admin.kubeconfig", "admin"},
-	} {
-		if err := kubeconfig.Write(p.Cred(kc.file), 0o600, kubeconfig.Spec{
-			Server: serverURL, CAFile: p.TLS("ca.crt"),
-			CertFile: p.TLS("client-" + kc.client + ".crt"), KeyFile: p.TLS("client-" + kc.client + ".key"),
-		}); err != nil {
-			return err
-		}
-	}
-	client, err := adminHTTPClient(p.TLS("ca.crt"), p.TLS("client-admin.crt"), p.TLS("client-admin.key"))
-	if err != nil {
-		return err
-	}
-
-	rc, err := clientcmd.BuildConfigFromFlags("", p.Cred("admin.kubeconfig"))
-	if err != nil {
-		return err
-	}
-	adminClient, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
-	// The join endpoint reads a Secret or two per check: with client-go's
-	// default 5 requests a second, a real join would wait behind the reads
-	// of failed ones.
-	joinRC := rest.CopyConfig(rc)
-	joinRC.QPS, joinRC.Burst = 200, 400
-	joinClient, err := kubernetes.NewForConfig(joinRC)
-	if err != nil {
-		return err
-	}
-	cluster := clusterSettings(cfg)
-	store := &joinserver.Store{Client: joinClient, Now: now}
-	joins := &joinserver.Handler{
-		ServerCA:  c.Server,
-		ClientCA:  c.Client,
-		KubeletCA: c.Kubelet,
-		Reserved:  reservedNodeNames(cfg),
-		Store:     store,
-		Cluster:   cluster,
-		Log:       log.With("component", "join"),
-		Now:       now,
-	}
-
-	if err := writeSecurityFiles(p); err != nil {
-		return err
-	}
-	kine := &datastore.Kine{DBDir: p.DB(), Datastore: cfg.Datastore}
-	log.Info("datastore", "kind", kine.Scheme())
-	components := []component.Component{
-		kine,
-		&APIServer{
-			Args:      func() []string { return apiserverArgs(cfg, p, kine.Endpoints()) },
-			ReadyzURL: serverURL + "/readyz",
-			Client:    client,
-			Wrap:      joins.Wrap,
-		},
-		joinTokens(store, serverToken, agentToken, p, log),
-		&ControllerManager{Args: kcmArgs},
-		&Scheduler{Args: schedArgs},
-		component.Func{ComponentName: "kubeconfig", RunFunc: func(ctx context.Context, ready func()) error {
-			if err := kubeconfig.Write(cfg.WriteKubeconfig, cfg.WriteKubeconfigMode, kubeconfig.Spec{
-				Server: serverURL, CAFile: p.TLS("ca.crt"), Embed: true,
-				CertFile: p.TLS("client-admin.crt"), KeyFile: p.TLS("client-admin.key"),
-			}); err != nil {
-				return fmt.Errorf("%w (pick another path with --write-kubeconfig)", err)
-			}
-			log.Info("wrote admin kubeconfig", "file", cfg.WriteKubeconfig)
-			ready()
-			<-ctx.Done()
-			return nil
-		}},
-	}
-	controllers, err := serverControllers(cfg, p, c, log)
-	if err != nil {
-		return err
-	}
-	components = append(components, controllers...)
-	if cfg.Agent != nil {
-		node, err := nodeComponents(cfg, p, c, cluster, serverURL, o.Env, log, now())
-		if err != nil {
-			return fmt.Errorf("node: %w", err)
-		}
-		components = append(components, node...)
-		components = append(components, nodeRole(adminClient, cfg.NodeName))
-	}
+	st := &start{cfg: cfg, o: o, log: log, now: now, p: NewPaths(cfg.DataDir)}
+	defer st.release()
 	m := &component.Manager{ReadyTimeout: 3 * time.Minute, StopTimeout: StopTimeout, Log: log}
-	return m.Run(ctx, components, func() {
+	if err := m.Init(ctx, st.steps()); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	return m.Run(ctx, st.components, func() {
 		memory.ReleaseLater(ctx, 10*time.Second, log)
 		if o.OnReady != nil {
 			o.OnReady()
