@@ -34,6 +34,8 @@ type start struct {
 	kcmArgs, schedArgs      []string
 	certs                   *certs
 	serverToken, agentToken token.Token
+	kine                    *datastore.Kine
+	firstServer             bool
 	node                    *agent.Start
 	components              []component.Component
 }
@@ -45,13 +47,29 @@ func (s *start) steps() []component.Step {
 		{Name: "lock data dir", Run: s.lock},
 		{Name: "check secrets", Run: func(context.Context) error { return component.Setting(checkNewSecrets(s.p, s.cfg)) }},
 		{Name: "check ports", Run: s.checkPorts},
-		{Name: "certificates", Run: s.certificates},
-		{Name: "tokens", Run: s.tokens},
+		{Name: "datastore", Run: s.openDatastore},
+	}
+	if s.shared() {
+		steps = append(steps, component.Step{Name: "bootstrap data", Run: s.loadBootstrap})
+	}
+	steps = append(steps,
+		component.Step{Name: "certificates", Run: s.certificates},
+		component.Step{Name: "tokens", Run: s.tokens},
+	)
+	if s.shared() {
+		steps = append(steps, component.Step{Name: "save bootstrap data", Run: func(ctx context.Context) error {
+			if !s.firstServer {
+				return nil
+			}
+			return s.saveBootstrap(ctx)
+		}})
+	}
+	steps = append(steps, []component.Step{
 		{Name: "kubeconfigs", Run: s.kubeconfigs},
 		{Name: "security files", Run: func(context.Context) error { return writeSecurityFiles(s.p) }},
 		{Name: "control plane", Run: s.controlPlane},
 		{Name: "add-ons", Run: s.addons},
-	}
+	}...)
 	if s.cfg.Agent == nil {
 		return steps
 	}
@@ -74,8 +92,12 @@ func (s *start) steps() []component.Step {
 	return append(steps, component.Step{Name: "node parts", Run: s.nodeParts})
 }
 
-// release lets go of the locks the start took.
+// release stops the datastore if the components did not run, and lets go
+// of the locks the start took.
 func (s *start) release() {
+	if s.kine != nil {
+		s.kine.Close()
+	}
 	for _, l := range slices.Backward(s.locks) {
 		l.Release()
 	}
@@ -159,8 +181,7 @@ func (s *start) controlPlane(context.Context) error {
 	if err != nil {
 		return err
 	}
-	kine := &datastore.Kine{DBDir: p.DB(), Datastore: cfg.Datastore}
-	log.Info("datastore", "kind", kine.Scheme())
+	kine := s.kine
 	s.components = append(s.components,
 		kine,
 		&APIServer{

@@ -14,7 +14,7 @@ import (
 
 // serverSteps are a control plane's start-up steps (--disable-agent), in
 // the order docs/architecture.md gives.
-var serverSteps = []string{"lock data dir", "check secrets", "check ports", "certificates", "tokens",
+var serverSteps = []string{"lock data dir", "check secrets", "check ports", "datastore", "certificates", "tokens",
 	"kubeconfigs", "security files", "control plane", "add-ons"}
 
 // stepDone matches the debug line of a step that ran, with its duration.
