@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -26,6 +27,7 @@ import (
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/pkg/fileutil"
+	"github.com/kasa-io/kasa/pkg/join"
 	"github.com/kasa-io/kasa/pkg/kubeconfig"
 	"github.com/kasa-io/kasa/pkg/sysctl"
 )
@@ -82,133 +84,197 @@ type Node struct {
 	CAFile string
 	// ClientCAFile is the client CA: the kubelet verifies the API server's
 	// client certificate with it.
-	ClientCAFile  string
-	ClusterCIDR   string
-	ClusterDNS    string
-	ClusterDomain string
-	// FlannelBackend is the cluster's: vxlan, host-gw or none.
-	FlannelBackend string
-	// LocalStorage runs the local-path provisioner's node part.
-	LocalStorage bool
-	Env          []string
-	Log          *slog.Logger
+	ClientCAFile string
+	// Cluster are the cluster-wide settings (pod network, DNS, flannel
+	// backend, whether local-path runs): the server's own, or those its
+	// join answered with.
+	Cluster join.Cluster
+	Env     []string
+	Log     *slog.Logger
+}
+
+// Start is the start of a machine's node. Its Steps prepare the machine
+// and the node's files, in order (the lifecycle's init phase); once they
+// have run, Components gives the node's parts.
+type Start struct {
+	n      Node
+	np     datadir.Agent
+	bundle string // the unpacked bundle
+	client kubernetes.Interface
+	resolv string
+	taints []corev1.Taint
+	// storage is the local-path volumes' folder, "" when they do not run.
+	storage  string
+	cgroupV1 bool
+	ctrd     containerd.Config
+	proc     component.Component
+}
+
+// NewStart returns the start of node n; the certificates must be in place.
+func NewStart(n Node) *Start {
+	return &Start{n: n, np: datadir.New(n.DataDir).Agent()}
+}
+
+// Steps are what the node does before its parts start, in order.
+func (s *Start) Steps() []component.Step {
+	return []component.Step{
+		{Name: "host checks", Run: s.checkHost},
+		{Name: "unpack bundle", Run: s.unpack},
+		{Name: "node kubeconfigs", Run: s.kubeconfigs},
+		{Name: "node settings", Run: s.settings},
+		{Name: "kernel settings", Run: s.kernel},
+		{Name: "containerd config", Run: s.containerd},
+		{Name: "registries", Run: s.registries},
+		{Name: "crictl config", Run: s.crictl},
+	}
+}
+
+// checkHost stops the start on a failed host check and logs the warnings.
+func (s *Start) checkHost(context.Context) error {
+	host := checkconfig.Host{}
+	results := checkconfig.Run(host)
+	if err := checkconfig.Failed(results); err != nil {
+		return err
+	}
+	for _, r := range results {
+		if r.Level == checkconfig.Warn {
+			s.n.Log.Warn("host check", "check", r.Name, "detail", r.Detail, "fix", r.Fix)
+		}
+	}
+	s.cgroupV1 = host.CgroupV1() // warned about by the checks above
+	return nil
+}
+
+// unpack unpacks the binaries and images appended to kasa's executable.
+func (s *Start) unpack(context.Context) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	payload, err := bundle.Find(exe)
+	if err != nil {
+		return err
+	}
+	s.bundle, err = payload.Unpack(s.n.DataDir)
+	return err
+}
+
+// kubeconfigs writes the node's clients' kubeconfigs (removing those an
+// earlier kasa used) and makes the client of the node's own identity, which
+// the readiness checks, flannel and the local-path volumes use.
+func (s *Start) kubeconfigs(context.Context) error {
+	if err := removeRetired(s.np); err != nil {
+		return err
+	}
+	for _, c := range Clients {
+		if err := kubeconfig.Write(s.np.Kubeconfig(c), 0o600, kubeconfig.Spec{
+			Server: s.n.ServerURL, CAFile: s.n.CAFile,
+			CertFile: s.np.TLS("client-" + c + ".crt"), KeyFile: s.np.TLS("client-" + c + ".key"),
+		}); err != nil {
+			return err
+		}
+	}
+	var err error
+	s.client, err = clientFor(s.np.Kubeconfig("kubelet"))
+	return err
+}
+
+// settings checks the node's own settings: the pods' resolv.conf, the
+// taints and the local-path volumes' folder.
+func (s *Start) settings(context.Context) error {
+	a := s.n.Agent
+	var err error
+	if s.resolv, err = resolvConf(a.ResolvConf); err != nil {
+		return err
+	}
+	if s.taints, _, err = taints.ParseTaints(a.NodeTaints); err != nil {
+		return fmt.Errorf("--node-taint: %w", err)
+	}
+	if s.n.Cluster.LocalStorage {
+		storage := a.LocalStoragePath
+		if storage == "" {
+			storage = datadir.New(s.n.DataDir).Storage()
+		}
+		// A volume's host path must be absolute (rbac.yaml's policy).
+		if s.storage, err = filepath.Abs(storage); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// kernel records the kernel settings the node will change, for killall to
+// restore, and checks them against the kubelet's wants under
+// --protect-kernel-defaults.
+func (s *Start) kernel(context.Context) error {
+	if err := sysctl.Save(s.np.SysctlsBefore(), sysctl.Changed, sysctl.Read); err != nil {
+		return err
+	}
+	if s.n.Agent.ProtectKernelDefaults {
+		return CheckKernelDefaults(sysctl.Read)
+	}
+	return nil
+}
+
+// containerd writes containerd's configuration.
+func (s *Start) containerd(context.Context) error {
+	restrictOOM := !hasCapability(24) // CAP_SYS_RESOURCE
+	if restrictOOM {
+		s.n.Log.Info("kasa lacks CAP_SYS_RESOURCE here; containerd will not lower oom_score_adj (restrict_oom_score_adj)")
+	}
+	run := datadir.MachineRun()
+	s.ctrd = containerd.Config{
+		BinDir:              filepath.Join(s.bundle, "bin"),
+		Root:                s.np.Containerd(),
+		RunDir:              run.Containerd(),
+		ConfigDir:           s.np.ContainerdConfig(),
+		RegistryDir:         s.np.RegistryHosts(),
+		CNIConfDir:          s.np.CNIConfig(),
+		RestrictOOMScoreAdj: restrictOOM,
+		Env:                 withGOGC(s.n.Env),
+		Log:                 s.n.Log,
+		Output:              prefixed(os.Stderr, "containerd: "),
+	}
+	var err error
+	s.proc, err = s.ctrd.Process()
+	return err
+}
+
+// registries writes containerd's registry hosts from --private-registry.
+func (s *Start) registries(context.Context) error {
+	registries, err := containerd.LoadRegistries(s.n.Agent.PrivateRegistry)
+	if err != nil {
+		return fmt.Errorf("--private-registry %w", err)
+	}
+	return registries.WriteHosts(s.ctrd.RegistryDir, s.n.Agent.DisableDefaultRegistryEndpoint)
+}
+
+// crictl writes crictl.yaml for `kasa crictl`, as k3s writes one too.
+func (s *Start) crictl(context.Context) error {
+	conf := fmt.Sprintf("runtime-endpoint: %s\nimage-endpoint: %s\ntimeout: 10\n", s.ctrd.Endpoint(), s.ctrd.Endpoint())
+	return fileutil.WriteFile(s.np.CrictlConfig(), []byte(conf), 0o644)
 }
 
 // Components returns this machine's node parts, in their start order:
 // containerd, image import, kubelet, the pod network, kube-proxy and the
-// local-path volumes. The certificates must be in place.
-func Components(n Node) ([]component.Component, error) {
-	a := n.Agent
-	log := n.Log
-	host := checkconfig.Host{}
-	results := checkconfig.Run(host)
-	if err := checkconfig.Failed(results); err != nil {
-		return nil, err
-	}
-	for _, r := range results {
-		if r.Level == checkconfig.Warn {
-			log.Warn("host check", "check", r.Name, "detail", r.Detail, "fix", r.Fix)
-		}
-	}
-	layout := datadir.New(n.DataDir)
-	np, run := layout.Agent(), datadir.MachineRun()
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	payload, err := bundle.Find(exe)
-	if err != nil {
-		return nil, err
-	}
-	bdir, err := payload.Unpack(n.DataDir)
-	if err != nil {
-		return nil, err
-	}
-	binDir := filepath.Join(bdir, "bin")
-
-	nodeIP := n.IP
-	if err := removeRetired(np); err != nil {
-		return nil, err
-	}
-	for _, c := range Clients {
-		if err := kubeconfig.Write(np.Kubeconfig(c), 0o600, kubeconfig.Spec{
-			Server: n.ServerURL, CAFile: n.CAFile,
-			CertFile: np.TLS("client-" + c + ".crt"), KeyFile: np.TLS("client-" + c + ".key"),
-		}); err != nil {
-			return nil, err
-		}
-	}
-	// The node's own identity: the readiness checks below, flannel and the
-	// local-path volumes use it.
-	client, err := clientFor(np.Kubeconfig("kubelet"))
-	if err != nil {
-		return nil, err
-	}
-	resolv, err := resolvConf(a.ResolvConf)
-	if err != nil {
-		return nil, err
-	}
-	taintList, _, err := taints.ParseTaints(a.NodeTaints)
-	if err != nil {
-		return nil, fmt.Errorf("--node-taint: %w", err)
-	}
-	if err := sysctl.Save(np.SysctlsBefore(), sysctl.Changed, sysctl.Read); err != nil {
-		return nil, err
-	}
-	if a.ProtectKernelDefaults {
-		if err := CheckKernelDefaults(sysctl.Read); err != nil {
-			return nil, err
-		}
-	}
-	cgroupV1 := host.CgroupV1()       // warned about by the host checks above
-	restrictOOM := !hasCapability(24) // CAP_SYS_RESOURCE
-	if restrictOOM {
-		log.Info("kasa lacks CAP_SYS_RESOURCE here; containerd will not lower oom_score_adj (restrict_oom_score_adj)")
-	}
-
-	ctrd := containerd.Config{
-		BinDir:              binDir,
-		Root:                np.Containerd(),
-		RunDir:              run.Containerd(),
-		ConfigDir:           np.ContainerdConfig(),
-		RegistryDir:         np.RegistryHosts(),
-		CNIConfDir:          np.CNIConfig(),
-		RestrictOOMScoreAdj: restrictOOM,
-		Env:                 withGOGC(n.Env),
-		Log:                 log,
-		Output:              prefixed(os.Stderr, "containerd: "),
-	}
-	proc, err := ctrd.Process()
-	if err != nil {
-		return nil, err
-	}
-	registries, err := containerd.LoadRegistries(a.PrivateRegistry)
-	if err != nil {
-		return nil, fmt.Errorf("--private-registry %w", err)
-	}
-	if err := registries.WriteHosts(ctrd.RegistryDir, a.DisableDefaultRegistryEndpoint); err != nil {
-		return nil, err
-	}
-	// For `kasa crictl`, as k3s writes one too.
-	crictlConf := fmt.Sprintf("runtime-endpoint: %s\nimage-endpoint: %s\ntimeout: 10\n", ctrd.Endpoint(), ctrd.Endpoint())
-	if err := fileutil.WriteFile(np.CrictlConfig(), []byte(crictlConf), 0o644); err != nil {
-		return nil, err
-	}
-	node := n.Name
+// local-path volumes. Steps must have run.
+func (s *Start) Components() []component.Component {
+	n, a, np, client := s.n, s.n.Agent, s.np, s.client
+	node, nodeIP := n.Name, n.IP
 	iface := a.FlannelIface
 	if iface == "" {
 		iface = nodeIP.String()
 	}
 	var network []component.Component
-	if n.FlannelBackend != "none" {
+	if n.Cluster.FlannelBackend != "none" {
 		network = append(network, &Flannel{
 			NodeName:    node,
 			Kubeconfig:  np.Kubeconfig("kubelet"),
-			ClusterCIDR: n.ClusterCIDR,
-			Backend:     n.FlannelBackend,
+			ClusterCIDR: n.Cluster.ClusterCIDR,
+			Backend:     n.Cluster.FlannelBackend,
 			Iface:       iface,
-			RunDir:      run.Flannel(),
-			ConfDir:     ctrd.CNIConfDir,
+			RunDir:      datadir.MachineRun().Flannel(),
+			ConfDir:     s.ctrd.CNIConfDir,
 			IPAMDir:     np.CNINetworks(),
 			Sysctl:      sysctl.Write,
 			PodCIDR: func(ctx context.Context) error {
@@ -224,12 +290,12 @@ func Components(n Node) ([]component.Component, error) {
 		})
 	}
 	components := []component.Component{
-		proc,
+		s.proc,
 		&images.Loader{
-			Importer: images.Importer{Ctr: filepath.Join(binDir, "ctr"), Socket: ctrd.Socket()},
-			Dirs:     []string{filepath.Join(bdir, "images")},
+			Importer: images.Importer{Ctr: filepath.Join(s.bundle, "bin", "ctr"), Socket: s.ctrd.Socket()},
+			Dirs:     []string{filepath.Join(s.bundle, "images")},
 			Inbox:    np.Images(),
-			Log:      log.With("component", "images"),
+			Log:      n.Log.With("component", "images"),
 		},
 		&Kubelet{Config: KubeletConfig{
 			NodeName:      node,
@@ -240,13 +306,13 @@ func Components(n Node) ([]component.Component, error) {
 			ClientCA:      n.ClientCAFile,
 			ServingCrt:    np.TLS("serving-kubelet.crt"),
 			ServingKey:    np.TLS("serving-kubelet.key"),
-			RuntimeSock:   ctrd.Socket(),
-			ClusterDNS:    n.ClusterDNS,
-			ClusterDomain: n.ClusterDomain,
-			ResolvConf:    resolv,
-			CgroupV1:      cgroupV1,
+			RuntimeSock:   s.ctrd.Socket(),
+			ClusterDNS:    n.Cluster.ClusterDNS,
+			ClusterDomain: n.Cluster.ClusterDomain,
+			ResolvConf:    s.resolv,
+			CgroupV1:      s.cgroupV1,
 			Labels:        a.NodeLabels,
-			Taints:        taintList,
+			Taints:        s.taints,
 			Args:          a.KubeletArgs,
 			// kasa's flag; a --kubelet-arg of the same name sets it too.
 			ProtectKernelDefaults: a.ProtectKernelDefaults,
@@ -264,25 +330,17 @@ func Components(n Node) ([]component.Component, error) {
 		&KubeProxy{
 			NodeName:    node,
 			NodeIP:      nodeIP.String(),
-			ClusterCIDR: n.ClusterCIDR,
+			ClusterCIDR: n.Cluster.ClusterCIDR,
 			Kubeconfig:  np.Kubeconfig("kube-proxy"),
 			Args:        a.KubeProxyArgs,
 		},
 	}
-	if n.LocalStorage {
-		storage := a.LocalStoragePath
-		if storage == "" {
-			storage = layout.Storage()
-		}
-		// A volume's host path must be absolute (rbac.yaml's policy).
-		if storage, err = filepath.Abs(storage); err != nil {
-			return nil, err
-		}
-		components = append(components, &LocalPath{NodeName: node, Dir: storage, Client: client})
+	if s.storage != "" {
+		components = append(components, &LocalPath{NodeName: node, Dir: s.storage, Client: client})
 	}
 	// The pod network comes after the kubelet (which registers the node that
 	// flannel leases for) and before kube-proxy.
-	return slices.Insert(components, 3, network...), nil
+	return slices.Insert(components, 3, network...)
 }
 
 func clientFor(kubeconfig string) (kubernetes.Interface, error) {

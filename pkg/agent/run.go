@@ -24,6 +24,7 @@ import (
 	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/pkg/fileutil"
 	"github.com/kasa-io/kasa/pkg/join"
+	"github.com/kasa-io/kasa/pkg/join/joinclient"
 	"github.com/kasa-io/kasa/pkg/memory"
 	"github.com/kasa-io/kasa/pkg/pki"
 	"github.com/kasa-io/kasa/pkg/token"
@@ -63,24 +64,41 @@ func Run(ctx context.Context, cfg *config.AgentNode, o Options) error {
 	}
 	rest.SetDefaultWarningHandler(rest.NoWarnings{})
 	np := datadir.New(cfg.DataDir).Agent()
-	lock, err := fileutil.LockFile(np.Lock(), func(err error) error {
-		return fmt.Errorf("data dir %s is not usable: %w (pick another with --data-dir)", cfg.DataDir, err)
-	}, func(pid string) error {
-		return fmt.Errorf("another kasa agent (pid %s) is running on %s; stop it first or pick another --data-dir", pid, cfg.DataDir)
+	m := &component.Manager{ReadyTimeout: 3 * time.Minute, StopTimeout: StopTimeout, Log: log}
+	var locks []*fileutil.Lock
+	defer func() {
+		for _, l := range slices.Backward(locks) {
+			l.Release()
+		}
+	}()
+	var state *State
+	err := m.Init(ctx, []component.Step{
+		{Name: "lock data dir", Run: func(context.Context) error {
+			lock, err := fileutil.LockFile(np.Lock(), func(err error) error {
+				return fmt.Errorf("data dir %s is not usable: %w (pick another with --data-dir)", cfg.DataDir, err)
+			}, func(pid string) error {
+				return fmt.Errorf("another kasa agent (pid %s) is running on %s; stop it first or pick another --data-dir", pid, cfg.DataDir)
+			})
+			if err == nil {
+				locks = append(locks, lock)
+			}
+			return err
+		}},
+		{Name: "lock node", Run: func(context.Context) error {
+			lock, err := LockNode("")
+			if err == nil {
+				locks = append(locks, lock)
+			}
+			return err
+		}},
+		// A join waits, with backoff, for a server that cannot be reached.
+		{Name: "join", Timeout: -1, Run: func(ctx context.Context) (err error) {
+			state, err = bootstrap(ctx, cfg, np, log)
+			return err
+		}},
 	})
-	if err != nil {
-		return err
-	}
-	defer lock.Release()
-	nodeLock, err := LockNode("")
-	if err != nil {
-		return err
-	}
-	defer nodeLock.Release()
-
-	state, err := bootstrap(ctx, cfg, np, log)
 	if err != nil || ctx.Err() != nil {
-		return err
+		return startErr(ctx, err)
 	}
 	lb := &LoadBalancer{
 		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.LBServerPort)),
@@ -88,36 +106,41 @@ func Run(ctx context.Context, cfg *config.AgentNode, o Options) error {
 	}
 	given := hostPort(cfg.Server)
 	lb.SetServers(append(slices.Clone(state.Servers), given))
-	node, err := Components(Node{
-		DataDir:        cfg.DataDir,
-		Name:           state.NodeName,
-		IP:             cfg.NodeIPs[0],
-		Agent:          cfg.Agent,
-		ServerURL:      "https://" + lb.Addr,
-		CAFile:         np.TLS("ca.crt"),
-		ClientCAFile:   np.TLS("client-ca.crt"),
-		ClusterCIDR:    state.Cluster.ClusterCIDR,
-		ClusterDNS:     state.Cluster.ClusterDNS,
-		ClusterDomain:  state.Cluster.ClusterDomain,
-		FlannelBackend: state.Cluster.FlannelBackend,
-		LocalStorage:   state.Cluster.LocalStorage,
-		Env:            o.Env,
-		Log:            log,
+	start := NewStart(Node{
+		DataDir:      cfg.DataDir,
+		Name:         state.NodeName,
+		IP:           cfg.NodeIPs[0],
+		Agent:        cfg.Agent,
+		ServerURL:    "https://" + lb.Addr,
+		CAFile:       np.TLS("ca.crt"),
+		ClientCAFile: np.TLS("client-ca.crt"),
+		Cluster:      state.Cluster,
+		Env:          o.Env,
+		Log:          log,
 	})
-	if err != nil {
-		return fmt.Errorf("node: %w", err)
+	if err := m.Init(ctx, start.Steps()); err != nil {
+		return startErr(ctx, err)
 	}
+	node := start.Components()
 	watcher := &serverWatcher{lb: lb, given: given, state: state, file: np.JoinState(),
 		kubeconfig: np.Kubeconfig("kube-proxy"), log: log.With("component", "load-balancer")}
 	components := append([]component.Component{lb}, node...)
 	components = append(components, watcher)
-	m := &component.Manager{ReadyTimeout: 3 * time.Minute, StopTimeout: StopTimeout, Log: log}
 	return m.Run(ctx, components, func() {
 		memory.ReleaseLater(ctx, releaseDelay, log)
 		if o.OnReady != nil {
 			o.OnReady()
 		}
 	})
+}
+
+// startErr is the outcome of a start that ended before the components ran:
+// none when the start was cancelled (a stop asked for while starting).
+func startErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // hostPort returns the host:port of an https URL validated by config.
@@ -231,20 +254,20 @@ func requestCerts(ctx context.Context, cfg *config.AgentNode, np datadir.Agent, 
 		if err != nil {
 			return nil, err
 		}
-		if resp, err = join.Renew(ctx, cfg.Server, caPEM, cert, req); err != nil {
+		if resp, err = joinclient.Renew(ctx, cfg.Server, caPEM, cert, req); err != nil {
 			return nil, err
 		}
 	} else {
 		err = retryUnreachable(ctx, log, func() error {
 			var pinned bool
 			var err error
-			if caPEM, pinned, err = join.FetchCA(ctx, cfg.Server, *t); err != nil {
+			if caPEM, pinned, err = joinclient.FetchCA(ctx, cfg.Server, *t); err != nil {
 				return err
 			}
 			if !pinned {
 				log.Warn("the token names no CA hash, so the server's CA was taken on trust; use the full token (K10...) to pin it")
 			}
-			resp, err = join.Join(ctx, cfg.Server, caPEM, *t, req)
+			resp, err = joinclient.Join(ctx, cfg.Server, caPEM, *t, req)
 			return err
 		})
 		if err != nil || ctx.Err() != nil {
@@ -288,7 +311,7 @@ func retryUnreachable(ctx context.Context, log *slog.Logger, f func() error) err
 	failing := false
 	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
 		err := f()
-		if !errors.Is(err, join.ErrUnreachable) {
+		if !errors.Is(err, joinclient.ErrUnreachable) {
 			if failing && err == nil {
 				log.Info("the server answers")
 			}

@@ -3,13 +3,11 @@ package agent
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
@@ -21,12 +19,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/pkg/join"
+	"github.com/kasa-io/kasa/pkg/join/jointest"
 	"github.com/kasa-io/kasa/pkg/pki"
+	"github.com/kasa-io/kasa/pkg/token"
 )
 
 func TestNodePassword(t *testing.T) {
@@ -202,17 +201,7 @@ func ips(s ...string) []net.IP {
 // the Node n1 and its password recorded unless deleted.
 func joinServer(t *testing.T, cas clusterCAs, np datadir.Agent, log *slog.Logger, deleted bool) *httptest.Server {
 	t.Helper()
-	dir := t.TempDir()
-	serving := pki.Leaf{CommonName: "server", Server: true, IPs: []net.IP{net.ParseIP("127.0.0.1")},
-		CertFile: filepath.Join(dir, "s.crt"), KeyFile: filepath.Join(dir, "s.key")}
-	if _, err := cas.Server.Ensure(serving, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	pair, err := tls.LoadX509KeyPair(serving.CertFile, serving.KeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := &join.Store{Client: fake.NewClientset()}
+	store := jointest.NewStore()
 	ctx := context.Background()
 	if _, err := store.EnsureTokens(ctx, "server-secret-0123456789", "agent-secret-0123456789"); err != nil {
 		t.Fatal(err)
@@ -229,11 +218,9 @@ func joinServer(t *testing.T, cas clusterCAs, np datadir.Agent, log *slog.Logger
 			t.Fatal(err)
 		}
 	}
-	h := &join.Handler{ServerCA: cas.Server, ClientCA: cas.Client, KubeletCA: cas.Kubelet, Store: store, Log: log, Cluster: join.Cluster{ClusterCIDR: "10.42.0.0/16"}}
-	srv := httptest.NewUnstartedServer(h.Wrap(http.NotFoundHandler()))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
+	h := jointest.NewHandler(jointest.CAs(cas), store, log)
+	h.Cluster = join.Cluster{ClusterCIDR: "10.42.0.0/16"}
+	srv := jointest.Serve(t, h, nil)
 	if err := saveState(np.JoinState(), &State{NodeName: "n1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +274,7 @@ func TestBootstrapDeletedNode(t *testing.T) {
 	}
 	// With a token it joins again.
 	logs.Reset()
-	cfg.Token = config.Secret("K10" + ca.Server.Hash() + "::node:agent-secret-0123456789")
+	cfg.Token = config.Secret("K10" + token.CAHash(ca.Server.CertPEM) + "::node:agent-secret-0123456789")
 	if _, err := bootstrap(context.Background(), cfg, np, log); err != nil || !strings.Contains(logs.String(), "joined the cluster") {
 		t.Errorf("joining again with a token: %v\n%s", err, logs.String())
 	}

@@ -48,6 +48,9 @@ type Manager struct {
 	ReadyTimeout time.Duration
 	// StopTimeout bounds the whole stop, all components together.
 	StopTimeout time.Duration
+	// StepTimeout bounds each start-up step of Init (DefaultStepTimeout
+	// when zero).
+	StepTimeout time.Duration
 	Log         *slog.Logger
 }
 

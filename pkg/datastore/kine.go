@@ -32,6 +32,8 @@ type Kine struct {
 
 	mu        sync.Mutex
 	endpoints []string
+	stop      context.CancelFunc
+	stopped   chan struct{}
 }
 
 var _ component.Component = (*Kine)(nil)
@@ -62,8 +64,26 @@ func (k *Kine) Scheme() string {
 	return scheme
 }
 
-// Run implements component.Component.
+// Run implements component.Component: kine serves (Open) until ctx ends.
 func (k *Kine) Run(ctx context.Context, ready func()) error {
+	if err := k.Open(ctx); err != nil {
+		return err
+	}
+	ready()
+	<-ctx.Done()
+	k.Close()
+	return nil
+}
+
+// Open starts kine unless it runs, and returns once it serves: a start-up
+// step may use the datastore before the components run (the bootstrap
+// data). It serves until Close, whatever becomes of ctx.
+func (k *Kine) Open(ctx context.Context) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.stop != nil {
+		return nil
+	}
 	if err := os.MkdirAll(k.DBDir, 0o700); err != nil {
 		return err
 	}
@@ -74,8 +94,9 @@ func (k *Kine) Run(ctx context.Context, ready func()) error {
 	if sock := k.SocketPath(); len(sock) > 100 {
 		return fmt.Errorf("socket path %s is too long for a unix socket: use a shorter --data-dir", sock)
 	}
+	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	etcd, err := endpoint.Listen(ctx, endpoint.Config{
+	etcd, err := endpoint.Listen(kctx, endpoint.Config{
 		Listener:  "unix://" + k.SocketPath(),
 		Endpoint:  ep,
 		WaitGroup: &wg,
@@ -95,20 +116,29 @@ func (k *Kine) Run(ctx context.Context, ready func()) error {
 		PollInterval:        time.Second,
 	})
 	if err != nil {
+		cancel()
 		return fmt.Errorf("open %s datastore: %w", k.Scheme(), Redact(err, k.Datastore.Endpoint))
 	}
-	k.mu.Lock()
 	k.endpoints = etcd.Endpoints
+	k.stop, k.stopped = cancel, make(chan struct{})
+	go func(done chan struct{}) { wg.Wait(); close(done) }(k.stopped)
+	return nil
+}
+
+// Close stops kine, if it runs, and waits (a little) for its end.
+func (k *Kine) Close() {
+	k.mu.Lock()
+	stop, stopped := k.stop, k.stopped
+	k.stop, k.stopped = nil, nil
 	k.mu.Unlock()
-	ready()
-	<-ctx.Done()
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	if stop == nil {
+		return
+	}
+	stop()
 	select {
-	case <-done:
+	case <-stopped:
 	case <-time.After(endpoint.GracefulStopTimeout + time.Second):
 	}
-	return nil
 }
 
 // Redact replaces the DSN and its password, wherever they appear in err, by

@@ -17,7 +17,7 @@ import (
 // of each is its CertFile without the extension.
 func NodeCerts(name string, ips []net.IP) []pki.Leaf {
 	leaves := []pki.Leaf{
-		nodeClient(name, "client-kubelet"),
+		NodeClient(name, "client-kubelet"),
 		{CommonName: name, Server: true, DNSNames: []string{name}, IPs: uniqueIPs(ips), CertFile: "serving-kubelet.crt"},
 		{CommonName: "system:kube-proxy", Client: true, CertFile: "client-kube-proxy.crt"},
 	}
@@ -27,31 +27,9 @@ func NodeCerts(name string, ips []net.IP) []pki.Leaf {
 	return leaves
 }
 
-// legacyCerts are the certificates that earlier kasa agents also ask for,
-// and fail to join or renew without. They were shared identities
-// (system:kasa-flannel, system:kasa-local-path) that let any node patch
-// any Node and delete any volume; a join or renewal that asks for them now
-// gets certificates of the node's own identity under those names
-// (requestedCerts), with which such an agent's flannel and volumes keep
-// working as the node.
-var legacyCerts = []string{"client-flannel", "client-local-path"}
-
-// requestedCerts are the certificates a join or renewal gets for the
-// public keys it sent: NodeCerts, and each of legacyCerts it asks for, as
-// the node.
-func requestedCerts(name string, ips []net.IP, keys map[string]string) []pki.Leaf {
-	leaves := NodeCerts(name, ips)
-	for _, legacy := range legacyCerts {
-		if _, ok := keys[legacy]; ok {
-			leaves = append(leaves, nodeClient(name, legacy))
-		}
-	}
-	return leaves
-}
-
-// nodeClient is a client certificate of the node's own identity, which the
+// NodeClient is a client certificate of the node's own identity, which the
 // Node authorizer and NodeRestriction know, named file (without .crt).
-func nodeClient(name, file string) pki.Leaf {
+func NodeClient(name, file string) pki.Leaf {
 	return pki.Leaf{CommonName: "system:node:" + name, Organization: []string{"system:nodes"}, Client: true, CertFile: file + ".crt", KeyFile: file + ".key"}
 }
 

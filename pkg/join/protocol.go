@@ -14,7 +14,15 @@
 //
 // Both paths are served on the API port, in front of kube-apiserver's own
 // handlers.
+//
+// This package is what both sides share: the paths, the wire types, the
+// certificates a node gets (NodeCerts) and where the list of servers comes
+// from (Servers). The joining node's side is joinclient; the server's side
+// (the handler, the secrets kept in the cluster, the rate limit) is
+// joinserver, which an agent never imports.
 package join
+
+import "errors"
 
 // Paths of the join endpoint.
 const (
@@ -66,7 +74,16 @@ type Cluster struct {
 	LocalStorage   bool   `json:"localStorage"`
 }
 
-// errorBody is the body of a refused join: a message for the operator.
-type errorBody struct {
+// Refusal is the body of a refused join: a message for the operator.
+type Refusal struct {
 	Message string `json:"message"`
 }
+
+// MaxBody bounds the body of a join request, and the CA certificate that
+// /cacerts answers with.
+const MaxBody = 64 << 10
+
+// ErrNodeDeleted is the refusal of a renewal whose node was deleted from
+// the cluster (its Node is gone): only a join with a token brings it back.
+// The server answers it with 410 Gone.
+var ErrNodeDeleted = errors.New("the node was deleted from the cluster")

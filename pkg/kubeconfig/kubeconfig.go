@@ -1,4 +1,5 @@
-// Package kubeconfig writes the kubeconfig files of kasa's components.
+// Package kubeconfig writes the kubeconfig files of kasa's components and
+// picks the kubeconfig that kubectl and kasa's commands read by default.
 package kubeconfig
 
 import (

@@ -9,10 +9,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -39,13 +37,6 @@ type CA struct {
 	Cert    *x509.Certificate
 	CertPEM []byte
 	Key     crypto.Signer
-}
-
-// Hash is the sha256 of the CA certificate file's bytes, as used in join
-// tokens (K10<hash>::...).
-func (ca *CA) Hash() string {
-	sum := sha256.Sum256(ca.CertPEM)
-	return hex.EncodeToString(sum[:])
 }
 
 // KeyType is the kind of key a new CA gets.

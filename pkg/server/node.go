@@ -3,48 +3,27 @@ package server
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kasa-io/kasa/pkg/addons"
-	"github.com/kasa-io/kasa/pkg/agent"
 	"github.com/kasa-io/kasa/pkg/component"
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/pkg/join"
 )
 
-// nodeComponents returns this machine's node parts, to run after the
-// control plane, with certificates signed here by the cluster's CAs.
-func nodeComponents(cfg *config.Server, p Paths, c *certs, serverURL string, env []string, log *slog.Logger, now time.Time) ([]component.Component, error) {
-	nodeIP := cfg.AdvertiseAddress
+// nodeIP is this server's node address: the first --node-ip, else the
+// advertised address.
+func nodeIP(cfg *config.Server) netip.Addr {
 	if len(cfg.NodeIPs) > 0 {
-		nodeIP = cfg.NodeIPs[0]
+		return cfg.NodeIPs[0]
 	}
-	if err := ensureNodeCerts(cfg, datadir.New(cfg.DataDir).Agent(), c, now); err != nil {
-		return nil, err
-	}
-	return agent.Components(agent.Node{
-		DataDir:        cfg.DataDir,
-		Name:           cfg.NodeName,
-		IP:             nodeIP,
-		Agent:          cfg.Agent,
-		ServerURL:      serverURL,
-		CAFile:         p.TLS("ca.crt"),
-		ClientCAFile:   p.TLS("client-ca.crt"),
-		ClusterCIDR:    cfg.ClusterCIDR.String(),
-		ClusterDNS:     cfg.ClusterDNS.String(),
-		ClusterDomain:  cfg.ClusterDomain,
-		FlannelBackend: cfg.FlannelBackend,
-		LocalStorage:   !cfg.Disable.Has(addons.LocalStorage),
-		Env:            env,
-		Log:            log,
-	})
+	return cfg.AdvertiseAddress
 }
 
 // ControlPlaneLabel marks a server's node, as kubeadm and k3s do; kubectl

@@ -18,19 +18,13 @@ import (
 	"syscall"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
-	"github.com/kasa-io/kasa/pkg/addons"
-	"github.com/kasa-io/kasa/pkg/agent"
 	"github.com/kasa-io/kasa/pkg/component"
 	"github.com/kasa-io/kasa/pkg/config"
-	"github.com/kasa-io/kasa/pkg/datastore"
 	"github.com/kasa-io/kasa/pkg/fileutil"
-	"github.com/kasa-io/kasa/pkg/join"
-	"github.com/kasa-io/kasa/pkg/kubeconfig"
+	"github.com/kasa-io/kasa/pkg/join/joinserver"
 	"github.com/kasa-io/kasa/pkg/memory"
 	"github.com/kasa-io/kasa/pkg/pki"
 	"github.com/kasa-io/kasa/pkg/token"
@@ -72,141 +66,16 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 	rest.SetDefaultWarningHandler(rest.NoWarnings{})
 	endFatalGoroutinesWhenStopping(ctx)
 
-	p := NewPaths(cfg.DataDir)
-	lock, err := lockDataDir(cfg.DataDir, p.Lock())
-	if err != nil {
-		return err
-	}
-	defer lock.Release()
-	if cfg.Agent != nil {
-		nodeLock, err := agent.LockNode(", or run this server with --disable-agent")
-		if err != nil {
-			return err
-		}
-		defer nodeLock.Release()
-	}
-
-	if err := checkNewSecrets(p, cfg); err != nil {
-		return err
-	}
-	local := localAddr(cfg)
-	kcmArgs, schedArgs := controllerManagerArgs(cfg, p), schedulerArgs(cfg, p)
-	if err := checkPorts(cfg, kcmArgs, schedArgs); err != nil {
-		return err
-	}
-
-	c, err := ensureCerts(cfg, p, now(), log)
-	if err != nil {
-		return fmt.Errorf("certificates: %w", err)
-	}
-	serverToken, serverIgnored, err := ensureToken(p.Token(), cfg.Token, c.Server)
-	if err != nil {
-		return err
-	}
-	agentToken, agentIgnored, err := ensureAgentToken(p.AgentToken(), cfg.AgentToken, c.Server)
-	if err != nil {
-		return err
-	}
-	warnIgnoredTokens(log, p, serverIgnored, agentIgnored, cfg.Token, serverToken, agentToken)
-	warnWeakSecrets(log, serverToken, agentToken)
-	serverURL := "https://" + local.String()
-	for _, kc := range []struct{ file, client string }{
-		{"controller.kubeconfig", "controller"},
-		{"scheduler.kubeconfig", "scheduler"},
-		{"admin.kubeconfig", "admin"},
-	} {
-		if err := kubeconfig.Write(p.Cred(kc.file), 0o600, kubeconfig.Spec{
-			Server: serverURL, CAFile: p.TLS("ca.crt"),
-			CertFile: p.TLS("client-" + kc.client + ".crt"), KeyFile: p.TLS("client-" + kc.client + ".key"),
-		}); err != nil {
-			return err
-		}
-	}
-	client, err := adminHTTPClient(p.TLS("ca.crt"), p.TLS("client-admin.crt"), p.TLS("client-admin.key"))
-	if err != nil {
-		return err
-	}
-
-	rc, err := clientcmd.BuildConfigFromFlags("", p.Cred("admin.kubeconfig"))
-	if err != nil {
-		return err
-	}
-	adminClient, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
-	// The join endpoint reads a Secret or two per check: with client-go's
-	// default 5 requests a second, a real join would wait behind the reads
-	// of failed ones.
-	joinRC := rest.CopyConfig(rc)
-	joinRC.QPS, joinRC.Burst = 200, 400
-	joinClient, err := kubernetes.NewForConfig(joinRC)
-	if err != nil {
-		return err
-	}
-	store := &join.Store{Client: joinClient, Now: now}
-	joins := &join.Handler{
-		ServerCA:  c.Server,
-		ClientCA:  c.Client,
-		KubeletCA: c.Kubelet,
-		Reserved:  reservedNodeNames(cfg),
-		Store:     store,
-		Cluster: join.Cluster{
-			ClusterCIDR:    cfg.ClusterCIDR.String(),
-			ServiceCIDR:    cfg.ServiceCIDR.String(),
-			ClusterDNS:     cfg.ClusterDNS.String(),
-			ClusterDomain:  cfg.ClusterDomain,
-			FlannelBackend: cfg.FlannelBackend,
-			LocalStorage:   !cfg.Disable.Has(addons.LocalStorage),
-		},
-		Log: log.With("component", "join"),
-		Now: now,
-	}
-
-	if err := writeSecurityFiles(p); err != nil {
-		return err
-	}
-	kine := &datastore.Kine{DBDir: p.DB(), Datastore: cfg.Datastore}
-	log.Info("datastore", "kind", kine.Scheme())
-	components := []component.Component{
-		kine,
-		&APIServer{
-			Args:      func() []string { return apiserverArgs(cfg, p, kine.Endpoints()) },
-			ReadyzURL: serverURL + "/readyz",
-			Client:    client,
-			Wrap:      joins.Wrap,
-		},
-		joinTokens(store, serverToken, agentToken, p, log),
-		&ControllerManager{Args: kcmArgs},
-		&Scheduler{Args: schedArgs},
-		component.Func{ComponentName: "kubeconfig", RunFunc: func(ctx context.Context, ready func()) error {
-			if err := kubeconfig.Write(cfg.WriteKubeconfig, cfg.WriteKubeconfigMode, kubeconfig.Spec{
-				Server: serverURL, CAFile: p.TLS("ca.crt"), Embed: true,
-				CertFile: p.TLS("client-admin.crt"), KeyFile: p.TLS("client-admin.key"),
-			}); err != nil {
-				return fmt.Errorf("%w (pick another path with --write-kubeconfig)", err)
-			}
-			log.Info("wrote admin kubeconfig", "file", cfg.WriteKubeconfig)
-			ready()
-			<-ctx.Done()
-			return nil
-		}},
-	}
-	controllers, err := serverControllers(cfg, p, c, log)
-	if err != nil {
-		return err
-	}
-	components = append(components, controllers...)
-	if cfg.Agent != nil {
-		node, err := nodeComponents(cfg, p, c, serverURL, o.Env, log, now())
-		if err != nil {
-			return fmt.Errorf("node: %w", err)
-		}
-		components = append(components, node...)
-		components = append(components, nodeRole(adminClient, cfg.NodeName))
-	}
+	st := &start{cfg: cfg, o: o, log: log, now: now, p: NewPaths(cfg.DataDir)}
+	defer st.release()
 	m := &component.Manager{ReadyTimeout: 3 * time.Minute, StopTimeout: StopTimeout, Log: log}
-	return m.Run(ctx, components, func() {
+	if err := m.Init(ctx, st.steps()); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	return m.Run(ctx, st.components, func() {
 		memory.ReleaseLater(ctx, 10*time.Second, log)
 		if o.OnReady != nil {
 			o.OnReady()
@@ -320,7 +189,7 @@ func ensureToken(file string, given config.Secret, ca *pki.CA) (t token.Token, i
 		return stored, ignored, err
 	}
 	// The first start: the given secret becomes the cluster's.
-	if want.CAHash != "" && want.CAHash != ca.Hash() {
+	if want.CAHash != "" && want.CAHash != token.CAHash(ca.CertPEM) {
 		return token.Token{}, false, errors.New("--token names a different cluster CA than this server's: give a secret of your own, or the token of this server's cluster")
 	}
 	secret := want.Secret
@@ -329,7 +198,7 @@ func ensureToken(file string, given config.Secret, ca *pki.CA) (t token.Token, i
 			return token.Token{}, false, err
 		}
 	}
-	t = token.Token{CAHash: ca.Hash(), User: token.ServerUser, Secret: secret}
+	t = token.Token{CAHash: token.CAHash(ca.CertPEM), User: token.ServerUser, Secret: secret}
 	return t, false, fileutil.WriteFile(file, []byte(t.String()+"\n"), 0o600)
 }
 
@@ -347,7 +216,7 @@ func keptToken(file, what string, want token.Token, ca *pki.CA) (stored token.To
 	if stored, err = token.Parse(string(data)); err != nil {
 		return token.Token{}, false, false, fmt.Errorf("%s %s: %w", what, file, err)
 	}
-	ignored = want.Secret != "" && (!token.Equal(want.Secret, stored.Secret) || (want.CAHash != "" && want.CAHash != ca.Hash()))
+	ignored = want.Secret != "" && (!token.Equal(want.Secret, stored.Secret) || (want.CAHash != "" && want.CAHash != token.CAHash(ca.CertPEM)))
 	return stored, ignored, true, nil
 }
 
@@ -369,10 +238,10 @@ func ensureAgentToken(file string, given config.Secret, ca *pki.CA) (t token.Tok
 	if stored, ignored, found, err := keptToken(file, "agent token", want, ca); err != nil || found || given == "" {
 		return stored, ignored, err
 	}
-	if want.CAHash != "" && want.CAHash != ca.Hash() {
+	if want.CAHash != "" && want.CAHash != token.CAHash(ca.CertPEM) {
 		return token.Token{}, false, errors.New("--agent-token names a different cluster CA than this server's")
 	}
-	t = token.Token{CAHash: ca.Hash(), User: token.AgentUser, Secret: want.Secret}
+	t = token.Token{CAHash: token.CAHash(ca.CertPEM), User: token.AgentUser, Secret: want.Secret}
 	return t, false, fileutil.WriteFile(file, []byte(t.String()+"\n"), 0o600)
 }
 
@@ -399,9 +268,9 @@ func warnIgnoredTokens(log *slog.Logger, p Paths, server, agent bool, given conf
 
 // joinTokens records the hashes of the server and agent secrets in the
 // cluster, where the join endpoint checks them, once the API serves.
-func joinTokens(store *join.Store, server, agent token.Token, p Paths, log *slog.Logger) component.Component {
+func joinTokens(store *joinserver.Store, server, agent token.Token, p Paths, log *slog.Logger) component.Component {
 	return component.Func{ComponentName: "join-tokens", RunFunc: func(ctx context.Context, ready func()) error {
-		var st join.TokenState
+		var st joinserver.TokenState
 		err := component.PollReady(ctx, time.Second, func(ctx context.Context) error {
 			var err error
 			st, err = store.EnsureTokens(ctx, server.Secret, agent.Secret)

@@ -24,7 +24,7 @@ func TestShortSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	full := token.Token{CAHash: ca.Hash(), User: token.ServerUser, Secret: short}.String()
+	full := token.Token{CAHash: token.CAHash(ca.CertPEM), User: token.ServerUser, Secret: short}.String()
 	for _, c := range []struct {
 		name string
 		cfg  config.Server
@@ -106,7 +106,7 @@ func TestGivenTokenNotKept(t *testing.T) {
 
 	// The first start: the given secrets are written, in full form, 0600.
 	st, ignored, err := ensureToken(p.Token(), first, ca)
-	if err != nil || ignored || st.Secret != first || st.CAHash != ca.Hash() {
+	if err != nil || ignored || st.Secret != first || st.CAHash != token.CAHash(ca.CertPEM) {
 		t.Fatalf("first start: ignored %v, %v", ignored, err)
 	}
 	at, ignored, err := ensureAgentToken(p.AgentToken(), agentA, ca)
@@ -128,8 +128,8 @@ func TestGivenTokenNotKept(t *testing.T) {
 	// kasa token rotate rewrote the files; the service's environment still
 	// holds the first secrets.
 	for f, tk := range map[string]token.Token{
-		p.Token():      {CAHash: ca.Hash(), User: token.ServerUser, Secret: rotated},
-		p.AgentToken(): {CAHash: ca.Hash(), User: token.AgentUser, Secret: agentB},
+		p.Token():      {CAHash: token.CAHash(ca.CertPEM), User: token.ServerUser, Secret: rotated},
+		p.AgentToken(): {CAHash: token.CAHash(ca.CertPEM), User: token.AgentUser, Secret: agentB},
 	} {
 		if err := os.WriteFile(f, []byte(tk.String()+"\n"), 0o600); err != nil {
 			t.Fatal(err)
@@ -144,7 +144,7 @@ func TestGivenTokenNotKept(t *testing.T) {
 	}{
 		{"the kept ones", rotated, agentB, false, false, ""},
 		{"none given", "", "", false, false, ""},
-		{"the kept one in full form", config.Secret(token.Token{CAHash: ca.Hash(), User: token.ServerUser, Secret: rotated}.String()), "", false, false, ""},
+		{"the kept one in full form", config.Secret(token.Token{CAHash: token.CAHash(ca.CertPEM), User: token.ServerUser, Secret: rotated}.String()), "", false, false, ""},
 		{"older ones", first, agentA, true, true, "rotated since with kasa token rotate"},
 		{"the agent secret as --token", agentB, "", true, false, "is this cluster's agent token"},
 		{"the kept secret, another CA", config.Secret(token.Token{CAHash: otherCA, User: token.ServerUser, Secret: rotated}.String()), "", true, false, "names another cluster's CA"},

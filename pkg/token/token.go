@@ -73,6 +73,14 @@ func Parse(s string) (Token, error) {
 	return Token{Secret: s}, nil
 }
 
+// CAHash is the hash a full token names for the CA certificate caPEM: the
+// hex sha256 of the certificate file's bytes, as the server's /cacerts
+// serves them. Every side of a join computes it here.
+func CAHash(caPEM []byte) string {
+	sum := sha256.Sum256(caPEM)
+	return hex.EncodeToString(sum[:])
+}
+
 // String is the full form when the CA hash is known, else the short form.
 func (t Token) String() string {
 	cred := t.Secret

@@ -138,3 +138,21 @@ func TestEqual(t *testing.T) {
 		}
 	}
 }
+
+// TestCAHash: the hash is the sha256 of the certificate's bytes in hex, as
+// `sha256sum ca.crt` prints it, and Parse takes it in a full token.
+func TestCAHash(t *testing.T) {
+	// printf 'not a real certificate\n' | sha256sum
+	const want = "ec16438ea3c9e01f0a81ba51c1239a8134b8b5b66582076ecde74ef76f38c6e9"
+	got := CAHash([]byte("not a real certificate\n"))
+	if got != want {
+		t.Fatalf("CAHash = %s, want %s", got, want)
+	}
+	if CAHash([]byte("not a real certificate")) == got {
+		t.Error("a different certificate has the same hash")
+	}
+	tok, err := Parse("K10" + got + "::server:s3cret")
+	if err != nil || tok.CAHash != got {
+		t.Errorf("Parse of a token with the hash: %+v, %v", tok, err)
+	}
+}

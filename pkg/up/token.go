@@ -2,8 +2,6 @@ package up
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -115,8 +113,8 @@ func (s secrets) agentToken(kubeconfig []byte) (string, error) {
 	return token.Token{CAHash: hash, User: token.AgentUser, Secret: s.agent}.String(), nil
 }
 
-// caHash is the hex sha256 of the CA certificate of a kasa server's admin
-// kubeconfig, as join tokens name it.
+// caHash is the hash that join tokens name (token.CAHash) of the CA
+// certificate of a kasa server's admin kubeconfig.
 func caHash(kubeconfig []byte) (string, error) {
 	cfg, err := clientcmd.Load(kubeconfig)
 	if err != nil {
@@ -130,8 +128,7 @@ func caHash(kubeconfig []byte) (string, error) {
 	if cluster == nil || len(cluster.CertificateAuthorityData) == 0 {
 		return "", errors.New("the server's kubeconfig holds no CA certificate")
 	}
-	sum := sha256.Sum256(cluster.CertificateAuthorityData)
-	return hex.EncodeToString(sum[:]), nil
+	return token.CAHash(cluster.CertificateAuthorityData), nil
 }
 
 // checkToken checks the cluster file's token: a server's secret, bare or

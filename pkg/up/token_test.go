@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kasa-io/kasa/pkg/join"
+	"github.com/kasa-io/kasa/pkg/join/joinclient"
 	"github.com/kasa-io/kasa/pkg/kubeconfig"
 	"github.com/kasa-io/kasa/pkg/pki"
 	"github.com/kasa-io/kasa/pkg/token"
@@ -100,11 +101,11 @@ func TestAgentToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "K10" + ca.Hash() + "::node:agent-secret-0123456789"; got != want {
+	if want := "K10" + token.CAHash(ca.CertPEM) + "::node:agent-secret-0123456789"; got != want {
 		t.Fatalf("agent token %q, want %q", got, want)
 	}
 	tok, err := token.Parse(got)
-	if err != nil || tok.CAHash != ca.Hash() || tok.User != token.AgentUser || tok.Secret != s.agent || tok.Bootstrap {
+	if err != nil || tok.CAHash != token.CAHash(ca.CertPEM) || tok.User != token.AgentUser || tok.Secret != s.agent || tok.Bootstrap {
 		t.Fatalf("parsed: %+v %v", tok, err)
 	}
 
@@ -122,22 +123,22 @@ func TestAgentToken(t *testing.T) {
 		t.Cleanup(srv.Close)
 		return srv.URL
 	}
-	if _, pinned, err := join.FetchCA(context.Background(), serve(ca.CertPEM), tok); err != nil || !pinned {
+	if _, pinned, err := joinclient.FetchCA(context.Background(), serve(ca.CertPEM), tok); err != nil || !pinned {
 		t.Errorf("the agent side, the server's CA: pinned %v, %v", pinned, err)
 	}
 	other, _ := testCA(t)
-	if _, _, err := join.FetchCA(context.Background(), serve(other.CertPEM), tok); !errors.Is(err, join.ErrCAMismatch) {
+	if _, _, err := joinclient.FetchCA(context.Background(), serve(other.CertPEM), tok); !errors.Is(err, joinclient.ErrCAMismatch) {
 		t.Errorf("the agent side, another CA: %v", err)
 	}
 
 	// A full token in the cluster file: its CA must be the server's.
-	s.pinnedCA = ca.Hash()
+	s.pinnedCA = token.CAHash(ca.CertPEM)
 	if again, err := s.agentToken(kc); err != nil || again != got {
 		t.Errorf("spec.token naming the server's CA: %q %v", again, err)
 	}
-	s.pinnedCA = other.Hash()
+	s.pinnedCA = token.CAHash(other.CertPEM)
 	got, err = s.agentToken(kc)
-	if !errors.Is(err, ErrTokenCA) || got != "" || !strings.Contains(err.Error(), other.Hash()[:16]) || !strings.Contains(err.Error(), ca.Hash()[:16]) {
+	if !errors.Is(err, ErrTokenCA) || got != "" || !strings.Contains(err.Error(), token.CAHash(other.CertPEM)[:16]) || !strings.Contains(err.Error(), token.CAHash(ca.CertPEM)[:16]) {
 		t.Errorf("spec.token naming another CA: %q %v", got, err)
 	}
 	if err != nil && (strings.Contains(err.Error(), s.agent) || strings.Contains(err.Error(), s.server)) {

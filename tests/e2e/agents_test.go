@@ -27,6 +27,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kasa-io/kasa/pkg/join"
+	"github.com/kasa-io/kasa/pkg/join/joinclient"
 	"github.com/kasa-io/kasa/pkg/pki"
 	"github.com/kasa-io/kasa/pkg/token"
 	"github.com/kasa-io/kasa/tests/harness"
@@ -114,13 +115,13 @@ func TestE2EAgents(t *testing.T) {
 		// The agent token cannot join a server (the protocol's own client,
 		// asking for the server role).
 		at, _ := token.Parse(agentToken)
-		ca, pinned, err := join.FetchCA(ctx, srvURL, at)
+		ca, pinned, err := joinclient.FetchCA(ctx, srvURL, at)
 		if err != nil || !pinned {
 			t.Fatalf("fetch the CA: %v (pinned %v)", err, pinned)
 		}
-		_, err = join.Join(ctx, srvURL, ca, at, join.Request{NodeName: "would-be-server", Role: join.RoleServer,
+		_, err = joinclient.Join(ctx, srvURL, ca, at, join.Request{NodeName: "would-be-server", Role: join.RoleServer,
 			Password: "0123456789abcdef0123456789abcdef"})
-		if !errors.Is(err, join.ErrRefused) || !strings.Contains(err.Error(), "can only join agents") {
+		if !errors.Is(err, joinclient.ErrRefused) || !strings.Contains(err.Error(), "can only join agents") {
 			t.Errorf("agent token joining a server: %v", err)
 		}
 		// The server's own node name is taken.
@@ -264,13 +265,13 @@ func TestE2EAgents(t *testing.T) {
 		}
 		for _, old := range []string{serverToken, agentToken} {
 			tk, _ := token.Parse(old)
-			ca, _, err := join.FetchCA(ctx, srvURL, tk)
+			ca, _, err := joinclient.FetchCA(ctx, srvURL, tk)
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = join.Join(ctx, srvURL, ca, tk, join.Request{NodeName: "late", Role: join.RoleAgent,
+			_, err = joinclient.Join(ctx, srvURL, ca, tk, join.Request{NodeName: "late", Role: join.RoleAgent,
 				Password: "0123456789abcdef0123456789abcdef", Keys: joinKeys(t)})
-			if !errors.Is(err, join.ErrRefused) || !strings.Contains(err.Error(), "not accepted") {
+			if !errors.Is(err, joinclient.ErrRefused) || !strings.Contains(err.Error(), "not accepted") {
 				t.Errorf("a rotated-away %s token: %v", tk.User, err)
 			}
 		}
@@ -281,13 +282,13 @@ func TestE2EAgents(t *testing.T) {
 		// A new token works: the bootstrap token still joins; checked
 		// here with the node name ag1 claimed by another password.
 		tk, _ := token.Parse(newAgent)
-		ca, _, err := join.FetchCA(ctx, srvURL, tk)
+		ca, _, err := joinclient.FetchCA(ctx, srvURL, tk)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = join.Join(ctx, srvURL, ca, tk, join.Request{NodeName: "ag1", Role: join.RoleAgent,
+		_, err = joinclient.Join(ctx, srvURL, ca, tk, join.Request{NodeName: "ag1", Role: join.RoleAgent,
 			Password: "another-machines-password-0123456789", Keys: joinKeys(t)})
-		if !errors.Is(err, join.ErrRefused) || !strings.Contains(err.Error(), `node "ag1" belongs to another machine`) {
+		if !errors.Is(err, joinclient.ErrRefused) || !strings.Contains(err.Error(), `node "ag1" belongs to another machine`) {
 			t.Errorf("another machine claiming ag1: %v", err)
 		}
 	})

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kasa-io/kasa/pkg/join"
+	"github.com/kasa-io/kasa/pkg/join/joinclient"
 	"github.com/kasa-io/kasa/pkg/pki"
 	"github.com/kasa-io/kasa/pkg/token"
 	"github.com/kasa-io/kasa/tests/harness"
@@ -44,7 +45,7 @@ func joinNode(t *testing.T, s *harness.Server, tok token.Token, caPEM []byte, na
 	var resp *join.Response
 	if err := harness.Eventually(30*time.Second, func() error {
 		var err error
-		resp, err = join.Join(context.Background(), s.URL(), caPEM, tok, req)
+		resp, err = joinclient.Join(context.Background(), s.URL(), caPEM, tok, req)
 		return err
 	}); err != nil {
 		t.Fatalf("join of %s: %v", name, err)
@@ -132,8 +133,8 @@ func TestIntegrationSeparateCAs(t *testing.T) {
 	} {
 		req := joinRequest(t, c.name, true)
 		req.Addresses = []string{c.addr}
-		_, err := join.Join(context.Background(), s.URL(), caPEM, tok, req)
-		if !errors.Is(err, join.ErrRefused) || !strings.Contains(err.Error(), "is the API server's") {
+		_, err := joinclient.Join(context.Background(), s.URL(), caPEM, tok, req)
+		if !errors.Is(err, joinclient.ErrRefused) || !strings.Contains(err.Error(), "is the API server's") {
 			t.Errorf("a join as %s at %s: %v", c.name, c.addr, err)
 		}
 	}
@@ -267,7 +268,7 @@ func TestIntegrationUpgradeFromOneCA(t *testing.T) {
 	// The node of before renews with its old client certificate, and gets a
 	// serving certificate of the kubelet CA, which the server CA does not
 	// verify.
-	renewed, err := join.Renew(ctx, s.URL(), caPEM, pair(t, oldResp, oldKeys, "client-kubelet"), oldReq)
+	renewed, err := joinclient.Renew(ctx, s.URL(), caPEM, pair(t, oldResp, oldKeys, "client-kubelet"), oldReq)
 	if err != nil {
 		t.Fatalf("the old node's renewal: %v", err)
 	}

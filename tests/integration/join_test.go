@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/kasa-io/kasa/pkg/join"
+	"github.com/kasa-io/kasa/pkg/join/joinclient"
 	"github.com/kasa-io/kasa/pkg/pki"
 	"github.com/kasa-io/kasa/pkg/token"
 	"github.com/kasa-io/kasa/tests/harness"
@@ -49,7 +50,7 @@ func serverTokenAndCA(t *testing.T, s *harness.Server) (token.Token, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	caPEM, pinned, err := join.FetchCA(context.Background(), s.URL(), tok)
+	caPEM, pinned, err := joinclient.FetchCA(context.Background(), s.URL(), tok)
 	if err != nil || !pinned {
 		t.Fatalf("FetchCA: %v (pinned %v)", err, pinned)
 	}
@@ -226,9 +227,9 @@ func TestIntegrationShortSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok := token.Token{CAHash: (&pki.CA{CertPEM: caPEM}).Hash(), User: token.ServerUser, Secret: short}
+	tok := token.Token{CAHash: token.CAHash(caPEM), User: token.ServerUser, Secret: short}
 	if err := harness.Eventually(30*time.Second, func() error {
-		_, err := join.Join(ctx, s.URL(), caPEM, tok, joinRequest(t, "kept-short", true))
+		_, err := joinclient.Join(ctx, s.URL(), caPEM, tok, joinRequest(t, "kept-short", true))
 		return err
 	}); err != nil {
 		t.Errorf("a join with the kept short secret: %v", err)

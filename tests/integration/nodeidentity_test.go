@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kasa-io/kasa/pkg/join"
+	"github.com/kasa-io/kasa/pkg/join/joinclient"
 	"github.com/kasa-io/kasa/tests/harness"
 )
 
@@ -92,11 +93,11 @@ func TestIntegrationNodeIdentities(t *testing.T) {
 	keysA := nodeKeys(t, &reqA)
 	reqB := joinRequest(t, "node-b", false)
 	keysB := legacyKeys(t, &reqB)
-	respA, err := join.Join(ctx, s.URL(), caPEM, tok, reqA)
+	respA, err := joinclient.Join(ctx, s.URL(), caPEM, tok, reqA)
 	if err != nil {
 		t.Fatalf("join of node-a: %v", err)
 	}
-	respB, err := join.Join(ctx, s.URL(), caPEM, tok, reqB)
+	respB, err := joinclient.Join(ctx, s.URL(), caPEM, tok, reqB)
 	if err != nil {
 		t.Fatalf("join of node-b with an earlier agent's keys: %v", err)
 	}
@@ -126,7 +127,7 @@ func TestIntegrationNodeIdentities(t *testing.T) {
 		renewal := joinRequest(t, "node-b", false)
 		renewal.Password = reqB.Password
 		legacyKeys(t, &renewal)
-		resp, err := join.Renew(ctx, s.URL(), caPEM, certificate(t, respB.Certificates["client-kubelet"], keysB["client-kubelet"]), renewal)
+		resp, err := joinclient.Renew(ctx, s.URL(), caPEM, certificate(t, respB.Certificates["client-kubelet"], keysB["client-kubelet"]), renewal)
 		if err != nil {
 			t.Fatal(err)
 		}

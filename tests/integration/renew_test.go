@@ -16,6 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kasa-io/kasa/pkg/join"
+	"github.com/kasa-io/kasa/pkg/join/joinclient"
+	"github.com/kasa-io/kasa/pkg/join/joinserver"
 	"github.com/kasa-io/kasa/pkg/token"
 )
 
@@ -47,7 +49,7 @@ func TestIntegrationRenewDeletedNode(t *testing.T) {
 	}
 
 	req, key := request()
-	resp, err := join.Join(ctx, s.URL(), caPEM, tok, req)
+	resp, err := joinclient.Join(ctx, s.URL(), caPEM, tok, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,14 +60,14 @@ func TestIntegrationRenewDeletedNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	renewal, _ := request()
-	if _, err := join.Renew(ctx, s.URL(), caPEM, cert, renewal); err != nil {
+	if _, err := joinclient.Renew(ctx, s.URL(), caPEM, cert, renewal); err != nil {
 		t.Fatalf("renewal of a node that exists: %v", err)
 	}
 
 	if err := nodes.Delete(ctx, req.NodeName, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = join.Renew(ctx, s.URL(), caPEM, cert, renewal)
+	_, err = joinclient.Renew(ctx, s.URL(), caPEM, cert, renewal)
 	if !errors.Is(err, join.ErrNodeDeleted) || !strings.Contains(err.Error(), "node gone-1 was deleted from the cluster; join it again with a token (--token)") {
 		t.Fatalf("renewal after the Node was deleted: %v", err)
 	}
@@ -74,10 +76,10 @@ func TestIntegrationRenewDeletedNode(t *testing.T) {
 	}
 
 	again, _ := request()
-	if _, err := join.Join(ctx, s.URL(), caPEM, tok, again); err != nil {
+	if _, err := joinclient.Join(ctx, s.URL(), caPEM, tok, again); err != nil {
 		t.Fatalf("joining again with the token: %v", err)
 	}
-	if _, err := client(t, s).CoreV1().Secrets(join.Namespace).Get(ctx, "gone-1.node-password.kasa", metav1.GetOptions{}); err != nil {
+	if _, err := client(t, s).CoreV1().Secrets(joinserver.Namespace).Get(ctx, "gone-1.node-password.kasa", metav1.GetOptions{}); err != nil {
 		t.Errorf("the node password after joining again: %v", err)
 	}
 	log, err := os.ReadFile(s.LogPath())

@@ -11,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kasa-io/kasa/pkg/join"
-	"github.com/kasa-io/kasa/pkg/pki"
+	"github.com/kasa-io/kasa/pkg/join/joinclient"
 	"github.com/kasa-io/kasa/pkg/token"
 	"github.com/kasa-io/kasa/tests/harness"
 )
@@ -105,7 +104,7 @@ func TestIntegrationRotatedTokenInEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hash := (&pki.CA{CertPEM: caPEM}).Hash()
+	hash := token.CAHash(caPEM)
 	for _, c := range []struct {
 		name string
 		tok  token.Token
@@ -114,12 +113,12 @@ func TestIntegrationRotatedTokenInEnv(t *testing.T) {
 		{"the old server secret as an agent", token.Token{CAHash: hash, User: token.AgentUser, Secret: oldServer}},
 		{"the old agent secret", token.Token{CAHash: hash, User: token.AgentUser, Secret: oldAgent}},
 	} {
-		if _, err := join.Join(ctx, s.URL(), caPEM, c.tok, joinRequest(t, "old-"+c.tok.User, true)); !errors.Is(err, join.ErrRefused) {
+		if _, err := joinclient.Join(ctx, s.URL(), caPEM, c.tok, joinRequest(t, "old-"+c.tok.User, true)); !errors.Is(err, joinclient.ErrRefused) {
 			t.Errorf("%s: %v; want refused", c.name, err)
 		}
 	}
 	if err := harness.Eventually(30*time.Second, func() error {
-		_, err := join.Join(ctx, s.URL(), caPEM, newServer, joinRequest(t, "rotated", true))
+		_, err := joinclient.Join(ctx, s.URL(), caPEM, newServer, joinRequest(t, "rotated", true))
 		return err
 	}); err != nil {
 		t.Errorf("a join with the rotated server secret: %v", err)

@@ -19,8 +19,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kasa-io/kasa/pkg/catalog"
-	"github.com/kasa-io/kasa/pkg/cli/kubectl"
 	"github.com/kasa-io/kasa/pkg/helmclient"
+	"github.com/kasa-io/kasa/pkg/kubeconfig"
 )
 
 // cluster are the flags that pick the cluster and namespace.
@@ -35,13 +35,13 @@ func (c *cluster) bind(cmd *cobra.Command) {
 }
 
 // client connects a catalog client to the cluster the flags name.
-func (c *cluster) client(ctx context.Context, env kubectl.Env, out io.Writer) (*catalog.Client, error) {
+func (c *cluster) client(ctx context.Context, env kubeconfig.Env, out io.Writer) (*catalog.Client, error) {
 	path, source := c.kubeconfig, "--kubeconfig "+c.kubeconfig
 	if path == "" {
-		if p, ok := kubectl.DefaultKubeconfig(env, nil); ok {
+		if p, ok := kubeconfig.DefaultPath(env, nil); ok {
 			path, source = p, p
-		} else if v, ok := env.LookupEnv("KUBECONFIG"); ok {
-			source = "KUBECONFIG=" + v
+		} else if env.KubeconfigSet {
+			source = "KUBECONFIG=" + env.Kubeconfig
 		} else {
 			source = "~/.kube/config"
 		}
@@ -64,7 +64,7 @@ func isTerminal(w io.Writer) bool {
 }
 
 // NewCommands returns the catalog's commands.
-func NewCommands(env kubectl.Env) []*cobra.Command {
+func NewCommands(env kubeconfig.Env) []*cobra.Command {
 	return []*cobra.Command{
 		newInstall(env), newUpgrade(env), newUninstall(env),
 		newList(env), newStatus(env), newInfo(env), newApps(),
@@ -102,7 +102,7 @@ func (w *waiting) bind(cmd *cobra.Command) {
 
 func (w *waiting) enabled() bool { return w.wait && !w.noWait }
 
-func newInstall(env kubectl.Env) *cobra.Command {
+func newInstall(env kubeconfig.Env) *cobra.Command {
 	var (
 		cl      cluster
 		vals    values
@@ -188,7 +188,7 @@ func loadChart(app, ref, version string) (*chart.Chart, error) {
 	return ch, nil
 }
 
-func newUpgrade(env kubectl.Env) *cobra.Command {
+func newUpgrade(env kubeconfig.Env) *cobra.Command {
 	var (
 		cl       cluster
 		vals     values
@@ -229,7 +229,7 @@ func newUpgrade(env kubectl.Env) *cobra.Command {
 	return cmd
 }
 
-func newUninstall(env kubectl.Env) *cobra.Command {
+func newUninstall(env kubeconfig.Env) *cobra.Command {
 	var (
 		cl    cluster
 		purge bool
@@ -252,7 +252,7 @@ func newUninstall(env kubectl.Env) *cobra.Command {
 	return cmd
 }
 
-func newList(env kubectl.Env) *cobra.Command {
+func newList(env kubeconfig.Env) *cobra.Command {
 	var (
 		cl     cluster
 		output string
@@ -283,7 +283,7 @@ func newList(env kubectl.Env) *cobra.Command {
 	return cmd
 }
 
-func newStatus(env kubectl.Env) *cobra.Command {
+func newStatus(env kubeconfig.Env) *cobra.Command {
 	var (
 		cl     cluster
 		output string
@@ -316,7 +316,7 @@ func newStatus(env kubectl.Env) *cobra.Command {
 	return cmd
 }
 
-func newInfo(env kubectl.Env) *cobra.Command {
+func newInfo(env kubeconfig.Env) *cobra.Command {
 	var cl cluster
 	cmd := &cobra.Command{
 		Use:   "info APP|NAME",
@@ -419,7 +419,7 @@ func completeApps(extra ...string) func(*cobra.Command, []string, string) ([]str
 // releaseNames completes the first argument with the names of the
 // releases in the cluster of the command's --kubeconfig (flags, bound to
 // the command's own cluster flags, are parsed before completion).
-func releaseNames(env kubectl.Env, flags *cluster) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+func releaseNames(env kubeconfig.Env, flags *cluster) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 	return func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
 		if len(args) > 0 {
 			return nil, cobra.ShellCompDirectiveNoFileComp

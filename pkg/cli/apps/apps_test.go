@@ -23,7 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kasa-io/kasa/pkg/catalog"
-	"github.com/kasa-io/kasa/pkg/cli/kubectl"
+	"github.com/kasa-io/kasa/pkg/kubeconfig"
 )
 
 // parseFlags binds flags with bind and parses args.
@@ -119,12 +119,12 @@ func TestPrint(t *testing.T) {
 }
 
 // noCluster is an environment without a kubeconfig of kasa's.
-func noCluster() kubectl.Env {
-	return kubectl.Env{LookupEnv: func(string) (string, bool) { return "", false }, Readable: func(string) bool { return false }}
+func noCluster() kubeconfig.Env {
+	return kubeconfig.Env{Readable: func(string) bool { return false }}
 }
 
 // execute runs the catalog command name with args.
-func execute(t *testing.T, env kubectl.Env, args ...string) (string, error) {
+func execute(t *testing.T, env kubeconfig.Env, args ...string) (string, error) {
 	t.Helper()
 	for _, cmd := range NewCommands(env) {
 		if cmd.Name() == args[0] {
@@ -283,9 +283,10 @@ func TestKubeconfig(t *testing.T) {
 			if v, ok := tt.vars["KUBECONFIG"]; ok {
 				t.Setenv("KUBECONFIG", v) // the client-go loader reads it itself
 			}
-			env := kubectl.Env{
-				LookupEnv: func(k string) (string, bool) { v, ok := tt.vars[k]; return v, ok },
-				Readable:  func(p string) bool { _, err := os.Stat(p); return err == nil },
+			kc, set := tt.vars["KUBECONFIG"]
+			env := kubeconfig.Env{
+				Kubeconfig: kc, KubeconfigSet: set, Output: tt.vars["KASA_KUBECONFIG_OUTPUT"],
+				Readable: func(p string) bool { _, err := os.Stat(p); return err == nil },
 			}
 			_, err := execute(t, env, append([]string{"uninstall", "db"}, tt.args...)...)
 			if !errors.Is(err, catalog.ErrUnreachable) || !strings.Contains(err.Error(), tt.want) {

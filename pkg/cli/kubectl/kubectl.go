@@ -17,7 +17,7 @@ import (
 	"k8s.io/kubectl/pkg/cmd/plugin"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
-	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/kubeconfig"
 )
 
 // ExitError carries kubectl's exit code once kubectl has printed its error.
@@ -61,29 +61,12 @@ func NewCommand(env Env) *cobra.Command {
 	}
 }
 
-// DefaultKubeconfig picks the kubeconfig when neither --kubeconfig nor
-// KUBECONFIG says: the server's admin kubeconfig when this user can read it
-// (KASA_KUBECONFIG_OUTPUT moves it), else kubectl's own default.
-func DefaultKubeconfig(env Env, args []string) (string, bool) {
-	if _, ok := env.LookupEnv("KUBECONFIG"); ok {
-		return "", false
-	}
-	for _, a := range args {
-		if a == "--" {
-			break
-		}
-		if a == "--kubeconfig" || len(a) > len("--kubeconfig=") && a[:len("--kubeconfig=")] == "--kubeconfig=" {
-			return "", false
-		}
-	}
-	path := config.DefaultKubeconfig
-	if p, ok := env.LookupEnv("KASA_KUBECONFIG_OUTPUT"); ok && p != "" {
-		path = p
-	}
-	if env.Readable(path) {
-		return path, true
-	}
-	return "", false
+// Kubeconfig reads from env what picks the default kubeconfig
+// (kubeconfig.DefaultPath): KUBECONFIG and KASA_KUBECONFIG_OUTPUT.
+func (e Env) Kubeconfig() kubeconfig.Env {
+	path, set := e.LookupEnv("KUBECONFIG")
+	output, _ := e.LookupEnv("KASA_KUBECONFIG_OUTPUT")
+	return kubeconfig.Env{Kubeconfig: path, KubeconfigSet: set, Output: output, Readable: e.Readable}
 }
 
 // Run runs kubectl with args (without the program name) and returns its
@@ -91,7 +74,7 @@ func DefaultKubeconfig(env Env, args []string) (string, bool) {
 func Run(env Env, args []string) (err error) {
 	// kubectl handles interrupts itself (port-forward, exec, watch).
 	signal.Reset(os.Interrupt, syscall.SIGTERM)
-	if path, ok := DefaultKubeconfig(env, args); ok {
+	if path, ok := kubeconfig.DefaultPath(env.Kubeconfig(), args); ok {
 		if err := env.Setenv("KUBECONFIG", path); err != nil {
 			return err
 		}

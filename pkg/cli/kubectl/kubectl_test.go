@@ -1,7 +1,13 @@
 package kubectl
 
-import "testing"
+import (
+	"testing"
 
+	"github.com/kasa-io/kasa/pkg/kubeconfig"
+)
+
+// TestDefaultKubeconfig: the variables kasa kubectl is run with pick its
+// kubeconfig through kubeconfig.DefaultPath.
 func TestDefaultKubeconfig(t *testing.T) {
 	readable := map[string]bool{"/etc/kasa/kasa.yaml": true, "/tmp/moved.yaml": true}
 	env := func(vars map[string]string) Env {
@@ -26,10 +32,13 @@ func TestDefaultKubeconfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := DefaultKubeconfig(env(tt.vars), tt.args)
+			got, ok := kubeconfig.DefaultPath(env(tt.vars).Kubeconfig(), tt.args)
 			if got != tt.want || ok != (tt.want != "") {
 				t.Fatalf("got %q %v, want %q", got, ok, tt.want)
 			}
 		})
+	}
+	if e := env(map[string]string{"KUBECONFIG": "/x"}).Kubeconfig(); e.Kubeconfig != "/x" || !e.KubeconfigSet {
+		t.Errorf("KUBECONFIG read as %+v", e)
 	}
 }

@@ -31,15 +31,16 @@ func NewCommand() *cobra.Command {
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
 	})
+	env := kubectl.OSEnv()
 	cmd.AddCommand(
 		server.NewCommand(),
 		agent.NewCommand(),
-		token.NewCommand(kubectl.OSEnv()),
-		kubectl.NewCommand(kubectl.OSEnv()),
+		token.NewCommand(env.Kubeconfig()),
+		kubectl.NewCommand(env),
 		killall.NewCommand(),
 		checkconfig.NewCommand(),
 	)
-	cmd.AddCommand(apps.NewCommands(kubectl.OSEnv())...)
+	cmd.AddCommand(apps.NewCommands(env.Kubeconfig())...)
 	cmd.AddCommand(upcli.NewCommands()...)
 	for _, t := range tools.Tools {
 		cmd.AddCommand(tools.NewCommand(t))

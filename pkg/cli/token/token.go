@@ -1,28 +1,30 @@
-// Package token is `kasa token`: the tokens that join nodes.
+// Package token is `kasa token`: the tokens that join nodes. It maps its
+// flags to pkg/tokenadmin and prints the outcome.
 package token
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
+	"github.com/spf13/pflag"
 
-	"github.com/kasa-io/kasa/pkg/cli/kubectl"
 	"github.com/kasa-io/kasa/pkg/config"
-	"github.com/kasa-io/kasa/pkg/fileutil"
-	"github.com/kasa-io/kasa/pkg/join"
-	"github.com/kasa-io/kasa/pkg/token"
+	"github.com/kasa-io/kasa/pkg/kubeconfig"
+	"github.com/kasa-io/kasa/pkg/tokenadmin"
 )
+
+// deps are what the commands are given: the environment that picks the
+// default kubeconfig, and how to connect to a cluster (tokenadmin.Connect;
+// tests give a fake one).
+type deps struct {
+	env     kubeconfig.Env
+	connect func(tokenadmin.Cluster) (*tokenadmin.Admin, error)
+}
 
 // cluster picks the cluster to manage tokens of.
 type cluster struct{ kubeconfig, context string }
@@ -32,40 +34,24 @@ func (c *cluster) bind(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&c.context, "context", "", "kubeconfig context (default: its current context)")
 }
 
-// connect returns a store for the cluster and the hash of its CA, read
-// from the kubeconfig, for full tokens.
-func (c *cluster) connect(env kubectl.Env) (*join.Store, string, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	if c.kubeconfig != "" {
-		rules.ExplicitPath = c.kubeconfig
-	} else if p, ok := kubectl.DefaultKubeconfig(env, nil); ok {
-		rules.ExplicitPath = p
-	}
-	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: c.context}).ClientConfig()
-	if err != nil {
-		return nil, "", fmt.Errorf("no cluster to talk to: %w (run on a server as root, or give --kubeconfig)", err)
-	}
-	caPEM := rc.CAData
-	if len(caPEM) == 0 && rc.CAFile != "" {
-		if caPEM, err = os.ReadFile(rc.CAFile); err != nil {
-			return nil, "", err
+// connect connects to the cluster the flags name, or else to the default
+// kubeconfig's (kubeconfig.DefaultPath).
+func (c *cluster) connect(d deps) (*tokenadmin.Admin, error) {
+	o := tokenadmin.Cluster{Kubeconfig: c.kubeconfig, Context: c.context}
+	if o.Kubeconfig == "" {
+		if p, ok := kubeconfig.DefaultPath(d.env, nil); ok {
+			o.Kubeconfig = p
 		}
 	}
-	hash := ""
-	if len(caPEM) > 0 {
-		sum := sha256.Sum256(caPEM)
-		hash = hex.EncodeToString(sum[:])
-	}
-	rc.Timeout = 15 * time.Second
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, "", err
-	}
-	return &join.Store{Client: cs}, hash, nil
+	return d.connect(o)
 }
 
 // NewCommand returns `kasa token`.
-func NewCommand(env kubectl.Env) *cobra.Command {
+func NewCommand(env kubeconfig.Env) *cobra.Command {
+	return newCommand(deps{env: env, connect: tokenadmin.Connect})
+}
+
+func newCommand(d deps) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "token",
 		Short: "Manage the tokens that join nodes to the cluster",
@@ -74,55 +60,53 @@ server) joins servers and agents; an agent token (kasa server --agent-token) and
 kasa token create makes join agents only. Every full token starts with K10 and the hash of the
 cluster CA, which a joining node checks before it sends the secret.`,
 	}
-	cmd.AddCommand(createCommand(env), listCommand(env), deleteCommand(env), rotateCommand(env))
+	cmd.AddCommand(createCommand(d), listCommand(d), deleteCommand(d), rotateCommand(d))
 	return cmd
 }
 
-func createCommand(env kubectl.Env) *cobra.Command {
+func createCommand(d deps) *cobra.Command {
 	var c cluster
-	var ttl time.Duration
-	var description string
+	var o tokenadmin.CreateOptions
 	cmd := &cobra.Command{
 		Use:   "create",
 		Short: "Make a token that joins agents, for a limited time",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if ttl < 0 {
-				return errors.New("invalid --ttl: want a duration such as 24h, or 0 for no expiry")
+			if err := o.Validate(); err != nil {
+				return fmt.Errorf("invalid --ttl: %w", err)
 			}
-			store, hash, err := c.connect(env)
+			admin, err := c.connect(d)
 			if err != nil {
 				return err
 			}
-			t, err := store.CreateBootstrap(cmd.Context(), ttl, description)
+			t, err := admin.Create(cmd.Context(), o)
 			if err != nil {
-				return fmt.Errorf("create token: %w", err)
+				return err
 			}
-			t.CAHash = hash
 			fmt.Fprintln(cmd.OutOrStdout(), t.String())
 			return nil
 		},
 	}
 	c.bind(cmd)
-	cmd.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token joins nodes (0: no expiry)")
-	cmd.Flags().StringVar(&description, "description", "", "what the token is for, shown by kasa token list")
+	cmd.Flags().DurationVar(&o.TTL, "ttl", 24*time.Hour, "how long the token joins nodes (0: no expiry)")
+	cmd.Flags().StringVar(&o.Description, "description", "", "what the token is for, shown by kasa token list")
 	return cmd
 }
 
-func listCommand(env kubectl.Env) *cobra.Command {
+func listCommand(d deps) *cobra.Command {
 	var c cluster
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the tokens made by kasa token create",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			store, _, err := c.connect(env)
+			admin, err := c.connect(d)
 			if err != nil {
 				return err
 			}
-			list, err := store.ListBootstrap(cmd.Context())
+			list, err := admin.List(cmd.Context())
 			if err != nil {
-				return fmt.Errorf("list tokens: %w", err)
+				return err
 			}
 			printList(cmd.OutOrStdout(), list, time.Now())
 			return nil
@@ -132,7 +116,7 @@ func listCommand(env kubectl.Env) *cobra.Command {
 	return cmd
 }
 
-func printList(out io.Writer, list []join.BootstrapToken, now time.Time) {
+func printList(out io.Writer, list []tokenadmin.BootstrapToken, now time.Time) {
 	w := tabwriter.NewWriter(out, 0, 4, 3, ' ', 0)
 	fmt.Fprintln(w, "ID\tTTL\tEXPIRES\tUSAGES\tDESCRIPTION")
 	for _, t := range list {
@@ -154,19 +138,19 @@ func printList(out io.Writer, list []join.BootstrapToken, now time.Time) {
 	w.Flush()
 }
 
-func deleteCommand(env kubectl.Env) *cobra.Command {
+func deleteCommand(d deps) *cobra.Command {
 	var c cluster
 	cmd := &cobra.Command{
 		Use:   "delete ID...",
 		Short: "Delete tokens made by kasa token create",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, _, err := c.connect(env)
+			admin, err := c.connect(d)
 			if err != nil {
 				return err
 			}
 			for _, id := range args {
-				if err := store.DeleteBootstrap(cmd.Context(), id); err != nil {
+				if err := admin.Delete(cmd.Context(), id); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "token %s deleted\n", strings.SplitN(id, ".", 2)[0])
@@ -178,55 +162,53 @@ func deleteCommand(env kubectl.Env) *cobra.Command {
 	return cmd
 }
 
-func rotateCommand(env kubectl.Env) *cobra.Command {
+func rotateCommand(d deps) *cobra.Command {
 	var c cluster
-	var agent bool
-	var newToken, dataDir string
+	var o tokenadmin.RotateOptions
 	cmd := &cobra.Command{
 		Use:   "rotate",
 		Short: "Give the cluster a new server (or agent) secret; joined nodes keep working",
 		Long: `Rotate replaces the server token's secret (with --agent, the agent token's). The old secret
 stops joining nodes at once; nodes that have joined keep their certificates and keep working. On a
-server, the token file in the data dir is rewritten too. The new token is printed.`,
+server, the token file in the data dir (--data-dir, else KASA_DATA_DIR, else data-dir in the config
+file) is rewritten too. The new token is printed.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			secret := newToken
-			if secret == "" {
-				var err error
-				if secret, err = token.NewSecret(); err != nil {
-					return err
-				}
-			} else if t, err := token.Parse(secret); err != nil || t.Bootstrap || t.CAHash != "" {
-				return errors.New("invalid --new-token: give a secret of one word without ':' or spaces")
-			} else if err := token.CheckStrength(secret); err != nil {
-				return fmt.Errorf("invalid --new-token: %w", err)
-			}
-			store, hash, err := c.connect(env)
-			if err != nil {
-				return err
-			}
-			if err := store.Rotate(cmd.Context(), agent, secret); err != nil {
-				return fmt.Errorf("rotate: %w", err)
-			}
-			user, file := token.ServerUser, "token"
-			if agent {
-				user, file = token.AgentUser, "agent-token"
-			}
-			t := token.Token{CAHash: hash, User: user, Secret: secret}
-			path := filepath.Join(dataDir, "server", file)
-			if _, err := os.Stat(filepath.Dir(path)); err == nil {
-				if err := fileutil.WriteFile(path, []byte(t.String()+"\n"), 0o600); err != nil {
-					return fmt.Errorf("the cluster has the new secret, but %s could not be written: %w", path, err)
-				}
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), t.String())
-			return nil
-		},
 	}
 	c.bind(cmd)
-	cmd.Flags().BoolVar(&agent, "agent", false, "rotate the agent token instead of the server token")
-	cmd.Flags().StringVar(&newToken, "new-token", "", "the new secret, of 16 characters or more (default: a random one)")
+	cmd.Flags().BoolVar(&o.Agent, "agent", false, "rotate the agent token instead of the server token")
+	cmd.Flags().StringVar(&o.Secret, "new-token", "", "the new secret, of 16 characters or more (default: a random one)")
 	config.Sensitive(cmd.Flags(), "new-token")
-	cmd.Flags().StringVarP(&dataDir, "data-dir", "d", config.DefaultDataDir, "the server's data dir, whose token file is rewritten")
+	// The data dir is found as every command finds it: --data-dir, else
+	// KASA_DATA_DIR, else data-dir in the config file, else the default.
+	var dirs config.DataDirOptions
+	settings := pflag.NewFlagSet("settings", pflag.ContinueOnError)
+	dirs.AddFlags(settings)
+	cmd.Flags().AddFlagSet(settings)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := o.Complete(); err != nil {
+			return fmt.Errorf("invalid --new-token: %w", err)
+		}
+		if err := config.Resolve(settings, config.Sources{LookupEnv: os.LookupEnv, IgnoreUnknownKeys: true}); err != nil {
+			return err
+		}
+		dataDir, err := dirs.Complete()
+		if err != nil {
+			return err
+		}
+		o.DataDir = dataDir
+		admin, err := c.connect(d)
+		if err != nil {
+			return err
+		}
+		r, err := admin.Rotate(cmd.Context(), o)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), r.Token.String())
+		if r.File == "" {
+			fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s does not exist, so no token file was rewritten: the token above is the only copy of the new secret. On a server, rotate again with its data dir (--data-dir, KASA_DATA_DIR or data-dir in %s)\n", r.ServerDir, dirs.ConfigFile)
+		}
+		return nil
+	}
 	return cmd
 }

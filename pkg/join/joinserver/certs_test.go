@@ -1,9 +1,11 @@
-package join
+package joinserver
 
 import (
 	"net"
 	"slices"
 	"testing"
+
+	"github.com/kasa-io/kasa/pkg/join"
 )
 
 func TestRequestedCerts(t *testing.T) {
@@ -27,16 +29,16 @@ func TestRequestedCerts(t *testing.T) {
 			}
 			var got []string
 			for _, l := range requestedCerts("n1", ips, keys) {
-				got = append(got, CertName(l))
+				got = append(got, join.CertName(l))
 				if l.CommonName == "system:kasa-flannel" || l.CommonName == "system:kasa-local-path" {
-					t.Errorf("%s is for the shared identity %s", CertName(l), l.CommonName)
+					t.Errorf("%s is for the shared identity %s", join.CertName(l), l.CommonName)
 				}
-				if slices.Contains(legacyCerts, CertName(l)) {
+				if slices.Contains(legacyCerts, join.CertName(l)) {
 					if l.CommonName != "system:node:n1" || !slices.Equal(l.Organization, []string{"system:nodes"}) || !l.Client || l.Server {
-						t.Errorf("%s: %+v, want the node's own client identity", CertName(l), l)
+						t.Errorf("%s: %+v, want the node's own client identity", join.CertName(l), l)
 					}
-					if l.KeyFile != CertName(l)+".key" {
-						t.Errorf("%s: key file %s", CertName(l), l.KeyFile)
+					if l.KeyFile != join.CertName(l)+".key" {
+						t.Errorf("%s: key file %s", join.CertName(l), l.KeyFile)
 					}
 				}
 			}

@@ -1,4 +1,4 @@
-package join
+package joinserver
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 
+	"github.com/kasa-io/kasa/pkg/join"
 	"github.com/kasa-io/kasa/pkg/token"
 )
 
@@ -42,11 +43,6 @@ const (
 // ErrNameTaken is returned when a machine claims the name of a node that
 // another machine holds.
 var ErrNameTaken = errors.New("node name taken")
-
-// ErrNodeDeleted is returned when a node renews its certificates but its
-// Node is gone: it was deleted, and only a join with a token brings it
-// back.
-var ErrNodeDeleted = errors.New("the node was deleted from the cluster")
 
 // Store reads and writes the join secrets kept in the cluster.
 type Store struct {
@@ -156,8 +152,8 @@ func (s *Store) Rotate(ctx context.Context, agent bool, secret string) error {
 	return err
 }
 
-// Authenticate returns the role that user and secret may join as: RoleServer,
-// RoleAgent, or "" when the credentials are not accepted. The server secret
+// Authenticate returns the role that user and secret may join as: join.RoleServer,
+// join.RoleAgent, or "" when the credentials are not accepted. The server secret
 // joins servers and agents; the agent secret and bootstrap tokens join
 // agents only. An empty user (a short token) is tried as each.
 func (s *Store) Authenticate(ctx context.Context, user, secret string) (string, error) {
@@ -180,21 +176,21 @@ func (s *Store) Authenticate(ctx context.Context, user, secret string) (string, 
 	switch {
 	case user == token.ServerUser || user == "":
 		if match(serverKey) {
-			return RoleServer, nil
+			return join.RoleServer, nil
 		}
 		if user == "" && match(agentKey) {
-			return RoleAgent, nil
+			return join.RoleAgent, nil
 		}
 	case user == token.AgentUser:
 		if match(agentKey) || match(serverKey) {
-			return RoleAgent, nil
+			return join.RoleAgent, nil
 		}
 	case token.IsBootstrapID(user):
 		ok, err := s.checkBootstrap(ctx, user, secret)
 		if err != nil || !ok {
 			return "", err
 		}
-		return RoleAgent, nil
+		return join.RoleAgent, nil
 	}
 	return "", nil
 }
@@ -259,12 +255,12 @@ func (s *Store) ClaimNodeName(ctx context.Context, node, password string) error 
 // whose hash the cluster keeps for it: a joined node renews its
 // certificates only so. Unlike ClaimNodeName it writes nothing, so the
 // certificate of a deleted node cannot claim its name again; it returns
-// ErrNodeDeleted when the Node is gone and ErrNameTaken when the password
+// join.ErrNodeDeleted when the Node is gone and ErrNameTaken when the password
 // is not the node's (or none is kept).
 func (s *Store) CheckNode(ctx context.Context, node, password string) error {
 	_, err := s.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return ErrNodeDeleted
+		return join.ErrNodeDeleted
 	}
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package join
+package joinserver
 
 import (
 	"go/ast"
@@ -15,7 +15,7 @@ import (
 // was given; it uses token.Equal or subtle.ConstantTimeCompare.
 func TestSecretsComparedInConstantTime(t *testing.T) {
 	var files []string
-	for _, dir := range []string{".", "../token", "../server", "../cli/token", "../agent"} {
+	for _, dir := range []string{".", "..", "../joinclient", "../../token", "../../tokenadmin", "../../server", "../../cli/token", "../../agent"} {
 		m, err := filepath.Glob(filepath.Join(dir, "*.go"))
 		if err != nil || len(m) == 0 {
 			t.Fatalf("no Go files in %s: %v", dir, err)

@@ -1,4 +1,4 @@
-package join
+package joinserver_test
 
 import (
 	"bytes"
@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,138 +19,32 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/kasa-io/kasa/pkg/join"
+	"github.com/kasa-io/kasa/pkg/join/joinserver"
+	"github.com/kasa-io/kasa/pkg/join/jointest"
 )
-
-// clock is a settable clock for the limiter.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func TestLimiter(t *testing.T) {
-	c := &clock{t: time.Unix(1_700_000_000, 0)}
-	l := newLimiter(c.now)
-	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
-	for i := range failBurst {
-		if ok, _, _ := l.take(a); !ok {
-			t.Fatalf("try %d of %d refused", i+1, failBurst)
-		}
-	}
-	ok, wait, first := l.take(a)
-	if ok || wait != failEvery || !first {
-		t.Fatalf("over the limit: ok=%v wait=%s first=%v; want refused for %s, first", ok, wait, first, failEvery)
-	}
-	if _, _, first := l.take(a); first {
-		t.Error("the second refusal in a row is reported as the first")
-	}
-	// Another address is not touched.
-	if ok, _, _ := l.take(b); !ok {
-		t.Fatal("another address refused")
-	}
-	// One try comes back per failEvery.
-	c.add(failEvery / 2)
-	if ok, wait, _ := l.take(a); ok || wait != failEvery/2 {
-		t.Errorf("half-way: ok=%v wait=%s", ok, wait)
-	}
-	c.add(failEvery / 2)
-	if ok, _, _ := l.take(a); !ok {
-		t.Error("no try back after failEvery")
-	}
-	if ok, _, first := l.take(a); ok || !first {
-		t.Errorf("after the try back: ok=%v first=%v; want a new run of refusals", ok, first)
-	}
-	// An accepted secret gives its try back.
-	c.add(failEvery)
-	if ok, _, _ := l.take(a); !ok {
-		t.Fatal("no try back")
-	}
-	l.refund(a)
-	if ok, _, _ := l.take(a); !ok {
-		t.Error("a refunded try is still taken")
-	}
-	// Sources with all their tries back are forgotten.
-	if n := l.tracked(); n != 2 {
-		t.Fatalf("tracked %d sources, want 2", n)
-	}
-	c.add(failBurst * failEvery)
-	l.take(netip.MustParseAddr("192.0.2.3"))
-	if n := l.tracked(); n != 1 {
-		t.Errorf("tracked %d sources after they were idle, want 1", n)
-	}
-}
-
-// TestLimiterBounded: a flood of addresses neither grows the limiter past
-// maxSources nor locks out a new address.
-func TestLimiterBounded(t *testing.T) {
-	c := &clock{t: time.Unix(1_700_000_000, 0)}
-	l := newLimiter(c.now)
-	for i := range 3 * maxSources {
-		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-		for range failBurst + 1 {
-			l.take(a)
-		}
-	}
-	if n := l.tracked(); n > maxSources {
-		t.Fatalf("tracking %d sources, more than %d", n, maxSources)
-	}
-	if ok, _, _ := l.take(netip.MustParseAddr("192.0.2.9")); !ok {
-		t.Error("a new address refused while the limiter is full")
-	}
-	c.add(failBurst * failEvery)
-	c.add(sweepEvery)
-	l.take(netip.MustParseAddr("192.0.2.9"))
-	if n := l.tracked(); n != 1 {
-		t.Errorf("tracking %d sources after all were idle, want 1", n)
-	}
-}
-
-func TestSourceOf(t *testing.T) {
-	for _, tt := range []struct{ remote, want string }{
-		{"192.0.2.1:40000", "192.0.2.1"},
-		{"[::ffff:192.0.2.1]:40000", "192.0.2.1"},
-		{"[2001:db8:1:2:aaaa::1]:443", "2001:db8:1:2::"},
-		{"[2001:db8:1:2:bbbb::7]:443", "2001:db8:1:2::"},
-		{"[fe80::1%eth0]:443", "fe80::"},
-		{"not an address", "invalid IP"},
-	} {
-		if got := sourceOf(tt.remote).String(); got != tt.want {
-			t.Errorf("sourceOf(%q) = %s, want %s", tt.remote, got, tt.want)
-		}
-	}
-}
 
 // limitedHandler is a join handler whose store counts the reads of the
 // token hashes: each is followed by hashing.
-func limitedHandler(t *testing.T) (*Handler, http.Handler, *atomic.Int64, *bytes.Buffer) {
+func limitedHandler(t *testing.T) (*joinserver.Handler, http.Handler, *atomic.Int64, *bytes.Buffer) {
 	t.Helper()
 	cs := fake.NewClientset()
 	var reads atomic.Int64
 	cs.PrependReactor("get", "secrets", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		if a.(k8stesting.GetAction).GetName() == TokenSecret {
+		if a.(k8stesting.GetAction).GetName() == joinserver.TokenSecret {
 			reads.Add(1)
 		}
 		return false, nil, nil
 	})
-	s := &Store{Client: cs}
+	s := &joinserver.Store{Client: cs}
 	if _, err := s.EnsureTokens(context.Background(), "server-secret-0123456789", "agent-secret-0123456789"); err != nil {
 		t.Fatal(err)
 	}
 	reads.Store(0)
-	_, th, _ := testServer(t, newStore())
+	cas := jointest.NewCAs(t)
 	var logs bytes.Buffer
-	h := &Handler{ServerCA: th.ServerCA, ClientCA: th.ClientCA, KubeletCA: th.KubeletCA, Store: s, Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	h := jointest.NewHandler(cas, s, slog.New(slog.NewTextHandler(&logs, nil)))
 	return h, h.Wrap(http.NotFoundHandler()), &reads, &logs
 }
 
@@ -159,13 +52,13 @@ func limitedHandler(t *testing.T) (*Handler, http.Handler, *atomic.Int64, *bytes
 // short token secret, straight to the handler.
 func joinFrom(t *testing.T, hh http.Handler, remote, node, secret string) *httptest.ResponseRecorder {
 	t.Helper()
-	req, _ := request(t, node)
+	req, _ := jointest.Request(t, node)
 	return joinWith(hh, remote, secret, req)
 }
 
-func joinWith(hh http.Handler, remote, secret string, req Request) *httptest.ResponseRecorder {
+func joinWith(hh http.Handler, remote, secret string, req join.Request) *httptest.ResponseRecorder {
 	body, _ := json.Marshal(req)
-	r := httptest.NewRequest(http.MethodPost, JoinPath, bytes.NewReader(body))
+	r := httptest.NewRequest(http.MethodPost, join.JoinPath, bytes.NewReader(body))
 	r.RemoteAddr = remote
 	r.SetBasicAuth("", secret)
 	w := httptest.NewRecorder()
@@ -179,13 +72,13 @@ func joinWith(hh http.Handler, remote, secret string, req Request) *httptest.Res
 func TestJoinRateLimit(t *testing.T) {
 	h, hh, reads, logs := limitedHandler(t)
 	const attacker, other = "192.0.2.66:40000", "192.0.2.10:40000"
-	for i := range failBurst {
+	for i := range joinserver.FailBurst {
 		if w := joinFrom(t, hh, attacker, "n", "wrong-secret-0123456789"); w.Code != http.StatusUnauthorized {
 			t.Fatalf("wrong join %d: %d %s", i+1, w.Code, w.Body)
 		}
 	}
-	if n := reads.Load(); n != failBurst {
-		t.Fatalf("%d checks for %d joins", n, failBurst)
+	if n := reads.Load(); n != joinserver.FailBurst {
+		t.Fatalf("%d checks for %d joins", n, joinserver.FailBurst)
 	}
 	for range 20 {
 		w := joinFrom(t, hh, attacker, "n", "wrong-secret-0123456789")
@@ -193,7 +86,7 @@ func TestJoinRateLimit(t *testing.T) {
 			t.Fatalf("over the limit: %d, Retry-After %q, %s", w.Code, w.Header().Get("Retry-After"), w.Body)
 		}
 	}
-	if n := reads.Load(); n != failBurst {
+	if n := reads.Load(); n != joinserver.FailBurst {
 		t.Errorf("the refused joins were checked: %d checks", n)
 	}
 	if n := strings.Count(logs.String(), "too many failed attempts"); n != 1 {
@@ -207,8 +100,8 @@ func TestJoinRateLimit(t *testing.T) {
 
 	// A limited address is refused without waiting for a check, while
 	// other addresses wait for their turn.
-	h.checks <- struct{}{}
-	h.checks <- struct{}{}
+	joinserver.Checks(h) <- struct{}{}
+	joinserver.Checks(h) <- struct{}{}
 	done := make(chan int, 1)
 	go func() { done <- joinFrom(t, hh, attacker, "n", "wrong-secret-0123456789").Code }()
 	select {
@@ -225,8 +118,8 @@ func TestJoinRateLimit(t *testing.T) {
 		t.Fatalf("a join was answered (%d) while both checks were taken", code)
 	case <-time.After(200 * time.Millisecond):
 	}
-	<-h.checks
-	<-h.checks
+	<-joinserver.Checks(h)
+	<-joinserver.Checks(h)
 	if code := <-done; code != http.StatusUnauthorized {
 		t.Errorf("the waiting join: %d", code)
 	}
@@ -257,15 +150,15 @@ func TestJoinRateLimit(t *testing.T) {
 	if w.Code != http.StatusOK {
 		t.Fatalf("a real join during the flood: %d %s", w.Code, w.Body)
 	}
-	if checked.Load() > failBurst || limited.Load() < 300-failBurst {
-		t.Errorf("flood of 300: %d checked, %d limited; want at most %d checked", checked.Load(), limited.Load(), failBurst)
+	if checked.Load() > joinserver.FailBurst || limited.Load() < 300-joinserver.FailBurst {
+		t.Errorf("flood of 300: %d checked, %d limited; want at most %d checked", checked.Load(), limited.Load(), joinserver.FailBurst)
 	}
 	t.Logf("flood of 300: %d checked, %d limited; a real join from elsewhere took %s", checked.Load(), limited.Load(), took.Round(time.Millisecond))
 
 	// Accepted secrets give their tries back: an address that failed
-	// failBurst-1 times and then joined can fail again.
+	// joinserver.FailBurst-1 times and then joined can fail again.
 	const agent = "192.0.2.20:40000"
-	for range failBurst - 1 {
+	for range joinserver.FailBurst - 1 {
 		joinFrom(t, hh, agent, "n", "wrong-secret-0123456789")
 	}
 	for i := range 3 {
@@ -297,9 +190,9 @@ func TestNodePasswordCounts(t *testing.T) {
 	if _, err := h.Store.Client.CoreV1().Nodes().Create(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "taken"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	req, _ := request(t, "taken")
+	req, _ := jointest.Request(t, "taken")
 	req.Password = "pw-another-machine-0123456789"
-	for i := range failBurst {
+	for i := range joinserver.FailBurst {
 		if w := joinWith(hh, src, "agent-secret-0123456789", req); w.Code != http.StatusConflict {
 			t.Fatalf("wrong password %d: %d %s", i+1, w.Code, w.Body)
 		}

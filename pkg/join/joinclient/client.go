@@ -1,12 +1,14 @@
-package join
+// Package joinclient is the joining node's side of the join protocol
+// (pkg/join): it fetches the cluster's CA and checks it against the token
+// before any secret is sent, then joins, or renews a joined node's
+// certificates with its own client certificate.
+package joinclient
 
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kasa-io/kasa/pkg/join"
 	"github.com/kasa-io/kasa/pkg/token"
 )
 
@@ -38,7 +41,7 @@ const requestTimeout = 30 * time.Second
 // it against the token's hash. With a short token, which names no hash,
 // the CA is taken as found; pinned reports whether it was checked.
 func FetchCA(ctx context.Context, server string, t token.Token) (caPEM []byte, pinned bool, err error) {
-	u, err := endpoint(server, CACertsPath)
+	u, err := endpoint(server, join.CACertsPath)
 	if err != nil {
 		return nil, false, err
 	}
@@ -57,12 +60,12 @@ func FetchCA(ctx context.Context, server string, t token.Token) (caPEM []byte, p
 		return nil, false, unreachable(server, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxRequest))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, join.MaxBody))
 	if err != nil {
 		return nil, false, unreachable(server, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, false, fmt.Errorf("%s answered %s to %s: is it a kasa server?", server, resp.Status, CACertsPath)
+		return nil, false, fmt.Errorf("%s answered %s to %s: is it a kasa server?", server, resp.Status, join.CACertsPath)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(body) {
@@ -71,8 +74,7 @@ func FetchCA(ctx context.Context, server string, t token.Token) (caPEM []byte, p
 	if t.CAHash == "" {
 		return body, false, nil
 	}
-	sum := sha256.Sum256(body)
-	if got := hex.EncodeToString(sum[:]); got != t.CAHash {
+	if got := token.CAHash(body); got != t.CAHash {
 		return nil, false, fmt.Errorf("%w: %s shows a CA with hash %s, the token names %s; this is not the cluster the token is for (or something is in between), so the token's secret was not sent", ErrCAMismatch, server, got[:16]+"...", t.CAHash[:16]+"...")
 	}
 	return body, true, nil
@@ -80,21 +82,21 @@ func FetchCA(ctx context.Context, server string, t token.Token) (caPEM []byte, p
 
 // Join posts req to server with the token's credentials, over TLS verified
 // by caPEM, and returns the server's answer.
-func Join(ctx context.Context, server string, caPEM []byte, t token.Token, req Request) (*Response, error) {
+func Join(ctx context.Context, server string, caPEM []byte, t token.Token, req join.Request) (*join.Response, error) {
 	return post(ctx, server, caPEM, &t, nil, req)
 }
 
 // Renew posts req to server as Join does, authenticated by the node's
 // kubelet client certificate instead of a token: a joined node renews its
 // certificates so, while its Node exists. When it was deleted, the error
-// is ErrNodeDeleted (and ErrRefused): only a join with a token brings it
+// is join.ErrNodeDeleted (and ErrRefused): only a join with a token brings it
 // back.
-func Renew(ctx context.Context, server string, caPEM []byte, cert tls.Certificate, req Request) (*Response, error) {
+func Renew(ctx context.Context, server string, caPEM []byte, cert tls.Certificate, req join.Request) (*join.Response, error) {
 	return post(ctx, server, caPEM, nil, &cert, req)
 }
 
-func post(ctx context.Context, server string, caPEM []byte, t *token.Token, cert *tls.Certificate, req Request) (*Response, error) {
-	u, err := endpoint(server, JoinPath)
+func post(ctx context.Context, server string, caPEM []byte, t *token.Token, cert *tls.Certificate, req join.Request) (*join.Response, error) {
+	u, err := endpoint(server, join.JoinPath)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +136,7 @@ func post(ctx context.Context, server string, caPEM []byte, t *token.Token, cert
 		return nil, unreachable(server, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e errorBody
+		var e join.Refusal
 		if json.Unmarshal(data, &e) != nil || e.Message == "" {
 			e.Message = resp.Status
 		}
@@ -148,7 +150,7 @@ func post(ctx context.Context, server string, caPEM []byte, t *token.Token, cert
 		}
 		return nil, err
 	}
-	var out Response
+	var out join.Response
 	if err := json.Unmarshal(data, &out); err != nil {
 		return nil, fmt.Errorf("%s: malformed join answer: %w", server, err)
 	}
@@ -166,12 +168,12 @@ func endpoint(server, path string) (string, error) {
 }
 
 // deletedError is a refusal because the node was deleted: it is both
-// ErrRefused and ErrNodeDeleted.
+// ErrRefused and join.ErrNodeDeleted.
 type deletedError struct{ error }
 
 func (e deletedError) Unwrap() error { return e.error }
 
-func (e deletedError) Is(target error) bool { return target == ErrNodeDeleted }
+func (e deletedError) Is(target error) bool { return target == join.ErrNodeDeleted }
 
 func unreachable(server string, err error) error {
 	msg := err.Error()

@@ -1,4 +1,9 @@
-package join
+// Package joinserver is the server's side of the join protocol (pkg/join):
+// the handler of /cacerts and /v1-kasa/join on the API port, the secrets it
+// checks joins against (the token hashes, the bootstrap tokens and the
+// nodes' password hashes, kept in the cluster by Store), and the limit on
+// failed checks per source address.
+package joinserver
 
 import (
 	"context"
@@ -16,16 +21,11 @@ import (
 	"strconv"
 	"time"
 
-	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
 
+	"github.com/kasa-io/kasa/pkg/join"
 	"github.com/kasa-io/kasa/pkg/pki"
 )
-
-// maxRequest bounds a join request's body.
-const maxRequest = 64 << 10
 
 // reservedNames cannot be node names, nor reservedIPs a remote node's
 // addresses: they are the API server's, and a kubelet's serving certificate
@@ -50,7 +50,7 @@ type Handler struct {
 	// address may be.
 	Reserved []string
 	Store    *Store
-	Cluster  Cluster
+	Cluster  join.Cluster
 	Log      *slog.Logger
 	// Now is the clock for certificates; time.Now when nil.
 	Now func() time.Time
@@ -69,9 +69,9 @@ func (h *Handler) Wrap(next http.Handler) http.Handler {
 	h.limit = newLimiter(nil)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
-		case CACertsPath:
+		case join.CACertsPath:
 			h.serveCACerts(w, r)
-		case JoinPath:
+		case join.JoinPath:
 			h.serveJoin(w, r)
 		default:
 			next.ServeHTTP(w, r)
@@ -101,8 +101,8 @@ func (h *Handler) serveJoin(w http.ResponseWriter, r *http.Request) {
 		refuse(w, http.StatusUnauthorized, "no token given")
 		return
 	}
-	var req Request
-	if err := json.NewDecoder(io.LimitReader(r.Body, maxRequest)).Decode(&req); err != nil {
+	var req join.Request
+	if err := json.NewDecoder(io.LimitReader(r.Body, join.MaxBody)).Decode(&req); err != nil {
 		refuse(w, http.StatusBadRequest, "malformed join request: "+err.Error())
 		return
 	}
@@ -145,7 +145,7 @@ func (h *Handler) serveJoin(w http.ResponseWriter, r *http.Request) {
 		// certificate, for its own name only; its password is checked
 		// below as for any join.
 		if h.nodeCertificate(r.TLS.PeerCertificates, req.NodeName) {
-			role = RoleAgent
+			role = join.RoleAgent
 		}
 	} else {
 		role, err = h.Store.Authenticate(ctx, user, secret)
@@ -166,14 +166,14 @@ func (h *Handler) serveJoin(w http.ResponseWriter, r *http.Request) {
 		log.Warn("join refused", "reason", "token not accepted")
 		refuse(w, http.StatusUnauthorized, "the token was not accepted: it is wrong, was rotated, or has expired")
 		return
-	case req.Role == RoleServer && renewal:
+	case req.Role == join.RoleServer && renewal:
 		refuse(w, http.StatusForbidden, "a node's certificate can only renew an agent's certificates")
 		return
-	case req.Role == RoleServer && role != RoleServer:
+	case req.Role == join.RoleServer && role != join.RoleServer:
 		log.Warn("join refused", "reason", "agent token used to join a server")
 		refuse(w, http.StatusForbidden, "this token can only join agents: a server joins with the server token")
 		return
-	case req.Role == RoleServer:
+	case req.Role == join.RoleServer:
 		log.Warn("join refused", "reason", "server join")
 		refuse(w, http.StatusNotImplemented, "this kasa version joins agents only; more servers need a later version")
 		return
@@ -193,7 +193,7 @@ func (h *Handler) serveJoin(w http.ResponseWriter, r *http.Request) {
 		err = h.Store.ClaimNodeName(ctx, req.NodeName, req.Password)
 	}
 	if err != nil {
-		if errors.Is(err, ErrNodeDeleted) {
+		if errors.Is(err, join.ErrNodeDeleted) {
 			// The certificate was the node's own: not a guess, so not a
 			// failure that counts against the source.
 			log.Warn("join refused", "reason", "renewal of a deleted node")
@@ -210,7 +210,7 @@ func (h *Handler) serveJoin(w http.ResponseWriter, r *http.Request) {
 		refuse(w, http.StatusServiceUnavailable, "the server cannot check the node's password right now; try again")
 		return
 	}
-	if resp.Servers, err = Servers(ctx, h.Store.Client); err != nil {
+	if resp.Servers, err = join.Servers(ctx, h.Store.Client); err != nil {
 		log.Error("join: cannot list the servers", "err", err)
 		refuse(w, http.StatusServiceUnavailable, "the server cannot list the API servers right now; try again")
 		return
@@ -239,8 +239,8 @@ func (h *Handler) nodeCertificate(chain []*x509.Certificate, node string) bool {
 }
 
 // checkRequest validates what the node says about itself.
-func (h *Handler) checkRequest(req *Request) error {
-	if req.Role != RoleAgent && req.Role != RoleServer {
+func (h *Handler) checkRequest(req *join.Request) error {
+	if req.Role != join.RoleAgent && req.Role != join.RoleServer {
 		return fmt.Errorf("unknown role %q", req.Role)
 	}
 	if errs := validation.IsDNS1123Subdomain(req.NodeName); len(errs) > 0 {
@@ -265,7 +265,7 @@ func (h *Handler) checkRequest(req *Request) error {
 }
 
 // sign issues the node's certificates for the public keys it sent.
-func (h *Handler) sign(req *Request) (*Response, error) {
+func (h *Handler) sign(req *join.Request) (*join.Response, error) {
 	var ips []net.IP
 	for _, a := range req.Addresses {
 		ips = append(ips, net.ParseIP(a))
@@ -274,9 +274,9 @@ func (h *Handler) sign(req *Request) (*Response, error) {
 	if h.Now != nil {
 		now = h.Now()
 	}
-	resp := &Response{Certificates: map[string]string{}}
+	resp := &join.Response{Certificates: map[string]string{}}
 	for _, l := range requestedCerts(req.NodeName, ips, req.Keys) {
-		name := CertName(l)
+		name := join.CertName(l)
 		keyPEM, ok := req.Keys[name]
 		if !ok {
 			return nil, fmt.Errorf("no public key for %s", name)
@@ -303,36 +303,10 @@ func (h *Handler) sign(req *Request) (*Response, error) {
 	return resp, nil
 }
 
-// Servers lists the API servers' addresses from the endpoints of the
-// kubernetes Service, where every kube-apiserver records its own.
-func Servers(ctx context.Context, c kubernetes.Interface) ([]string, error) {
-	list, err := c.DiscoveryV1().EndpointSlices(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{
-		LabelSelector: discoveryv1.LabelServiceName + "=kubernetes",
-	})
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, es := range list.Items {
-		for _, p := range es.Ports {
-			if p.Port == nil || (p.Name != nil && *p.Name != "https") {
-				continue
-			}
-			for _, ep := range es.Endpoints {
-				for _, a := range ep.Addresses {
-					out = append(out, net.JoinHostPort(a, strconv.Itoa(int(*p.Port))))
-				}
-			}
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
-}
-
 func refuse(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(errorBody{Message: msg})
+	_ = json.NewEncoder(w).Encode(join.Refusal{Message: msg})
 }
 
 func remoteIP(r *http.Request) string {

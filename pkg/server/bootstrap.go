@@ -1,0 +1,167 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/kasa-io/kasa/pkg/bootstrap"
+	"github.com/kasa-io/kasa/pkg/component"
+	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/datastore"
+	"github.com/kasa-io/kasa/pkg/fileutil"
+	"github.com/kasa-io/kasa/pkg/token"
+)
+
+// sharedFiles are the server folder's files that every server of a cluster
+// has the same of: the CAs with their keys and the service-account key.
+var sharedFiles = []string{
+	"tls/ca.crt", "tls/ca.key",
+	"tls/client-ca.crt", "tls/client-ca.key",
+	"tls/kubelet-ca.crt", "tls/kubelet-ca.key",
+	"tls/request-header-ca.crt", "tls/request-header-ca.key",
+	"tls/service-account.key",
+}
+
+// tokenFiles are given to a server that joins the cluster when it has
+// none of its own; one that has them keeps them (they may be rotated).
+var tokenFiles = []string{"token", "agent-token"}
+
+// sharedSettings are the settings every server of a cluster must share,
+// by flag name.
+func sharedSettings(cfg *config.Server) map[string]string {
+	disabled := cfg.Disable.List()
+	names := make([]string, len(disabled))
+	for i, a := range disabled {
+		names[i] = string(a)
+	}
+	return map[string]string{
+		"cluster-cidr":    cfg.ClusterCIDR.String(),
+		"service-cidr":    cfg.ServiceCIDR.String(),
+		"cluster-dns":     cfg.ClusterDNS.String(),
+		"cluster-domain":  cfg.ClusterDomain,
+		"flannel-backend": cfg.FlannelBackend,
+		"disable":         strings.Join(names, ","),
+	}
+}
+
+// shared reports whether this server's datastore can be another server's
+// too: an external one (--datastore-endpoint). SQLite in the data dir is
+// this server's alone, and keeps no bootstrap data.
+func (s *start) shared() bool { return s.cfg.Datastore.Endpoint != "" }
+
+// openDatastore starts kine, so that the bootstrap data can be read before
+// any certificate is made; the kine component then serves on.
+func (s *start) openDatastore(ctx context.Context) error {
+	s.kine = &datastore.Kine{DBDir: s.p.DB(), Datastore: s.cfg.Datastore}
+	s.log.Info("datastore", "kind", s.kine.Scheme())
+	return s.kine.Open(ctx)
+}
+
+// bootstrapSecret is the secret that seals the cluster's bootstrap data:
+// the kept server token's, else the one given (a server joining the
+// cluster), else none (the first server, which makes one later).
+func (s *start) bootstrapSecret() (string, error) {
+	if b, err := os.ReadFile(s.p.Token()); err == nil {
+		t, err := token.Parse(strings.TrimSpace(string(b)))
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", s.p.Token(), err)
+		}
+		return t.Secret, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	if s.cfg.Token == "" {
+		return "", nil
+	}
+	t, err := token.Parse(s.cfg.Token.Reveal())
+	if err != nil {
+		return "", component.Setting(fmt.Errorf("--token: %w", err))
+	}
+	return t.Secret, nil
+}
+
+// loadBootstrap takes the cluster's bootstrap data from the datastore, when
+// a server saved it already: its CAs and keys go into the data dir (where
+// a file of another cluster is refused, never replaced), its token files
+// where this server has none, and this server's settings must be the
+// cluster's. Without data, this is the cluster's first server.
+func (s *start) loadBootstrap(ctx context.Context) error {
+	kv, err := datastore.NewKV(s.kine.Endpoints())
+	if err != nil {
+		return err
+	}
+	defer kv.Close()
+	blob, found, err := kv.Get(ctx, bootstrap.Key)
+	if err != nil {
+		return fmt.Errorf("read the datastore: %w", err)
+	}
+	if !found {
+		s.firstServer = true
+		s.log.Info("the datastore holds no cluster yet: this server makes it")
+		return nil
+	}
+	secret, err := s.bootstrapSecret()
+	if err != nil {
+		return err
+	}
+	if secret == "" {
+		return component.Setting(errors.New("--token: the datastore holds a cluster already; give this server that cluster's server token (the token file of its first server, <data-dir>/server/token) with --token or KASA_TOKEN"))
+	}
+	d, err := bootstrap.Open(secret, blob)
+	if errors.Is(err, bootstrap.ErrWrongToken) {
+		return component.Setting(fmt.Errorf("--token: the datastore holds a cluster whose server token is another: give this server that cluster's server token (the token file of its first server, <data-dir>/server/token); nothing was changed"))
+	}
+	if err != nil {
+		return err
+	}
+	if err := d.CheckSettings(sharedSettings(s.cfg)); err != nil {
+		return component.Setting(err)
+	}
+	if err := d.Install(s.p.Root); err != nil {
+		return err
+	}
+	for _, name := range tokenFiles {
+		b, ok := d.Files[name]
+		path := filepath.Join(s.p.Root, name)
+		if _, err := os.Stat(path); !ok || err == nil {
+			continue
+		}
+		if err := fileutil.WriteFile(path, b, 0o600); err != nil {
+			return err
+		}
+	}
+	s.log.Info("joined the cluster of the datastore: its CAs and settings are this server's")
+	return nil
+}
+
+// saveBootstrap keeps, on the cluster's first server, the bootstrap data in
+// the datastore, sealed with the server token.
+func (s *start) saveBootstrap(ctx context.Context) error {
+	files, err := bootstrap.ReadFiles(s.p.Root, sharedFiles)
+	if err != nil {
+		return err
+	}
+	// The agent token exists only when one was given.
+	for _, name := range tokenFiles {
+		if b, err := os.ReadFile(filepath.Join(s.p.Root, name)); err == nil {
+			files[name] = b
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	kv, err := datastore.NewKV(s.kine.Endpoints())
+	if err != nil {
+		return err
+	}
+	defer kv.Close()
+	d := bootstrap.Data{Files: files, Settings: sharedSettings(s.cfg)}
+	if err := bootstrap.Save(ctx, kv, s.serverToken.Secret, d); err != nil {
+		return err
+	}
+	s.log.Info("saved the cluster's bootstrap data in the datastore, sealed with the server token")
+	return nil
+}

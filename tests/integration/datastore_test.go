@@ -1,0 +1,183 @@
+//go:build integration
+
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/kasa-io/kasa/tests/harness"
+)
+
+// mariaPassword is the kasa user's password in the test's MariaDB; no
+// server output may show it.
+const mariaPassword = "maria-pw-8d1f0c"
+
+// startMariaDB runs a MariaDB server of Debian's mariadb-server package
+// (scripts/install-deps.sh) in a temporary folder, on a free loopback
+// port, with a user kasa that may create its database; it returns kine's
+// DSN for a database that does not exist yet.
+func startMariaDB(t *testing.T) string {
+	t.Helper()
+	for _, c := range []string{"mariadbd", "mariadb-install-db", "mariadb"} {
+		if _, err := osexec.LookPath(c); err != nil {
+			t.Fatalf("%s: %v (scripts/install-deps.sh installs mariadb-server)", c, err)
+		}
+	}
+	dir, err := os.MkdirTemp("", "kasa-maria-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	var user []string
+	if os.Geteuid() == 0 {
+		user = []string{"--user=root"}
+	}
+	install := osexec.Command("mariadb-install-db", append([]string{"--no-defaults", "--datadir=" + filepath.Join(dir, "data"),
+		"--auth-root-authentication-method=normal", "--skip-test-db"}, user...)...)
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("mariadb-install-db: %v\n%s", err, out)
+	}
+	ports, err := harness.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "sock")
+	var log bytes.Buffer
+	db := osexec.Command("mariadbd", append([]string{"--no-defaults", "--datadir=" + filepath.Join(dir, "data"),
+		"--socket=" + sock, "--bind-address=127.0.0.1", fmt.Sprintf("--port=%d", ports[0]),
+		"--pid-file=" + filepath.Join(dir, "pid"), "--innodb-buffer-pool-size=64M"}, user...)...)
+	db.Stdout, db.Stderr = &log, &log
+	if err := db.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = db.Process.Kill()
+		_ = db.Wait()
+	})
+	sql := fmt.Sprintf("CREATE USER 'kasa'@'127.0.0.1' IDENTIFIED BY '%s'; GRANT ALL ON `kasa`.* TO 'kasa'@'127.0.0.1';", mariaPassword)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := osexec.Command("mariadb", "--no-defaults", "-S", sock, "-uroot", "-e", sql).CombinedOutput()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("MariaDB did not answer: %v\n%s\n%s", err, out, log.String())
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	return fmt.Sprintf("mysql://kasa:%s@tcp(127.0.0.1:%d)/kasa", mariaPassword, ports[0])
+}
+
+// TestIntegrationSharedDatastore: servers on one external datastore are
+// one cluster. The first server saves the bootstrap data, sealed with its
+// token; a second one with that token takes the same CAs and keys and
+// serves the same objects; a server with another token, no token or
+// another cluster CIDR is refused, naming the cause, and makes nothing.
+func TestIntegrationSharedDatastore(t *testing.T) {
+	dsn := startMariaDB(t)
+	first := startServerWith(t, func(s *harness.Server) { s.ExtraArgs = []string{"--datastore-endpoint", dsn} })
+	tok, err := os.ReadFile(filepath.Join(first.DataDir, "server", "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := startServerWith(t, func(s *harness.Server) {
+		s.ExtraArgs = []string{"--datastore-endpoint", dsn}
+		s.Env = []string{"KASA_TOKEN=" + strings.TrimSpace(string(tok))}
+	})
+
+	for _, f := range []string{"tls/ca.crt", "tls/ca.key", "tls/client-ca.crt", "tls/kubelet-ca.crt", "tls/request-header-ca.key", "tls/service-account.key", "token"} {
+		a, errA := os.ReadFile(filepath.Join(first.DataDir, "server", f))
+		b, errB := os.ReadFile(filepath.Join(second.DataDir, "server", f))
+		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+			t.Errorf("%s differs between the servers (%v, %v)", f, errA, errB)
+		}
+	}
+	// One cluster: what is written through one server is read through the
+	// other, with the first's admin credentials on the second's address.
+	ctx := context.Background()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "shared"}, Data: map[string]string{"k": "v"}}
+	if _, err := client(t, first).CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := client(t, second).CoreV1().ConfigMaps("default").Get(ctx, "shared", metav1.GetOptions{})
+	if err != nil || got.Data["k"] != "v" {
+		t.Fatalf("the second server does not serve the first's ConfigMap: %v %v", got, err)
+	}
+	rc, err := first.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Host = second.URL()
+	if _, err := kubernetesFor(t, rc).CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{}); err != nil {
+		t.Errorf("the first server's admin certificate on the second: %v", err)
+	}
+
+	bin, err := harness.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"another token", []string{"KASA_TOKEN=another-secret-0123456789"}, nil, "--token: the datastore holds a cluster whose server token is another"},
+		{"no token", nil, nil, "--token: the datastore holds a cluster already"},
+		{"another cluster CIDR", []string{"KASA_TOKEN=" + strings.TrimSpace(string(tok))}, []string{"--cluster-cidr", "10.44.0.0/16"},
+			`--cluster-cidr is "10.44.0.0/16" here but "10.42.0.0/16" in the cluster`},
+	} {
+		s, err := harness.NewServer(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Env = c.env
+		s.ExtraArgs = append([]string{"--datastore-endpoint", dsn}, c.args...)
+		out, code := runBriefly(t, s, 60*time.Second)
+		// kine logs around it; the error is the one line of kasa's own.
+		var msg string
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "kasa: ") {
+				msg += l
+			}
+		}
+		if code == 0 || !strings.Contains(msg, c.want) {
+			t.Errorf("%s: exit %d, want a refusal with %q, got:\n%s", c.name, code, c.want, out)
+		}
+		if strings.Contains(out, mariaPassword) {
+			t.Errorf("%s: the output shows the datastore's password", c.name)
+		}
+		if _, err := os.Stat(filepath.Join(s.DataDir, "server", "tls", "ca.crt")); err == nil {
+			t.Errorf("%s: the refused server made a CA", c.name)
+		}
+		s.Close()
+	}
+	for _, s := range []*harness.Server{first, second} {
+		if b, _ := os.ReadFile(s.LogPath()); bytes.Contains(b, []byte(mariaPassword)) {
+			t.Errorf("%s's log shows the datastore's password", s.DataDir)
+		}
+	}
+}
+
+func kubernetesFor(t *testing.T, rc *rest.Config) *kubernetes.Clientset {
+	t.Helper()
+	c, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
