@@ -117,7 +117,7 @@ func (k *Kine) Open(ctx context.Context) error {
 	})
 	if err != nil {
 		cancel()
-		return fmt.Errorf("open %s datastore: %w", k.Scheme(), Redact(err, k.Datastore.Endpoint))
+		return fmt.Errorf("open %s datastore: %w%s", k.Scheme(), Redact(err, k.Datastore.Endpoint), remedy(err))
 	}
 	k.endpoints = etcd.Endpoints
 	k.stop, k.stopped = cancel, make(chan struct{})
@@ -139,6 +139,32 @@ func (k *Kine) Close() {
 	case <-stopped:
 	case <-time.After(endpoint.GracefulStopTimeout + time.Second):
 	}
+}
+
+// remedy says what to do about a datastore that refused kasa or could not
+// be reached, from the database's own error (MySQL and MariaDB codes,
+// PostgreSQL's SQLSTATE, the network's errors).
+func remedy(err error) string {
+	msg := err.Error()
+	has := func(subs ...string) bool {
+		for _, s := range subs {
+			if strings.Contains(msg, s) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case has("Error 1045", "28P01", "password authentication failed"):
+		return "; the datastore refused the user or password of --datastore-endpoint: check them"
+	case has("Error 1044", "Error 1142", "Error 1227", "42501", "permission denied"):
+		return "; the user of --datastore-endpoint lacks privileges: grant it every privilege on its database (and CREATE, for kasa to make the database)"
+	case has("connection refused", "no such host", "i/o timeout", "network is unreachable", "no route to host"):
+		return "; the datastore cannot be reached at the address of --datastore-endpoint: is it running, and reachable from this machine?"
+	case has("certificate", "tls:", "x509"):
+		return "; TLS to the datastore failed: check --datastore-cafile, --datastore-certfile and --datastore-keyfile"
+	}
+	return ""
 }
 
 // Redact replaces the DSN and its password, wherever they appear in err, by

@@ -32,3 +32,20 @@ func TestRedact(t *testing.T) {
 		t.Error("an error without secrets should pass through unchanged")
 	}
 }
+
+func TestRemedy(t *testing.T) {
+	for _, c := range []struct{ err, want string }{
+		{"Error 1045 (28000): Access denied for user 'kasa'@'localhost' (using password: YES)", "user or password"},
+		{`pq: password authentication failed for user "kasa"`, "user or password"},
+		{"Error 1044 (42000): Access denied for user 'weak'@'127.0.0.1' to database 'kasa'", "lacks privileges"},
+		{"pq: permission denied to create database", "lacks privileges"},
+		{"dial tcp 127.0.0.1:13399: connect: connection refused", "cannot be reached"},
+		{"tls: failed to verify certificate: x509: certificate signed by unknown authority", "--datastore-cafile"},
+		{"something else", ""},
+	} {
+		got := remedy(errors.New(c.err))
+		if c.want == "" && got != "" || !strings.Contains(got, c.want) {
+			t.Errorf("%q: remedy %q, want one with %q", c.err, got, c.want)
+		}
+	}
+}

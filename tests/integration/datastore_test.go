@@ -67,7 +67,9 @@ func startMariaDB(t *testing.T) string {
 		_ = db.Process.Kill()
 		_ = db.Wait()
 	})
-	sql := fmt.Sprintf("CREATE USER 'kasa'@'127.0.0.1' IDENTIFIED BY '%s'; GRANT ALL ON `kasa`.* TO 'kasa'@'127.0.0.1';", mariaPassword)
+	// kasa may do all on its database; weak may only log in.
+	sql := fmt.Sprintf("CREATE USER 'kasa'@'127.0.0.1' IDENTIFIED BY '%s'; GRANT ALL ON `kasa`.* TO 'kasa'@'127.0.0.1';"+
+		"CREATE USER 'weak'@'127.0.0.1' IDENTIFIED BY '%s';", mariaPassword, mariaPassword)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		out, err := osexec.Command("mariadb", "--no-defaults", "-S", sock, "-uroot", "-e", sql).CombinedOutput()
@@ -130,12 +132,23 @@ func TestIntegrationSharedDatastore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	free, err := harness.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wrongPassword = "wrong-pw-41c9a2"
 	for _, c := range []struct {
 		name string
 		env  []string
 		args []string
 		want string
 	}{
+		{"a wrong password", nil, []string{"--datastore-endpoint", strings.Replace(dsn, mariaPassword, wrongPassword, 1)},
+			"the datastore refused the user or password of --datastore-endpoint"},
+		{"a user without privileges", nil, []string{"--datastore-endpoint", strings.Replace(dsn, "kasa:", "weak:", 1)},
+			"the user of --datastore-endpoint lacks privileges"},
+		{"an unreachable datastore", nil, []string{"--datastore-endpoint", fmt.Sprintf("mysql://kasa:%s@tcp(127.0.0.1:%d)/kasa", mariaPassword, free[0])},
+			"the datastore cannot be reached at the address of --datastore-endpoint"},
 		{"another token", []string{"KASA_TOKEN=another-secret-0123456789"}, nil, "--token: the datastore holds a cluster whose server token is another"},
 		{"no token", nil, nil, "--token: the datastore holds a cluster already"},
 		{"another cluster CIDR", []string{"KASA_TOKEN=" + strings.TrimSpace(string(tok))}, []string{"--cluster-cidr", "10.44.0.0/16"},
@@ -146,7 +159,7 @@ func TestIntegrationSharedDatastore(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.Env = c.env
-		s.ExtraArgs = append([]string{"--datastore-endpoint", dsn}, c.args...)
+		s.ExtraArgs = append([]string{"--datastore-endpoint", dsn}, c.args...) // the last one counts
 		out, code := runBriefly(t, s, 60*time.Second)
 		// kine logs around it; the error is the one line of kasa's own.
 		var msg string
@@ -158,7 +171,7 @@ func TestIntegrationSharedDatastore(t *testing.T) {
 		if code == 0 || !strings.Contains(msg, c.want) {
 			t.Errorf("%s: exit %d, want a refusal with %q, got:\n%s", c.name, code, c.want, out)
 		}
-		if strings.Contains(out, mariaPassword) {
+		if strings.Contains(out, mariaPassword) || strings.Contains(out, wrongPassword) {
 			t.Errorf("%s: the output shows the datastore's password", c.name)
 		}
 		if _, err := os.Stat(filepath.Join(s.DataDir, "server", "tls", "ca.crt")); err == nil {
