@@ -6,10 +6,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
+	"os/user"
 	osexec "os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/kasa-io/kasa/pkg/pki"
 	"github.com/kasa-io/kasa/tests/harness"
 )
 
@@ -91,43 +96,7 @@ func startMariaDB(t *testing.T) string {
 // another cluster CIDR is refused, naming the cause, and makes nothing.
 func TestIntegrationSharedDatastore(t *testing.T) {
 	dsn := startMariaDB(t)
-	first := startServerWith(t, func(s *harness.Server) { s.ExtraArgs = []string{"--datastore-endpoint", dsn} })
-	tok, err := os.ReadFile(filepath.Join(first.DataDir, "server", "token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	second := startServerWith(t, func(s *harness.Server) {
-		s.ExtraArgs = []string{"--datastore-endpoint", dsn}
-		s.Env = []string{"KASA_TOKEN=" + strings.TrimSpace(string(tok))}
-	})
-
-	for _, f := range []string{"tls/ca.crt", "tls/ca.key", "tls/client-ca.crt", "tls/kubelet-ca.crt", "tls/request-header-ca.key", "tls/service-account.key", "token"} {
-		a, errA := os.ReadFile(filepath.Join(first.DataDir, "server", f))
-		b, errB := os.ReadFile(filepath.Join(second.DataDir, "server", f))
-		if errA != nil || errB != nil || !bytes.Equal(a, b) {
-			t.Errorf("%s differs between the servers (%v, %v)", f, errA, errB)
-		}
-	}
-	// One cluster: what is written through one server is read through the
-	// other, with the first's admin credentials on the second's address.
-	ctx := context.Background()
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "shared"}, Data: map[string]string{"k": "v"}}
-	if _, err := client(t, first).CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	got, err := client(t, second).CoreV1().ConfigMaps("default").Get(ctx, "shared", metav1.GetOptions{})
-	if err != nil || got.Data["k"] != "v" {
-		t.Fatalf("the second server does not serve the first's ConfigMap: %v %v", got, err)
-	}
-	rc, err := first.RESTConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc.Host = second.URL()
-	if _, err := kubernetesFor(t, rc).CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{}); err != nil {
-		t.Errorf("the first server's admin certificate on the second: %v", err)
-	}
-
+	first, second, tok := twoServers(t, "--datastore-endpoint", dsn)
 	bin, err := harness.Binary()
 	if err != nil {
 		t.Fatal(err)
@@ -186,6 +155,52 @@ func TestIntegrationSharedDatastore(t *testing.T) {
 	}
 }
 
+// twoServers starts two servers on the datastore that args name and checks
+// that they are one cluster: the same CAs, keys and token, and what is
+// written through one is read through the other, with the first's admin
+// credentials on the second's address. It returns them and the token.
+func twoServers(t *testing.T, args ...string) (first, second *harness.Server, tok []byte) {
+	t.Helper()
+	first = startServerWith(t, func(s *harness.Server) { s.ExtraArgs = args })
+	tok, err := os.ReadFile(filepath.Join(first.DataDir, "server", "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second = startServerWith(t, func(s *harness.Server) {
+		s.ExtraArgs = args
+		s.Env = []string{"KASA_TOKEN=" + strings.TrimSpace(string(tok))}
+	})
+
+	for _, f := range []string{"tls/ca.crt", "tls/ca.key", "tls/client-ca.crt", "tls/kubelet-ca.crt", "tls/request-header-ca.key", "tls/service-account.key", "token"} {
+		a, errA := os.ReadFile(filepath.Join(first.DataDir, "server", f))
+		b, errB := os.ReadFile(filepath.Join(second.DataDir, "server", f))
+		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+			t.Errorf("%s differs between the servers (%v, %v)", f, errA, errB)
+		}
+	}
+	// One cluster: what is written through one server is read through the
+	// other, with the first's admin credentials on the second's address.
+	ctx := context.Background()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "shared"}, Data: map[string]string{"k": "v"}}
+	if _, err := client(t, first).CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := client(t, second).CoreV1().ConfigMaps("default").Get(ctx, "shared", metav1.GetOptions{})
+	if err != nil || got.Data["k"] != "v" {
+		t.Fatalf("the second server does not serve the first's ConfigMap: %v %v", got, err)
+	}
+	rc, err := first.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Host = second.URL()
+	if _, err := kubernetesFor(t, rc).CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{}); err != nil {
+		t.Errorf("the first server's admin certificate on the second: %v", err)
+	}
+
+	return first, second, tok
+}
+
 func kubernetesFor(t *testing.T, rc *rest.Config) *kubernetes.Clientset {
 	t.Helper()
 	c, err := kubernetes.NewForConfig(rc)
@@ -193,4 +208,103 @@ func kubernetesFor(t *testing.T, rc *rest.Config) *kubernetes.Clientset {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// startPostgres runs a PostgreSQL server of Debian's postgresql package in
+// a temporary folder, on a free loopback port, that takes only TLS
+// connections (hostssl, scram-sha-256) with a certificate of a CA of the
+// test's; it returns kine's DSN, which checks the server's name, and the
+// CA's file for --datastore-cafile. PostgreSQL refuses to run as root: as
+// root, it runs as the package's user postgres.
+func startPostgres(t *testing.T) (dsn, caFile string) {
+	t.Helper()
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
+	if len(bins) == 0 {
+		t.Fatal("no /usr/lib/postgresql/*/bin/postgres (scripts/install-deps.sh installs postgresql)")
+	}
+	binDir := filepath.Dir(bins[len(bins)-1])
+	dir, err := os.MkdirTemp("", "kasa-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	as := func(name string, args ...string) *osexec.Cmd {
+		if os.Geteuid() == 0 {
+			return osexec.Command("runuser", append([]string{"-u", "postgres", "--", name}, args...)...)
+		}
+		return osexec.Command(name, args...)
+	}
+	now := time.Now()
+	ca, err := pki.LoadOrCreateCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"), "kasa-test-db-ca", pki.ECDSAP256, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := pki.Leaf{CommonName: "127.0.0.1", Server: true, IPs: []net.IP{net.ParseIP("127.0.0.1")},
+		CertFile: filepath.Join(dir, "server.crt"), KeyFile: filepath.Join(dir, "server.key")}
+	if _, err := ca.Ensure(leaf, now); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		for _, f := range []string{dir, leaf.CertFile, leaf.KeyFile} {
+			if err := os.Chown(f, uid, -1); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	data := filepath.Join(dir, "data")
+	if out, err := as(filepath.Join(binDir, "initdb"), "-D", data, "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256").CombinedOutput(); err != nil {
+		t.Fatalf("initdb: %v\n%s", err, out)
+	}
+	hba := "local all postgres trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n"
+	if err := os.WriteFile(filepath.Join(data, "pg_hba.conf"), []byte(hba), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ports, err := harness.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(ports[0])
+	var log bytes.Buffer
+	db := as(filepath.Join(binDir, "postgres"), "-D", data, "-c", "listen_addresses=127.0.0.1", "-c", "port="+port,
+		"-c", "unix_socket_directories="+dir, "-c", "ssl=on", "-c", "ssl_cert_file="+leaf.CertFile, "-c", "ssl_key_file="+leaf.KeyFile)
+	db.Stdout, db.Stderr = &log, &log
+	db.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := db.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-db.Process.Pid, syscall.SIGTERM)
+		_ = db.Wait()
+	})
+	sql := fmt.Sprintf("CREATE USER kasa PASSWORD '%s' CREATEDB", mariaPassword)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := osexec.Command("psql", "-h", dir, "-p", port, "-U", "postgres", "-c", sql).CombinedOutput()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PostgreSQL did not answer: %v\n%s\n%s", err, out, log.String())
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	return fmt.Sprintf("postgres://kasa:%s@127.0.0.1:%s/kasa?sslmode=verify-full", mariaPassword, port), filepath.Join(dir, "ca.crt")
+}
+
+// TestIntegrationSharedPostgresTLS: two servers are one cluster on a
+// PostgreSQL that takes TLS connections only, verified against
+// --datastore-cafile; the database is created by the first.
+func TestIntegrationSharedPostgresTLS(t *testing.T) {
+	dsn, caFile := startPostgres(t)
+	first, second, _ := twoServers(t, "--datastore-endpoint", dsn, "--datastore-cafile", caFile)
+	for _, s := range []*harness.Server{first, second} {
+		if b, _ := os.ReadFile(s.LogPath()); bytes.Contains(b, []byte(mariaPassword)) {
+			t.Errorf("%s's log shows the datastore's password", s.DataDir)
+		}
+	}
 }
