@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages kasa needs on a fresh machine of this kind:
 # iptables (kube-proxy, the kubelet and the CNI plugins call it); to build
-# runc for the bundle, libseccomp-dev; for the tests, zstd, mariadb-server and
-# postgresql
-# (the databases that the datastore tests start themselves, on loopback; the
-# packages' own services are not needed). Safe to run again.
+# runc for the bundle, libseccomp-dev; for the tests, zstd, mariadb-server
+# and postgresql (the databases that the datastore tests start themselves,
+# on loopback; the packages' own services are not needed). Safe to run again.
 set -euo pipefail
 want=(iptables libseccomp-dev zstd mariadb-server postgresql)
 missing=()
