@@ -51,9 +51,17 @@ type Spec struct {
 	// local state file. Agents join with a secret of their own, pinned to
 	// the server's CA.
 	Token string `json:"token,omitempty"`
-	// DatastoreEndpoint is the server's --datastore-endpoint.
+	// DatastoreEndpoint is the servers' --datastore-endpoint: an external
+	// MySQL, MariaDB or PostgreSQL that several servers share (needed for
+	// more than one).
 	DatastoreEndpoint string   `json:"datastoreEndpoint,omitempty"`
 	TLSSANs           []string `json:"tlsSANs,omitempty"`
+	// RegistrationAddress is the one address, HOST or HOST:PORT, that the
+	// servers are put behind (a DNS name with every server's address, or
+	// a TCP load balancer on port 6443): every server's certificate names
+	// it, agents join through it and the kubeconfig points at it. Empty:
+	// the first server's address.
+	RegistrationAddress string `json:"registrationAddress,omitempty"`
 	// SSH holds the defaults of every host's connection.
 	SSH   SSH    `json:"ssh,omitempty"`
 	Hosts []Host `json:"hosts"`
@@ -229,20 +237,58 @@ func (c *Cluster) Complete() error {
 	switch {
 	case servers == 0:
 		return errors.New("no host has role server: a cluster needs one")
-	case servers > 1:
-		return fmt.Errorf("%d hosts have role server: this version runs one server; make the others agents", servers)
+	case servers > 1 && c.Spec.DatastoreEndpoint == "":
+		return fmt.Errorf("%d hosts have role server: several servers share an external datastore; give spec.datastoreEndpoint (a MySQL, MariaDB or PostgreSQL DSN), or make the others agents", servers)
+	}
+	if a := c.Spec.RegistrationAddress; a != "" {
+		if strings.ContainsAny(a, "/ @") {
+			return fmt.Errorf("spec.registrationAddress %q: want HOST or HOST:PORT", a)
+		}
+		host := a
+		if h, p, err := net.SplitHostPort(a); err == nil {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return fmt.Errorf("spec.registrationAddress %q: the port must be 1 to 65535", a)
+			}
+			host = h
+		}
+		if host == "" {
+			return fmt.Errorf("spec.registrationAddress %q: want HOST or HOST:PORT", a)
+		}
 	}
 	return nil
 }
 
-// Server returns the cluster's server host.
+// Server returns the cluster's first server host, which makes the cluster.
 func (c *Cluster) Server() *Host {
-	for i := range c.Spec.Hosts {
-		if c.Spec.Hosts[i].Role == RoleServer {
-			return &c.Spec.Hosts[i]
-		}
+	if s := c.Servers(); len(s) > 0 {
+		return s[0]
 	}
 	return nil
+}
+
+// Servers returns the cluster's server hosts, the first first.
+func (c *Cluster) Servers() []*Host {
+	var list []*Host
+	for i := range c.Spec.Hosts {
+		if c.Spec.Hosts[i].Role == RoleServer {
+			list = append(list, &c.Spec.Hosts[i])
+		}
+	}
+	return list
+}
+
+// registrationURL is where agents and the kubeconfig reach the servers:
+// the registration address, else the first server's, on port 6443 unless
+// the address names another.
+func (c *Cluster) registrationURL() string {
+	a := c.Spec.RegistrationAddress
+	if a == "" {
+		a = c.Server().SSH.Address
+	}
+	if _, _, err := net.SplitHostPort(a); err != nil {
+		a = net.JoinHostPort(strings.Trim(a, "[]"), "6443")
+	}
+	return "https://" + a
 }
 
 // ParseTarget reads [USER@]HOST[:PORT], with user and port defaults.

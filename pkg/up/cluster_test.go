@@ -70,7 +70,13 @@ func TestParseErrors(t *testing.T) {
 		{func(s string) string { return strings.Replace(s, "10.0.0.3", "10.0.0.1", 1) }, "10.0.0.1:22 is listed twice"},
 		{func(s string) string {
 			return strings.Replace(s, "role: agent\n    ssh: {address: 10.0.0.3}", "role: server\n    ssh: {address: 10.0.0.3}", 1)
-		}, "2 hosts have role server"},
+		}, "2 hosts have role server: several servers share an external datastore; give spec.datastoreEndpoint"},
+		{func(s string) string {
+			return strings.Replace(s, "  tlsSANs:", "  registrationAddress: kasa.shop:99999\n  tlsSANs:", 1)
+		}, "spec.registrationAddress \"kasa.shop:99999\": the port"},
+		{func(s string) string {
+			return strings.Replace(s, "  tlsSANs:", "  registrationAddress: https://kasa.shop\n  tlsSANs:", 1)
+		}, "want HOST or HOST:PORT"},
 		{func(s string) string { return strings.Replace(s, "role: server", "role: agent", 1) }, "no host has role server"},
 		{func(s string) string { return strings.Replace(s, "KASA_DEBUG", "PATH", 1) }, `environment "PATH": only KASA_*`},
 		{func(s string) string { return strings.Replace(s, "port: 2200", "port: 70000", 1) }, "ssh.port 70000"},
@@ -113,5 +119,43 @@ func TestParseTarget(t *testing.T) {
 		if (err != nil) != tt.bad || u != tt.user || h != tt.host || p != tt.port {
 			t.Errorf("ParseTarget(%q) = %q %q %d %v", tt.in, u, h, p, err)
 		}
+	}
+}
+
+// threeServers is good with three servers on a shared datastore, behind
+// one address.
+var threeServers = strings.Replace(strings.Replace(good, "  tlsSANs:", "  datastoreEndpoint: mysql://kasa:pw@tcp(db:3306)/kasa\n  registrationAddress: kasa.shop\n  tlsSANs:", 1),
+	"  - name: till\n    role: agent", "  - role: server\n    ssh: {address: 10.0.0.4}\n  - role: server\n    ssh: {address: 10.0.0.5}\n  - name: till\n    role: agent", 1)
+
+func TestSeveralServers(t *testing.T) {
+	c, err := Parse([]byte(threeServers), env(map[string]string{"SHOP_TOKEN": "s3cret"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, h := range c.Servers() {
+		names = append(names, h.Name)
+	}
+	if strings.Join(names, " ") != "10.0.0.1 10.0.0.4 10.0.0.5" || c.Server().Name != "10.0.0.1" {
+		t.Fatalf("servers %v, first %s", names, c.Server().Name)
+	}
+	if got, want := c.registrationURL(), "https://kasa.shop:6443"; got != want {
+		t.Errorf("registration URL %s, want %s", got, want)
+	}
+	// Every server's certificate names its own address and the shared one.
+	if got, want := strings.Join(serverArgs(c, c.Servers()[1]), " "), "server --tls-san 10.0.0.4 --tls-san kasa.shop --tls-san kasa.shop.example"; got != want {
+		t.Errorf("second server's arguments %q, want %q", got, want)
+	}
+	c.Spec.RegistrationAddress = "[fd00::1]:7443"
+	if got, want := c.registrationURL(), "https://[fd00::1]:7443"; got != want {
+		t.Errorf("registration URL %s, want %s", got, want)
+	}
+	if got := serverArgs(c, c.Server()); !strings.Contains(strings.Join(got, " "), "--tls-san fd00::1 ") {
+		t.Errorf("first server's arguments %q lack the registration host", got)
+	}
+	// Without a registration address, the first server's.
+	c.Spec.RegistrationAddress = ""
+	if got, want := c.registrationURL(), "https://10.0.0.1:6443"; got != want {
+		t.Errorf("registration URL %s, want %s", got, want)
 	}
 }

@@ -73,7 +73,7 @@ func Up(ctx context.Context, c *Cluster, o Options) ([]Result, error) {
 	index := func(h *Host) int {
 		return slices.IndexFunc(c.Spec.Hosts, func(x Host) bool { return x.Name == h.Name })
 	}
-	serverURL := "https://" + net.JoinHostPort(srv.SSH.Address, "6443")
+	serverURL := c.registrationURL()
 
 	serverEnv := map[string]string{"KASA_TOKEN": sec.server, "KASA_AGENT_TOKEN": sec.agent}
 	if c.Spec.DatastoreEndpoint != "" {
@@ -104,11 +104,25 @@ func Up(ctx context.Context, c *Cluster, o Options) ([]Result, error) {
 	results[index(srv)] = r
 	if r.Err != nil {
 		for i, h := range c.Spec.Hosts {
-			if h.Role == RoleAgent {
-				results[i] = Result{Host: h.Name, Role: h.Role, Err: errors.New("not installed: the server failed")}
+			if h.Name != srv.Name {
+				results[i] = Result{Host: h.Name, Role: h.Role, Err: errors.New("not installed: the first server failed")}
 			}
 		}
 		return results, nil
+	}
+	// The other servers take the cluster's CAs and settings from the
+	// datastore with its server token, one after the other.
+	for _, h := range c.Servers()[1:] {
+		r := u.host(ctx, h, serverArgs(c, h), serverEnv, nil, nil)
+		results[index(h)] = r
+		if r.Err != nil {
+			for i, x := range c.Spec.Hosts {
+				if results[i].Host == "" {
+					results[i] = Result{Host: x.Name, Role: x.Role, Err: fmt.Errorf("not installed: server %s failed", h.Name)}
+				}
+			}
+			return results, nil
+		}
 	}
 
 	sem := make(chan struct{}, max(1, o.Concurrency))
@@ -374,6 +388,12 @@ func installSettings(h *Host, args []string, env map[string]string, binary strin
 
 func serverArgs(c *Cluster, srv *Host) []string {
 	args := []string{"server", "--tls-san", srv.SSH.Address}
+	if a := c.Spec.RegistrationAddress; a != "" {
+		if h, _, err := net.SplitHostPort(a); err == nil {
+			a = h
+		}
+		args = append(args, "--tls-san", strings.Trim(a, "[]"))
+	}
 	for _, san := range c.Spec.TLSSANs {
 		args = append(args, "--tls-san", san)
 	}
@@ -432,9 +452,10 @@ func Down(ctx context.Context, c *Cluster, o Options) []Result {
 			order = append(order, &c.Spec.Hosts[i])
 		}
 	}
-	if srv := c.Server(); srv != nil {
-		order = append(order, srv)
-	}
+	// Servers last, the first of them at the very end.
+	servers := c.Servers()
+	slices.Reverse(servers)
+	order = append(order, servers...)
 	u := &run{c: c, o: o}
 	var results []Result
 	for _, h := range order {
