@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kasa-io/kasa/pkg/agent"
@@ -34,6 +35,7 @@ type start struct {
 	kcmArgs, schedArgs      []string
 	certs                   *certs
 	serverToken, agentToken token.Token
+	adminRC                 *rest.Config // from the admin kubeconfig
 	kine                    *datastore.Kine
 	firstServer             bool
 	node                    *agent.Start
@@ -165,7 +167,9 @@ func (s *start) kubeconfigs(context.Context) error {
 			return err
 		}
 	}
-	return nil
+	var err error
+	s.adminRC, err = clientcmd.BuildConfigFromFlags("", s.p.Cred("admin.kubeconfig"))
+	return err
 }
 
 // controlPlane makes the control plane's components: kine, the API server
@@ -200,10 +204,7 @@ func (s *start) controlPlane(context.Context) error {
 
 // joinEndpoint makes the join endpoint's handler and its store.
 func (s *start) joinEndpoint() (*joinserver.Handler, *joinserver.Store, error) {
-	rc, err := clientcmd.BuildConfigFromFlags("", s.p.Cred("admin.kubeconfig"))
-	if err != nil {
-		return nil, nil, err
-	}
+	rc := rest.CopyConfig(s.adminRC)
 	// The join endpoint reads a Secret or two per check: with client-go's
 	// default 5 requests a second, a real join would wait behind the reads
 	// of failed ones.
@@ -256,11 +257,7 @@ func (s *start) addons(context.Context) error {
 
 // nodeParts adds the node's parts and the control-plane label of its Node.
 func (s *start) nodeParts(context.Context) error {
-	rc, err := clientcmd.BuildConfigFromFlags("", s.p.Cred("admin.kubeconfig"))
-	if err != nil {
-		return err
-	}
-	adminClient, err := kubernetes.NewForConfig(rc)
+	adminClient, err := kubernetes.NewForConfig(s.adminRC)
 	if err != nil {
 		return err
 	}
