@@ -132,13 +132,18 @@ type KV interface {
 var ErrRace = errors.New("another server bootstrapped this cluster at the same time; start this server again and it will join that cluster")
 
 // Load returns the cluster's bootstrap data, or nil when the datastore has
-// none yet (the first server).
-func Load(ctx context.Context, kv KV, secret string) (*Data, error) {
+// none yet (the first server). secret is asked only when there is data to
+// open: a first server may not have its token yet.
+func Load(ctx context.Context, kv KV, secret func() (string, error)) (*Data, error) {
 	blob, ok, err := kv.Get(ctx, Key)
 	if err != nil || !ok {
 		return nil, err
 	}
-	d, err := Open(secret, blob)
+	sec, err := secret()
+	if err != nil {
+		return nil, err
+	}
+	d, err := Open(sec, blob)
 	if err != nil {
 		return nil, err
 	}

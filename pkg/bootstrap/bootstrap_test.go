@@ -105,9 +105,10 @@ func TestLoadSave(t *testing.T) {
 	}
 	defer kv.Close()
 
-	d, err := bootstrap.Load(ctx, kv, secret)
-	if err != nil || d != nil {
-		t.Fatalf("an empty datastore: %v %v, want no data", d, err)
+	asked := false
+	d, err := bootstrap.Load(ctx, kv, func() (string, error) { asked = true; return secret, nil })
+	if err != nil || d != nil || asked {
+		t.Fatalf("an empty datastore: %v %v (secret asked: %v), want no data and no secret asked", d, err, asked)
 	}
 	if err := bootstrap.Save(ctx, kv, secret, sample()); err != nil {
 		t.Fatal(err)
@@ -115,11 +116,11 @@ func TestLoadSave(t *testing.T) {
 	if err := bootstrap.Save(ctx, kv, secret, sample()); !errors.Is(err, bootstrap.ErrRace) {
 		t.Fatalf("a second save: %v, want ErrRace", err)
 	}
-	d, err = bootstrap.Load(ctx, kv, secret)
+	d, err = bootstrap.Load(ctx, kv, func() (string, error) { return secret, nil })
 	if err != nil || d == nil || string(d.Files["tls/ca.crt"]) != "CA" {
 		t.Fatalf("load: %+v %v", d, err)
 	}
-	if _, err := bootstrap.Load(ctx, kv, "another-secret-0123456789"); !errors.Is(err, bootstrap.ErrWrongToken) {
+	if _, err := bootstrap.Load(ctx, kv, func() (string, error) { return "another-secret-0123456789", nil }); !errors.Is(err, bootstrap.ErrWrongToken) {
 		t.Fatalf("load with another secret: %v, want ErrWrongToken", err)
 	}
 }

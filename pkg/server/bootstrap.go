@@ -95,28 +95,22 @@ func (s *start) loadBootstrap(ctx context.Context) error {
 		return err
 	}
 	defer kv.Close()
-	blob, found, err := kv.Get(ctx, bootstrap.Key)
-	if err != nil {
-		return fmt.Errorf("read the datastore: %w", err)
-	}
-	if !found {
+	d, err := bootstrap.Load(ctx, kv, func() (string, error) {
+		secret, err := s.bootstrapSecret()
+		if err == nil && secret == "" {
+			err = component.Setting(errors.New("--token: the datastore holds a cluster already; give this server that cluster's server token (the token file of its first server, <data-dir>/server/token) with --token or KASA_TOKEN"))
+		}
+		return secret, err
+	})
+	switch {
+	case errors.Is(err, bootstrap.ErrWrongToken):
+		return component.Setting(errors.New("--token: the datastore holds a cluster whose server token is another: give this server that cluster's server token (the token file of its first server, <data-dir>/server/token); nothing was changed"))
+	case err != nil:
+		return err
+	case d == nil:
 		s.firstServer = true
 		s.log.Info("the datastore holds no cluster yet: this server makes it")
 		return nil
-	}
-	secret, err := s.bootstrapSecret()
-	if err != nil {
-		return err
-	}
-	if secret == "" {
-		return component.Setting(errors.New("--token: the datastore holds a cluster already; give this server that cluster's server token (the token file of its first server, <data-dir>/server/token) with --token or KASA_TOKEN"))
-	}
-	d, err := bootstrap.Open(secret, blob)
-	if errors.Is(err, bootstrap.ErrWrongToken) {
-		return component.Setting(fmt.Errorf("--token: the datastore holds a cluster whose server token is another: give this server that cluster's server token (the token file of its first server, <data-dir>/server/token); nothing was changed"))
-	}
-	if err != nil {
-		return err
 	}
 	if err := d.CheckSettings(sharedSettings(s.cfg)); err != nil {
 		return component.Setting(err)
