@@ -94,7 +94,7 @@ func (s *start) loadBootstrap(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer kv.Close()
+	s.kv = kv // for saveBootstrap, which closes it
 	d, err := bootstrap.Load(ctx, kv, func() (string, error) {
 		secret, err := s.bootstrapSecret()
 		if err == nil && secret == "" {
@@ -147,13 +147,8 @@ func (s *start) saveBootstrap(ctx context.Context) error {
 			return err
 		}
 	}
-	kv, err := datastore.NewKV(s.kine.Endpoints())
-	if err != nil {
-		return err
-	}
-	defer kv.Close()
 	d := bootstrap.Data{Files: files, Settings: sharedSettings(s.cfg)}
-	if err := bootstrap.Save(ctx, kv, s.serverToken.Secret, d); err != nil {
+	if err := bootstrap.Save(ctx, s.kv, s.serverToken.Secret, d); err != nil {
 		return err
 	}
 	s.log.Info("saved the cluster's bootstrap data in the datastore, sealed with the server token")

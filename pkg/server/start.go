@@ -37,6 +37,7 @@ type start struct {
 	serverToken, agentToken token.Token
 	adminRC                 *rest.Config // from the admin kubeconfig
 	kine                    *datastore.Kine
+	kv                      *datastore.KV // the bootstrap data's connection, until saved
 	firstServer             bool
 	node                    *agent.Start
 	components              []component.Component
@@ -60,6 +61,7 @@ func (s *start) steps() []component.Step {
 	)
 	if s.shared() {
 		steps = append(steps, component.Step{Name: "save bootstrap data", Run: func(ctx context.Context) error {
+			defer s.closeKV()
 			if !s.firstServer {
 				return nil
 			}
@@ -94,9 +96,18 @@ func (s *start) steps() []component.Step {
 	return append(steps, component.Step{Name: "node parts", Run: s.nodeParts})
 }
 
+// closeKV ends the bootstrap data's connection to the datastore.
+func (s *start) closeKV() {
+	if s.kv != nil {
+		_ = s.kv.Close()
+		s.kv = nil
+	}
+}
+
 // release stops the datastore if the components did not run, and lets go
 // of the locks the start took.
 func (s *start) release() {
+	s.closeKV()
 	if s.kine != nil {
 		s.kine.Close()
 	}
