@@ -45,7 +45,10 @@ suite=bookworm
 # The Debian archive this machine's apt uses (scripts/lib/debian-sources.sh).
 . scripts/lib/debian-sources.sh
 mirror=$(debian_mirror "$suite")
-packages=systemd,systemd-sysv,dbus,iproute2,iptables,openssh-server,sudo,ca-certificates,procps,iputils-ping,curl
+# mariadb-server and postgresql: the external datastores of the tests with
+# several servers, each run on a host of its own (their services stay
+# disabled; a test starts the one it needs).
+packages=systemd,systemd-sysv,dbus,iproute2,iptables,openssh-server,sudo,ca-certificates,procps,iputils-ping,curl,mariadb-server,postgresql
 work=build/host-image
 piddir=/run/kasa-test-hosts
 dockerd_log=/var/log/kasa-test-dockerd.log
@@ -298,6 +301,7 @@ masked=(
 {
 	in_root systemctl mask "${masked[@]}"
 	in_root systemctl enable kasa-host-keys.service ssh.service
+	in_root systemctl disable mariadb.service postgresql.service
 	in_root systemctl set-default multi-user.target
 } >>"$log" 2>&1
 

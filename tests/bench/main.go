@@ -35,10 +35,11 @@ func main() {
 	node := flag.Bool("node", os.Geteuid() == 0, "also measure a node (needs root and a machine without a kasa node)")
 	agents := flag.Bool("agents", os.Geteuid() == 0, "also measure an agent joining a server, on test hosts (needs root and Docker: make host-image)")
 	pods := flag.Int("pods", 50, "pods for the pod start latency")
+	servers := flag.Bool("servers", true, "also measure the control plane on MariaDB (scripts/install-deps.sh installs it) and three servers on it")
 	var env envList
 	flag.Var(&env, "env", "NAME=VALUE for the server's environment, for experiments (repeatable)")
 	flag.Parse()
-	if err := run(*idle, *starts, *creates, *profile, env, *controlPlane, *node, *agents, *pods); err != nil {
+	if err := run(*idle, *starts, *creates, *profile, env, *controlPlane, *node, *agents, *pods, *servers); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -51,7 +52,7 @@ type envList []string
 func (e *envList) String() string     { return strings.Join(*e, " ") }
 func (e *envList) Set(v string) error { *e = append(*e, v); return nil }
 
-func run(idle time.Duration, starts, creates int, profile string, env []string, controlPlane, node, agents bool, pods int) error {
+func run(idle time.Duration, starts, creates int, profile string, env []string, controlPlane, node, agents bool, pods int, servers bool) error {
 	bin, err := harness.Binary()
 	if err != nil {
 		return err
@@ -65,6 +66,11 @@ func run(idle time.Duration, starts, creates int, profile string, env []string, 
 	if controlPlane {
 		if err := benchControlPlane(bin, idle, starts, creates, profile, env, add); err != nil {
 			return fmt.Errorf("control plane: %w", err)
+		}
+	}
+	if servers {
+		if err := benchServers(bin, starts, creates, add); err != nil {
+			return fmt.Errorf("servers: %w", err)
 		}
 	}
 	if node {

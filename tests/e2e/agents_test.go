@@ -476,8 +476,8 @@ func (cl *cluster) teardown() {
 		}
 		if cl.t.Failed() {
 			unit := "kasa-agent"
-			if h == cl.srv {
-				unit = "kasa"
+			if _, _, err := h.Exec(ctx, "test", "-e", "/etc/systemd/system/kasa.service"); err == nil {
+				unit = "kasa" // a server (TestE2EServers has several)
 			}
 			cl.t.Logf("journal of %s in host %s (tail):\n%s", unit, h.Name, h.Journal(ctx, unit, 80))
 		}

@@ -62,28 +62,7 @@ func TestE2EUp(t *testing.T) {
 	// A key of the workstation's, authorized for root on srv, ag2, ag3
 	// and ag4. On ag, the user deploy has no key: it logs in with its
 	// password (KASA_SSH_PASSWORD), which its sudo asks for too.
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(home, ".ssh", "id_ed25519")
-	if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	signer, _ := ssh.NewSignerFromKey(priv)
-	authorized := ssh.MarshalAuthorizedKey(signer.PublicKey())
-	for _, h := range []*hosts.Host{srv, ag2, ag3, ag4} {
-		if err := h.WriteFile(ctx, "/root/.ssh/authorized_keys", authorized, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	authorizeWorkstation(t, home, srv, ag2, ag3, ag4)
 	// A key that no host authorizes.
 	_, otherPriv, _ := ed25519.GenerateKey(rand.Reader)
 	otherBlock, _ := ssh.MarshalPrivateKey(otherPriv, "")
@@ -334,6 +313,34 @@ func TestE2EUp(t *testing.T) {
 	}
 	if kc, err := os.ReadFile(filepath.Join(home, ".kube", "config")); err != nil || strings.Contains(string(kc), "e2e-up") {
 		t.Errorf("the context is still in the kubeconfig: %v\n%s", err, kc)
+	}
+}
+
+// authorizeWorkstation makes the workstation's key, ~/.ssh/id_ed25519
+// in home, and authorizes it for root on hs.
+func authorizeWorkstation(t *testing.T, home string, hs ...*hosts.Host) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(home, ".ssh", "id_ed25519")
+	if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := ssh.NewSignerFromKey(priv)
+	authorized := ssh.MarshalAuthorizedKey(signer.PublicKey())
+	for _, h := range hs {
+		if err := h.WriteFile(context.Background(), "/root/.ssh/authorized_keys", authorized, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -30,63 +30,16 @@ import (
 // server output may show it.
 const mariaPassword = "maria-pw-8d1f0c"
 
-// startMariaDB runs a MariaDB server of Debian's mariadb-server package
-// (scripts/install-deps.sh) in a temporary folder, on a free loopback
-// port, with a user kasa that may create its database; it returns kine's
-// DSN for a database that does not exist yet.
+// startMariaDB starts a MariaDB of the harness's for the test and
+// returns kine's DSN for its database kasa, which does not exist yet.
 func startMariaDB(t *testing.T) string {
 	t.Helper()
-	for _, c := range []string{"mariadbd", "mariadb-install-db", "mariadb"} {
-		if _, err := osexec.LookPath(c); err != nil {
-			t.Fatalf("%s: %v (scripts/install-deps.sh installs mariadb-server)", c, err)
-		}
-	}
-	dir, err := os.MkdirTemp("", "kasa-maria-")
+	m, err := harness.StartMariaDB(mariaPassword)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	var user []string
-	if os.Geteuid() == 0 {
-		user = []string{"--user=root"}
-	}
-	install := osexec.Command("mariadb-install-db", append([]string{"--no-defaults", "--datadir=" + filepath.Join(dir, "data"),
-		"--auth-root-authentication-method=normal", "--skip-test-db"}, user...)...)
-	if out, err := install.CombinedOutput(); err != nil {
-		t.Fatalf("mariadb-install-db: %v\n%s", err, out)
-	}
-	ports, err := harness.FreePorts(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "sock")
-	var log bytes.Buffer
-	db := osexec.Command("mariadbd", append([]string{"--no-defaults", "--datadir=" + filepath.Join(dir, "data"),
-		"--socket=" + sock, "--bind-address=127.0.0.1", fmt.Sprintf("--port=%d", ports[0]),
-		"--pid-file=" + filepath.Join(dir, "pid"), "--innodb-buffer-pool-size=64M"}, user...)...)
-	db.Stdout, db.Stderr = &log, &log
-	if err := db.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = db.Process.Kill()
-		_ = db.Wait()
-	})
-	// kasa may do all on its database; weak may only log in.
-	sql := fmt.Sprintf("CREATE USER 'kasa'@'127.0.0.1' IDENTIFIED BY '%s'; GRANT ALL ON `kasa`.* TO 'kasa'@'127.0.0.1';"+
-		"CREATE USER 'weak'@'127.0.0.1' IDENTIFIED BY '%s';", mariaPassword, mariaPassword)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		out, err := osexec.Command("mariadb", "--no-defaults", "-S", sock, "-uroot", "-e", sql).CombinedOutput()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("MariaDB did not answer: %v\n%s\n%s", err, out, log.String())
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
-	return fmt.Sprintf("mysql://kasa:%s@tcp(127.0.0.1:%d)/kasa", mariaPassword, ports[0])
+	t.Cleanup(m.Close)
+	return m.DSN("kasa")
 }
 
 // TestIntegrationSharedDatastore: servers on one external datastore are

@@ -1,0 +1,96 @@
+package harness
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// MariaDB is a MariaDB server of Debian's mariadb-server package
+// (scripts/install-deps.sh) that runs in a temporary folder on a free
+// loopback port, for the tests and benchmarks of an external datastore.
+// Its user kasa (password Password) may do anything in the databases
+// whose names begin with kasa, which do not exist until a server makes
+// them; its user weak (the same password) may only log in.
+type MariaDB struct {
+	Port     int
+	Password string
+
+	dir  string
+	cmd  *exec.Cmd
+	log  bytes.Buffer
+	once sync.Once
+}
+
+// StartMariaDB starts one, with password for its users kasa and weak.
+func StartMariaDB(password string) (*MariaDB, error) {
+	for _, c := range []string{"mariadbd", "mariadb-install-db", "mariadb"} {
+		if _, err := exec.LookPath(c); err != nil {
+			return nil, fmt.Errorf("%s: %w (scripts/install-deps.sh installs mariadb-server)", c, err)
+		}
+	}
+	dir, err := os.MkdirTemp("", "kasa-maria-")
+	if err != nil {
+		return nil, err
+	}
+	m := &MariaDB{Password: password, dir: dir}
+	var user []string
+	if os.Geteuid() == 0 {
+		user = []string{"--user=root"}
+	}
+	data := filepath.Join(dir, "data")
+	install := exec.Command("mariadb-install-db", append([]string{"--no-defaults", "--datadir=" + data,
+		"--auth-root-authentication-method=normal", "--skip-test-db"}, user...)...)
+	if out, err := install.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("mariadb-install-db: %w\n%s", err, out)
+	}
+	ports, err := FreePorts(1)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	m.Port = ports[0]
+	sock := filepath.Join(dir, "sock")
+	m.cmd = exec.Command("mariadbd", append([]string{"--no-defaults", "--datadir=" + data,
+		"--socket=" + sock, "--bind-address=127.0.0.1", fmt.Sprintf("--port=%d", m.Port),
+		"--pid-file=" + filepath.Join(dir, "pid"), "--innodb-buffer-pool-size=64M"}, user...)...)
+	m.cmd.Stdout, m.cmd.Stderr = &m.log, &m.log
+	if err := m.cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	sql := fmt.Sprintf("CREATE USER 'kasa'@'127.0.0.1' IDENTIFIED BY '%s'; GRANT ALL ON `kasa%%`.* TO 'kasa'@'127.0.0.1';"+
+		"CREATE USER 'weak'@'127.0.0.1' IDENTIFIED BY '%s';", password, password)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := exec.Command("mariadb", "--no-defaults", "-S", sock, "-uroot", "-e", sql).CombinedOutput()
+		if err == nil {
+			return m, nil
+		}
+		if time.Now().After(deadline) {
+			m.Close()
+			return nil, fmt.Errorf("MariaDB did not answer: %w\n%s\n%s", err, out, m.log.String())
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// DSN is kine's DSN for the database name (which begins with kasa) as
+// the user kasa.
+func (m *MariaDB) DSN(name string) string {
+	return fmt.Sprintf("mysql://kasa:%s@tcp(127.0.0.1:%d)/%s", m.Password, m.Port, name)
+}
+
+// Close stops the server and removes its folder.
+func (m *MariaDB) Close() {
+	m.once.Do(func() {
+		_ = m.cmd.Process.Kill()
+		_ = m.cmd.Wait()
+		os.RemoveAll(m.dir)
+	})
+}
