@@ -70,18 +70,9 @@ func (o *AgentNodeOptions) Complete(h Host) (*AgentNode, error) {
 	if o.Server == "" {
 		return nil, errors.New("no server to join: give --server https://HOST:6443 (or KASA_URL)")
 	}
-	u, err := url.Parse(o.Server)
-	if err != nil {
-		return nil, errors.New("invalid --server: not a URL; want https://HOST:6443")
+	if a.Server, err = parseServerURL(o.Server); err != nil {
+		return nil, err
 	}
-	if u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.User != nil {
-		return nil, fmt.Errorf("invalid --server %q: want https://HOST:6443, without a user, password or path", u.Redacted())
-	}
-	if u.Port() == "" {
-		u.Host += fmt.Sprintf(":%d", DefaultHTTPSPort)
-	}
-	u.Path = ""
-	a.Server = u.String()
 	if a.Token, err = readToken("--token", o.Token, o.TokenFile, h); err != nil {
 		return nil, err
 	}
@@ -112,4 +103,21 @@ func (o *AgentNodeOptions) Complete(h Host) (*AgentNode, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// parseServerURL checks --server, a server of the cluster as
+// https://HOST[:PORT], and returns it with the port (6443 by default).
+func parseServerURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", errors.New("invalid --server: not a URL; want https://HOST:6443")
+	}
+	if u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.User != nil {
+		return "", fmt.Errorf("invalid --server %q: want https://HOST:6443, without a user, password or path", u.Redacted())
+	}
+	if u.Port() == "" {
+		u.Host += fmt.Sprintf(":%d", DefaultHTTPSPort)
+	}
+	u.Path = ""
+	return u.String(), nil
 }

@@ -33,6 +33,7 @@ type ServerOptions struct {
 	DataDir              string
 	Token                string
 	TokenFile            string
+	Server               string
 	AgentToken           string
 	AgentTokenFile       string
 	FlannelBackend       string
@@ -72,6 +73,7 @@ func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVarP(&o.Token, "token", "t", "", "shared secret that nodes use to join, of 16 characters or more; set on first start, generated when empty")
 	Sensitive(fs, "token")
 	fs.StringVar(&o.TokenFile, "token-file", "", "file holding the token")
+	fs.StringVarP(&o.Server, "server", "s", "", "a server of the cluster to join, as https://HOST:6443: this server then shares that cluster's --datastore-endpoint, and is refused when the datastore holds no cluster or another one")
 	fs.StringVar(&o.AgentToken, "agent-token", "", "shared secret that joins agents only, of 16 characters or more; set on first start (default: agents join with the server token)")
 	Sensitive(fs, "agent-token")
 	fs.StringVar(&o.FlannelBackend, "flannel-backend", "vxlan", "pod network backend of every node: "+strings.Join(flannelBackends, ", "))
@@ -108,8 +110,11 @@ func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 
 // Server is the validated, typed configuration of `kasa server`.
 type Server struct {
-	DataDir    string
-	Token      Secret
+	DataDir string
+	Token   Secret
+	// Server is the cluster's server this one joins (https://host:port),
+	// or empty.
+	Server     string
 	AgentToken Secret
 	// FlannelBackend is the pod network's backend for every node.
 	FlannelBackend      string
@@ -210,6 +215,17 @@ func (o *ServerOptions) Complete(h Host) (*Server, error) {
 	}
 	if s.AgentToken, err = readToken("--agent-token", o.AgentToken, o.AgentTokenFile, h); err != nil {
 		return nil, err
+	}
+	if o.Server != "" {
+		if s.Server, err = parseServerURL(o.Server); err != nil {
+			return nil, err
+		}
+		if o.DatastoreEndpoint == "" {
+			return nil, errors.New("--server: servers of one cluster share an external datastore, and this one has SQLite, its own: give the cluster's --datastore-endpoint too")
+		}
+		if s.Token == "" {
+			return nil, errors.New("--server: give the cluster's server token too (--token, --token-file or KASA_TOKEN)")
+		}
 	}
 	if !slices.Contains(flannelBackends, o.FlannelBackend) {
 		return nil, fmt.Errorf("invalid --flannel-backend %q: want one of %s", o.FlannelBackend, strings.Join(flannelBackends, ", "))

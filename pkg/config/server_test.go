@@ -49,6 +49,9 @@ func TestCompleteErrors(t *testing.T) {
 		{[]string{"--kube-apiserver-arg", "=1"}, "invalid --kube-apiserver-arg"},
 		{[]string{"--token", "a", "--token-file", "/x"}, "both set"},
 		{[]string{"--token", "has space"}, "white space"},
+		{[]string{"--server", "https://srv:6443", "--token", "secret-0123456789abcdef"}, "this one has SQLite, its own: give the cluster's --datastore-endpoint"},
+		{[]string{"--server", "https://srv:6443", "--datastore-endpoint", "mysql://u:p@tcp(db:3306)/kasa"}, "--server: give the cluster's server token"},
+		{[]string{"--server", "http://srv:6443"}, "invalid --server"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -128,5 +131,19 @@ func TestTokenFile(t *testing.T) {
 	}
 	if s.Token.Reveal() != "abc123" || s.Token.String() != "<redacted>" {
 		t.Fatalf("token %q / %q", s.Token.Reveal(), s.Token)
+	}
+}
+
+// TestServerURL: --server is kept with the port made explicit, as the
+// agent's.
+func TestServerURL(t *testing.T) {
+	o, _ := newFlags(t, "--disable-agent", "--server", "https://srv.example", "--token", "secret-0123456789abcdef",
+		"--datastore-endpoint", "postgres://u:p@db:5432/kasa")
+	s, err := o.Complete(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Server != "https://srv.example:6443" {
+		t.Errorf("server %q, want https://srv.example:6443", s.Server)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/datastore"
 	"github.com/kasa-io/kasa/pkg/fileutil"
+	"github.com/kasa-io/kasa/pkg/join/joinclient"
 	"github.com/kasa-io/kasa/pkg/token"
 )
 
@@ -52,6 +53,27 @@ func sharedSettings(cfg *config.Server) map[string]string {
 // too: an external one (--datastore-endpoint). SQLite in the data dir is
 // this server's alone, and keeps no bootstrap data.
 func (s *start) shared() bool { return s.cfg.Datastore.Endpoint != "" }
+
+// clusterCA fetches, on the first start of a server given --server, the CA
+// of that cluster, checked against the token's hash when the token names
+// one: the datastore's bootstrap data must hold the same (loadBootstrap).
+// A server that has joined starts without asking, so that it starts while
+// the server it joined through is down.
+func (s *start) clusterCA(ctx context.Context) error {
+	if _, err := os.Stat(s.p.TLS("ca.crt")); err == nil {
+		return nil
+	}
+	t, err := token.Parse(s.cfg.Token.Reveal())
+	if err != nil {
+		return component.Setting(fmt.Errorf("--token: %w", err))
+	}
+	ca, _, err := joinclient.FetchCA(ctx, s.cfg.Server, t)
+	if err != nil {
+		return component.Setting(fmt.Errorf("--server: %w", err))
+	}
+	s.serverCA = ca
+	return nil
+}
 
 // openDatastore starts kine, so that the bootstrap data can be read before
 // any certificate is made; the kine component then serves on.
@@ -107,10 +129,15 @@ func (s *start) loadBootstrap(ctx context.Context) error {
 		return component.Setting(errors.New("--token: the datastore holds a cluster whose server token is another: give this server that cluster's server token (the token file of its first server, <data-dir>/server/token); nothing was changed"))
 	case err != nil:
 		return err
+	case d == nil && s.serverCA != nil:
+		return component.Setting(fmt.Errorf("--server: %s serves a cluster, but the datastore of --datastore-endpoint holds none: give this server the --datastore-endpoint of the servers at %s (nothing was made)", s.cfg.Server, s.cfg.Server))
 	case d == nil:
 		s.firstServer = true
 		s.log.Info("the datastore holds no cluster yet: this server makes it")
 		return nil
+	}
+	if s.serverCA != nil && token.CAHash(d.Files["tls/ca.crt"]) != token.CAHash(s.serverCA) {
+		return component.Setting(fmt.Errorf("--server: the datastore of --datastore-endpoint holds another cluster than the one %s serves (their CAs differ): give this server the --datastore-endpoint of the servers at %s (nothing was changed)", s.cfg.Server, s.cfg.Server))
 	}
 	if err := d.CheckSettings(sharedSettings(s.cfg)); err != nil {
 		return component.Setting(err)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/spf13/pflag"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	"k8s.io/client-go/tools/cache"
 	cmfeatures "k8s.io/controller-manager/pkg/features"
 	kcmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	kcmoptions "k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
@@ -17,6 +19,7 @@ import (
 // ControllerManager runs the upstream kube-controller-manager in this process.
 type ControllerManager struct {
 	Args []string
+	Log  *slog.Logger
 }
 
 var _ component.Component = (*ControllerManager)(nil)
@@ -26,8 +29,28 @@ func (c *ControllerManager) Name() string { return "kube-controller-manager" }
 
 // Run implements component.Component. The component is ready once it runs;
 // it takes its leader lease in the background, which after an unclean stop
-// can take as long as the lease lasts.
+// can take as long as the lease lasts. A lost lease ends one run, and the
+// next stands for the lease again (keepLeading).
 func (c *ControllerManager) Run(ctx context.Context, ready func()) error {
+	runs := 0
+	return keepLeading(ctx, c.Log, kcmapp.ConfigzName, ready, func(ctx context.Context, ready func()) error {
+		if runs++; runs > 1 {
+			// Upstream reserves the process-wide informer name
+			// "kube-controller-manager" in each run and frees it only when
+			// its informers shut down, which a run that failed while
+			// building its controllers (the datastore gone) never reaches:
+			// every later run would be refused the name. client-go frees
+			// names only all at once: the API server's ("kube-apiserver")
+			// loses its informer metrics after such a run, and nothing
+			// else.
+			cache.ResetInformerNamesForTesting()
+		}
+		return c.runOnce(ctx, ready)
+	})
+}
+
+// runOnce is one run, with its own options and configuration.
+func (c *ControllerManager) runOnce(ctx context.Context, ready func()) error {
 	// Upstream exits the process when it loses its lease, unless told to
 	// release the lease and return when its context ends: kasa stops it by
 	// cancelling that context, so it must return.
@@ -56,11 +79,22 @@ func (c *ControllerManager) Run(ctx context.Context, ready func()) error {
 	}
 	cfg, err := s.Config(ctx, known, disabled, aliases)
 	if err != nil {
+		// Upstream's Run serves the port and closes it when ctx ends (an
+		// early close would panic it); a failed configuration leaves it
+		// open.
+		closeListener(s.SecureServing)
 		return fmt.Errorf("flags: %w (check --kube-controller-manager-arg)", err)
 	}
 	ready()
-	if err := kcmapp.Run(ctx, cfg.Complete()); err != nil && ctx.Err() == nil {
+	// With the release on exit, upstream's Run returns, without an error,
+	// when the lease is lost.
+	err = kcmapp.Run(ctx, cfg.Complete())
+	switch {
+	case ctx.Err() != nil:
+		return nil
+	case err != nil:
 		return err
+	default:
+		return errLostLease
 	}
-	return nil
 }

@@ -2,9 +2,9 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/tools/leaderelection"
@@ -18,6 +18,7 @@ import (
 // Scheduler runs the upstream kube-scheduler in this process.
 type Scheduler struct {
 	Args []string
+	Log  *slog.Logger
 }
 
 var _ component.Component = (*Scheduler)(nil)
@@ -25,16 +26,20 @@ var _ component.Component = (*Scheduler)(nil)
 // Name implements component.Component.
 func (s *Scheduler) Name() string { return "kube-scheduler" }
 
-// errLostLease is returned when the scheduler loses its lease while running.
-var errLostLease = errors.New("lost its leader lease")
-
 // Run implements component.Component.
 //
 // Upstream's Run ends the process when leadership ends, even on a requested
 // stop. So kasa holds the same lease (kube-system/kube-scheduler, with the
 // durations the flags give) itself, with upstream's leader election library,
-// and runs the scheduler without its own election while it leads.
+// and runs the scheduler without its own election while it leads. A lost
+// lease ends one run, and the next stands for the lease again
+// (keepLeading).
 func (s *Scheduler) Run(ctx context.Context, ready func()) error {
+	return keepLeading(ctx, s.Log, "componentconfig", ready, s.runOnce)
+}
+
+// runOnce is one run, with its own options, configuration and elector.
+func (s *Scheduler) runOnce(ctx context.Context, ready func()) error {
 	opts := scheduleroptions.NewOptions()
 	fs := pflag.NewFlagSet("kube-scheduler", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -47,6 +52,8 @@ func (s *Scheduler) Run(ctx context.Context, ready func()) error {
 	if err := opts.ComponentGlobalsRegistry.Set(); err != nil {
 		return err
 	}
+	// Upstream's Run stops serving the port before it returns.
+	defer closeListener(opts.SecureServing)
 	cc, sched, err := schedapp.Setup(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("setup: %w (check --kube-scheduler-arg)", err)

@@ -39,6 +39,7 @@ type start struct {
 	kine                    *datastore.Kine
 	kv                      *datastore.KV // the bootstrap data's connection, until saved
 	firstServer             bool
+	serverCA                []byte // the CA of --server's cluster, on a first start
 	node                    *agent.Start
 	components              []component.Component
 }
@@ -50,8 +51,11 @@ func (s *start) steps() []component.Step {
 		{Name: "lock data dir", Run: s.lock},
 		{Name: "check secrets", Run: func(context.Context) error { return component.Setting(checkNewSecrets(s.p, s.cfg)) }},
 		{Name: "check ports", Run: s.checkPorts},
-		{Name: "datastore", Run: s.openDatastore},
 	}
+	if s.cfg.Server != "" {
+		steps = append(steps, component.Step{Name: "cluster of --server", Run: s.clusterCA})
+	}
+	steps = append(steps, component.Step{Name: "datastore", Run: s.openDatastore})
 	if s.shared() {
 		steps = append(steps, component.Step{Name: "bootstrap data", Run: s.loadBootstrap})
 	}
@@ -206,8 +210,8 @@ func (s *start) controlPlane(context.Context) error {
 			Wrap:      joins.Wrap,
 		},
 		joinTokens(store, s.serverToken, s.agentToken, p, log),
-		&ControllerManager{Args: s.kcmArgs},
-		&Scheduler{Args: s.schedArgs},
+		&ControllerManager{Args: s.kcmArgs, Log: log.With("component", "kube-controller-manager")},
+		&Scheduler{Args: s.schedArgs, Log: log.With("component", "kube-scheduler")},
 		s.adminKubeconfig(),
 	)
 	return nil

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -21,6 +22,7 @@ type MariaDB struct {
 	Password string
 
 	dir  string
+	user []string
 	cmd  *exec.Cmd
 	log  bytes.Buffer
 	once sync.Once
@@ -55,15 +57,12 @@ func StartMariaDB(password string) (*MariaDB, error) {
 		return nil, err
 	}
 	m.Port = ports[0]
-	sock := filepath.Join(dir, "sock")
-	m.cmd = exec.Command("mariadbd", append([]string{"--no-defaults", "--datadir=" + data,
-		"--socket=" + sock, "--bind-address=127.0.0.1", fmt.Sprintf("--port=%d", m.Port),
-		"--pid-file=" + filepath.Join(dir, "pid"), "--innodb-buffer-pool-size=64M"}, user...)...)
-	m.cmd.Stdout, m.cmd.Stderr = &m.log, &m.log
-	if err := m.cmd.Start(); err != nil {
+	m.user = user
+	if err := m.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
+	sock := filepath.Join(dir, "sock")
 	sql := fmt.Sprintf("CREATE USER 'kasa'@'127.0.0.1' IDENTIFIED BY '%s'; GRANT ALL ON `kasa%%`.* TO 'kasa'@'127.0.0.1';"+
 		"CREATE USER 'weak'@'127.0.0.1' IDENTIFIED BY '%s';", password, password)
 	deadline := time.Now().Add(30 * time.Second)
@@ -86,11 +85,36 @@ func (m *MariaDB) DSN(name string) string {
 	return fmt.Sprintf("mysql://kasa:%s@tcp(127.0.0.1:%d)/%s", m.Password, m.Port, name)
 }
 
+// Start starts the server, on its port and data, after StartMariaDB
+// made them or Stop stopped it.
+func (m *MariaDB) Start() error {
+	m.cmd = exec.Command("mariadbd", append([]string{"--no-defaults", "--datadir=" + filepath.Join(m.dir, "data"),
+		"--socket=" + filepath.Join(m.dir, "sock"), "--bind-address=127.0.0.1", fmt.Sprintf("--port=%d", m.Port),
+		"--pid-file=" + filepath.Join(m.dir, "pid"), "--innodb-buffer-pool-size=64M"}, m.user...)...)
+	m.log.Reset()
+	m.cmd.Stdout, m.cmd.Stderr = &m.log, &m.log
+	return m.cmd.Start()
+}
+
+// Stop stops the server cleanly, as `systemctl stop mariadb` does, and
+// keeps its data for Start.
+func (m *MariaDB) Stop() error {
+	if err := m.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	if err := m.cmd.Wait(); err != nil {
+		return fmt.Errorf("mariadbd: %w\n%s", err, m.log.String())
+	}
+	return nil
+}
+
 // Close stops the server and removes its folder.
 func (m *MariaDB) Close() {
 	m.once.Do(func() {
-		_ = m.cmd.Process.Kill()
-		_ = m.cmd.Wait()
+		if m.cmd.ProcessState == nil {
+			_ = m.cmd.Process.Kill()
+			_ = m.cmd.Wait()
+		}
 		os.RemoveAll(m.dir)
 	})
 }

@@ -5,6 +5,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -13,10 +14,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -75,6 +78,9 @@ func TestIntegrationSharedDatastore(t *testing.T) {
 		{"no token", nil, nil, "--token: the datastore holds a cluster already"},
 		{"another cluster CIDR", []string{"KASA_TOKEN=" + strings.TrimSpace(string(tok))}, []string{"--cluster-cidr", "10.44.0.0/16"},
 			`--cluster-cidr is "10.44.0.0/16" here but "10.42.0.0/16" in the cluster`},
+		{"--server with a datastore that holds no cluster", []string{"KASA_TOKEN=" + strings.TrimSpace(string(tok))},
+			[]string{"--server", first.URL(), "--datastore-endpoint", strings.TrimSuffix(dsn, "/kasa") + "/kasa_empty"},
+			"serves a cluster, but the datastore of --datastore-endpoint holds none"},
 	} {
 		s, err := harness.NewServer(bin)
 		if err != nil {
@@ -108,7 +114,8 @@ func TestIntegrationSharedDatastore(t *testing.T) {
 	}
 }
 
-// twoServers starts two servers on the datastore that args name and checks
+// twoServers starts two servers on the datastore that args name, the second
+// with --server naming the first, and checks
 // that they are one cluster: the same CAs, keys and token, and what is
 // written through one is read through the other, with the first's admin
 // credentials on the second's address. It returns them and the token.
@@ -119,8 +126,10 @@ func twoServers(t *testing.T, args ...string) (first, second *harness.Server, to
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The second joins through --server too, which pins the first's CA
+	// and checks that the datastore holds that cluster.
 	second = startServerWith(t, func(s *harness.Server) {
-		s.ExtraArgs = args
+		s.ExtraArgs = append([]string{"--server", first.URL()}, args...)
 		s.Env = []string{"KASA_TOKEN=" + strings.TrimSpace(string(tok))}
 	})
 
@@ -260,4 +269,168 @@ func TestIntegrationSharedPostgresTLS(t *testing.T) {
 			t.Errorf("%s's log shows the datastore's password", s.DataDir)
 		}
 	}
+}
+
+// TestIntegrationDatastoreOutage: the datastore goes away for 30 s and
+// comes back. The server says so (its /readyz fails, its log names the
+// datastore's address and the lost leases) and keeps running: its
+// controller-manager and scheduler lose their leases and stand for them
+// again in the same process. When the datastore is back the server is
+// ready again on its own, both leases are renewed, a new Deployment gets
+// its ReplicaSet, and every write it acknowledged, before and during the
+// outage, is there.
+func TestIntegrationDatastoreOutage(t *testing.T) {
+	m, err := harness.StartMariaDB(mariaPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	s := startServerWith(t, func(s *harness.Server) { s.ExtraArgs = []string{"--datastore-endpoint", m.DSN("kasa")} })
+	c := client(t, s)
+	ctx := context.Background()
+	started := time.Now()
+	// Both leases held and renewed by this server, so the outage takes them.
+	if err := harness.Eventually(2*time.Minute, func() error { return leasesRenewedSince(ctx, c, started) }); err != nil {
+		t.Fatal(err)
+	}
+	pid := s.PID()
+
+	// A writer creates ConfigMaps throughout and notes those acknowledged.
+	var (
+		mu    sync.Mutex
+		acked []string
+	)
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			name := fmt.Sprintf("outage-%d", i)
+			wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			_, err := c.CoreV1().ConfigMaps("default").Create(wctx, &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"e2e": "outage"}},
+			}, metav1.CreateOptions{})
+			cancel()
+			if err == nil {
+				mu.Lock()
+				acked = append(acked, name)
+				mu.Unlock()
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	time.Sleep(3 * time.Second)
+
+	if err := m.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	if err := harness.Eventually(30*time.Second, func() error {
+		if ok, _ := s.Readyz(); ok {
+			return errors.New("/readyz still answers ok")
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("the datastore is gone: %v", err)
+	}
+	t.Logf("/readyz failed %s after the datastore stopped", time.Since(down).Round(100*time.Millisecond))
+	time.Sleep(time.Until(down.Add(30 * time.Second)))
+	if !s.Running() {
+		t.Fatalf("the server exited while the datastore was gone:\n%s", s.LogTail(40))
+	}
+	log, err := os.ReadFile(s.LogPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{fmt.Sprintf("127.0.0.1:%d: connect: connection refused", m.Port), "lost its leader lease"} {
+		if !bytes.Contains(log, []byte(want)) {
+			t.Errorf("the log does not say %q while the datastore is gone", want)
+		}
+	}
+
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	if err := s.WaitReady(2 * time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ready %s after the datastore came back", time.Since(back).Round(100*time.Millisecond))
+	if s.PID() != pid || !s.Running() {
+		t.Fatal("the server did not keep running through the outage")
+	}
+	if err := harness.Eventually(2*time.Minute, func() error { return leasesRenewedSince(ctx, c, back) }); err != nil {
+		t.Errorf("after the outage: %v\n%s", err, s.LogTail(30))
+	}
+	t.Logf("both leases renewed %s after the datastore came back", time.Since(back).Round(100*time.Millisecond))
+	time.Sleep(2 * time.Second) // a few writes after the outage too
+	close(stop)
+	<-done
+
+	// The controller-manager acts again.
+	replicas := int32(1)
+	labels := map[string]string{"app": "after-outage"}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "after-outage"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "pause"}}},
+			},
+		},
+	}
+	if _, err := c.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := harness.Eventually(time.Minute, func() error {
+		rs, err := c.AppsV1().ReplicaSets("default").List(ctx, metav1.ListOptions{LabelSelector: "app=after-outage"})
+		if err == nil && len(rs.Items) == 0 {
+			err = errors.New("no ReplicaSet for the Deployment made after the outage")
+		}
+		return err
+	}); err != nil {
+		t.Error(err)
+	}
+
+	// Every acknowledged write is there.
+	list, err := c.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{LabelSelector: "e2e=outage"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, cm := range list.Items {
+		have[cm.Name] = true
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, name := range acked {
+		if !have[name] {
+			t.Errorf("ConfigMap %s was acknowledged but is gone", name)
+		}
+	}
+	t.Logf("%d writes acknowledged, %d ConfigMaps present", len(acked), len(have))
+	if len(acked) < 20 {
+		t.Errorf("only %d writes acknowledged: the writer hardly ran", len(acked))
+	}
+}
+
+// leasesRenewedSince reports whether the controller-manager's and the
+// scheduler's leases were renewed after t.
+func leasesRenewedSince(ctx context.Context, c kubernetes.Interface, t time.Time) error {
+	for _, name := range []string{"kube-controller-manager", "kube-scheduler"} {
+		l, err := c.CoordinationV1().Leases("kube-system").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if l.Spec.RenewTime == nil || l.Spec.RenewTime.Time.Before(t.Truncate(time.Second)) {
+			return fmt.Errorf("the lease %s was last renewed before %s", name, t.Format(time.TimeOnly))
+		}
+	}
+	return nil
 }
