@@ -5,10 +5,12 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,7 +42,8 @@ const (
 // through the others, the agent Ready, a new Deployment running, the
 // leader leases moved) and rejoins when started again; a fourth server
 // with a wrong token or another cluster CIDR is refused and changes
-// nothing.
+// nothing; and the servers ride out 30 s without MariaDB
+// (datastoreOutage).
 func TestE2EServers(t *testing.T) {
 	cl := newCluster(t, serversNetwork, serversSubnet, "srv2", "srv3", "ag1", "db")
 	ctx := context.Background()
@@ -66,7 +69,9 @@ func TestE2EServers(t *testing.T) {
 	}
 	started = time.Now()
 	installUnit(t, srv2, "kasa", serverArgs, append(env, "KASA_TOKEN="+serverToken))
-	installUnit(t, srv3, "kasa", serverArgs, append(env, "KASA_TOKEN="+st.Secret))
+	// srv3 names srv with --server, which checks that the datastore holds
+	// srv's cluster.
+	installUnit(t, srv3, "kasa", append(serverArgs, "--server", "https://"+srv.IP+":6443"), append(env, "KASA_TOKEN="+st.Secret))
 	mustExec(t, srv2, "systemctl", "start", "kasa")
 	mustExec(t, srv3, "systemctl", "start", "kasa")
 	waitFor(t, 5*time.Minute, "three servers Ready", func() error { return nodesReady(ctx, cl.c, "srv", "srv2", "srv3") })
@@ -207,7 +212,13 @@ func TestE2EServers(t *testing.T) {
 		if strings.Contains(out+stderr, dbPassword) {
 			t.Errorf("a refused fourth server printed the datastore's password")
 		}
+		// kine logs around it; the error is kasa's own line.
 		lines := strings.Split(strings.TrimSpace(stderr), "\n")
+		for i := len(lines) - 1; i >= 0; i-- {
+			if strings.HasPrefix(lines[i], "kasa: ") {
+				return lines[i]
+			}
+		}
 		return lines[len(lines)-1]
 	}
 	wrong := st
@@ -225,6 +236,132 @@ func TestE2EServers(t *testing.T) {
 		if got := caOf(h); got != ca {
 			t.Errorf("server %s hands out another CA after the refused servers", h.Name)
 		}
+	}
+
+
+	datastoreOutage(t, ctx, db, servers, clients)
+}
+
+// datastoreOutage stops the servers' MariaDB for 30 s while a writer
+// creates ConfigMaps through one server: every server's /readyz fails and
+// its journal names the datastore's address, the servers keep running
+// (the same main process), and when MariaDB is back they are ready again
+// on their own, the leader leases are renewed, a new Deployment runs, and
+// every write acknowledged before and during the outage is there.
+func datastoreOutage(t *testing.T, ctx context.Context, db *hosts.Host, servers []*hosts.Host, clients map[string]kubernetes.Interface) {
+	t.Helper()
+	pids := map[string]string{}
+	for _, h := range servers {
+		pids[h.Name] = strings.TrimSpace(mustExec(t, h, "systemctl", "show", "-P", "MainPID", "kasa"))
+	}
+	w := clients[servers[1].Name]
+	var (
+		mu    sync.Mutex
+		acked []string
+	)
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			name := fmt.Sprintf("outage-%d", i)
+			wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			_, err := w.CoreV1().ConfigMaps("default").Create(wctx, &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"e2e": "outage"}},
+			}, metav1.CreateOptions{})
+			cancel()
+			if err == nil {
+				mu.Lock()
+				acked = append(acked, name)
+				mu.Unlock()
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	readyz := func(h *hosts.Host) error {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := clients[h.Name].Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(rctx)
+		return err
+	}
+	time.Sleep(3 * time.Second)
+
+	down := time.Now()
+	// Debian enables mariadb.socket, which would start MariaDB again at
+	// the servers' next connection.
+	mustExec(t, db, "systemctl", "stop", "mariadb.socket", "mariadb.service")
+	for _, h := range servers {
+		waitFor(t, 30*time.Second, h.Name+"'s /readyz failing without the datastore", func() error {
+			if readyz(h) == nil {
+				return errors.New("/readyz answers ok")
+			}
+			return nil
+		})
+	}
+	t.Logf("every server's /readyz failed %s after MariaDB stopped", time.Since(down).Round(100*time.Millisecond))
+	time.Sleep(time.Until(down.Add(30 * time.Second)))
+	for _, h := range servers {
+		if pid := strings.TrimSpace(mustExec(t, h, "systemctl", "show", "-P", "MainPID", "kasa")); pid != pids[h.Name] {
+			t.Errorf("server %s: kasa's main process changed from %s to %s while the datastore was gone", h.Name, pids[h.Name], pid)
+		}
+		if journal := h.Journal(ctx, "kasa", 3000); !strings.Contains(journal, db.IP+":3306") {
+			t.Errorf("server %s's journal does not name the datastore %s:3306 while it is gone", h.Name, db.IP)
+		}
+	}
+
+	back := time.Now()
+	mustExec(t, db, "systemctl", "start", "mariadb.service")
+	for _, h := range servers {
+		waitFor(t, 2*time.Minute, h.Name+"'s /readyz ok after the datastore came back", func() error { return readyz(h) })
+	}
+	t.Logf("every server ready %s after MariaDB was back", time.Since(back).Round(100*time.Millisecond))
+	c := clients[servers[0].Name]
+	for _, lease := range []string{"kube-controller-manager", "kube-scheduler"} {
+		waitFor(t, 2*time.Minute, lease+" renewed after the outage", func() error {
+			l, err := c.CoordinationV1().Leases("kube-system").Get(ctx, lease, metav1.GetOptions{})
+			if err == nil && (l.Spec.RenewTime == nil || l.Spec.RenewTime.Time.Before(back.Add(-time.Second))) {
+				err = errors.New("last renewed before MariaDB was back")
+			}
+			return err
+		})
+	}
+	t.Logf("both leases renewed %s after MariaDB was back", time.Since(back).Round(100*time.Millisecond))
+	time.Sleep(2 * time.Second)
+	close(stop)
+	<-done
+	for _, h := range servers {
+		if pid := strings.TrimSpace(mustExec(t, h, "systemctl", "show", "-P", "MainPID", "kasa")); pid != pids[h.Name] {
+			t.Errorf("server %s: kasa restarted (main process %s, was %s)", h.Name, pid, pids[h.Name])
+		}
+	}
+	if err := createPinnedDeployment(ctx, c, "after-outage", "ag1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Minute, "after-outage running", func() error { return deploymentAvailable(ctx, c, "default", "after-outage") })
+	waitFor(t, 2*time.Minute, "four nodes Ready", func() error { return nodesReady(ctx, c, "srv", "srv2", "srv3", "ag1") })
+
+	list, err := c.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{LabelSelector: "e2e=outage"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, cm := range list.Items {
+		have[cm.Name] = true
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, name := range acked {
+		if !have[name] {
+			t.Errorf("ConfigMap %s was acknowledged but is gone", name)
+		}
+	}
+	t.Logf("%d writes acknowledged, %d ConfigMaps present", len(acked), len(have))
+	if len(acked) < 20 {
+		t.Errorf("only %d writes acknowledged: the writer hardly ran", len(acked))
 	}
 }
 
