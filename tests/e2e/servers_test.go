@@ -238,7 +238,6 @@ func TestE2EServers(t *testing.T) {
 		}
 	}
 
-
 	datastoreOutage(t, ctx, db, servers, clients)
 }
 
