@@ -67,9 +67,12 @@ func (s *start) clusterCA(ctx context.Context) error {
 	if err != nil {
 		return component.Setting(fmt.Errorf("--token: %w", err))
 	}
-	ca, _, err := joinclient.FetchCA(ctx, s.cfg.Server, t)
+	ca, pinned, err := joinclient.FetchCA(ctx, s.cfg.Server, t)
 	if err != nil {
 		return component.Setting(fmt.Errorf("--server: %w", err))
+	}
+	if !pinned {
+		s.log.Warn("--token is the bare secret, without the CA hash of a K10 token: the CA of --server was taken as found", "server", s.cfg.Server)
 	}
 	s.serverCA = ca
 	return nil

@@ -35,18 +35,29 @@ func (c *ControllerManager) Run(ctx context.Context, ready func()) error {
 	runs := 0
 	return keepLeading(ctx, c.Log, kcmapp.ConfigzName, ready, func(ctx context.Context, ready func()) error {
 		if runs++; runs > 1 {
-			// Upstream reserves the process-wide informer name
-			// "kube-controller-manager" in each run and frees it only when
-			// its informers shut down, which a run that failed while
-			// building its controllers (the datastore gone) never reaches:
-			// every later run would be refused the name. client-go frees
-			// names only all at once: the API server's ("kube-apiserver")
-			// loses its informer metrics after such a run, and nothing
-			// else.
-			cache.ResetInformerNamesForTesting()
+			freeInformerName(kcmInformerName)
 		}
 		return c.runOnce(ctx, ready)
 	})
+}
+
+// kcmInformerName is the process-wide informer name that upstream's
+// controller-manager reserves in each run.
+const kcmInformerName = "kube-controller-manager"
+
+// freeInformerName frees the informer name for the next run. Upstream
+// frees it when its informers shut down, which a run that failed while
+// building its controllers (the datastore gone) never reaches, and then
+// every later run would be refused the name. client-go frees a name it did
+// not hand out only by freeing all (the API server's "kube-apiserver" then
+// loses its informer metrics), so that is done only when the name is
+// still held.
+func freeInformerName(name string) {
+	if n, err := cache.NewInformerName(name); err == nil {
+		n.Release()
+		return
+	}
+	cache.ResetInformerNamesForTesting()
 }
 
 // runOnce is one run, with its own options and configuration.

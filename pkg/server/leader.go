@@ -42,7 +42,7 @@ func keepLeading(ctx context.Context, log *slog.Logger, configzName string, read
 		log = slog.Default()
 	}
 	wasReady := false
-	wait := rerunFirstWait
+	failWait := rerunFirstWait // after a failed run; doubled after each
 	for {
 		runCtx, cancel := context.WithCancel(ctx)
 		err := run(runCtx, func() {
@@ -56,24 +56,23 @@ func keepLeading(ctx context.Context, log *slog.Logger, configzName string, read
 		// Upstream registers its /configz entry once per run and refuses
 		// a second.
 		configz.Delete(configzName)
+		wait := rerunFirstWait
 		switch {
 		case ctx.Err() != nil:
 			return nil
 		case !wasReady:
 			return err
 		case errors.Is(err, errLostLease):
+			failWait = rerunFirstWait
 			log.Warn("lost its leader lease (the datastore or the API server did not answer in time); standing for it again", "after", wait)
-			wait = rerunFirstWait
 		default:
+			wait, failWait = failWait, min(2*failWait, rerunMostWait)
 			log.Error("stopped; starting it again", "err", err, "after", wait)
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(wait):
-		}
-		if !errors.Is(err, errLostLease) {
-			wait = min(2*wait, rerunMostWait)
 		}
 	}
 }

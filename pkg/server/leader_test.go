@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/component-base/configz"
 )
 
@@ -84,4 +85,26 @@ func TestKeepLeadingStops(t *testing.T) {
 	if err != nil || runs != 1 {
 		t.Fatalf("got %v after %d runs, want nil after one", err, runs)
 	}
+}
+
+// freeInformerName frees a name that a failed run left held, and frees
+// nothing else when the name is already free.
+func TestFreeInformerName(t *testing.T) {
+	defer cache.ResetInformerNamesForTesting()
+	other, err := cache.NewInformerName("kasa-test-other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	freeInformerName("kasa-test-free") // free already: the other stays held
+	if _, err := cache.NewInformerName("kasa-test-other"); err == nil {
+		t.Error("freeing a free name freed another")
+	}
+	if _, err := cache.NewInformerName("kasa-test-held"); err != nil {
+		t.Fatal(err)
+	}
+	freeInformerName("kasa-test-held")
+	if _, err := cache.NewInformerName("kasa-test-held"); err != nil {
+		t.Errorf("a held name after freeInformerName: %v", err)
+	}
+	other.Release()
 }

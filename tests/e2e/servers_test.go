@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 
 	"github.com/kasa-io/kasa/pkg/join"
 	"github.com/kasa-io/kasa/pkg/token"
+	"github.com/kasa-io/kasa/tests/harness"
 	"github.com/kasa-io/kasa/tests/harness/hosts"
 )
 
@@ -249,38 +249,14 @@ func TestE2EServers(t *testing.T) {
 // every write acknowledged before and during the outage is there.
 func datastoreOutage(t *testing.T, ctx context.Context, db *hosts.Host, servers []*hosts.Host, clients map[string]kubernetes.Interface) {
 	t.Helper()
+	mainPID := func(h *hosts.Host) string {
+		return strings.TrimSpace(mustExec(t, h, "systemctl", "show", "-P", "MainPID", "kasa"))
+	}
 	pids := map[string]string{}
 	for _, h := range servers {
-		pids[h.Name] = strings.TrimSpace(mustExec(t, h, "systemctl", "show", "-P", "MainPID", "kasa"))
+		pids[h.Name] = mainPID(h)
 	}
-	w := clients[servers[1].Name]
-	var (
-		mu    sync.Mutex
-		acked []string
-	)
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			name := fmt.Sprintf("outage-%d", i)
-			wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			_, err := w.CoreV1().ConfigMaps("default").Create(wctx, &corev1.ConfigMap{
-				ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"e2e": "outage"}},
-			}, metav1.CreateOptions{})
-			cancel()
-			if err == nil {
-				mu.Lock()
-				acked = append(acked, name)
-				mu.Unlock()
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}()
+	w := harness.StartWriter(ctx, clients[servers[1].Name], 100*time.Millisecond)
 	readyz := func(h *hosts.Host) error {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
@@ -304,7 +280,7 @@ func datastoreOutage(t *testing.T, ctx context.Context, db *hosts.Host, servers 
 	t.Logf("every server's /readyz failed %s after MariaDB stopped", time.Since(down).Round(100*time.Millisecond))
 	time.Sleep(time.Until(down.Add(30 * time.Second)))
 	for _, h := range servers {
-		if pid := strings.TrimSpace(mustExec(t, h, "systemctl", "show", "-P", "MainPID", "kasa")); pid != pids[h.Name] {
+		if pid := mainPID(h); pid != pids[h.Name] {
 			t.Errorf("server %s: kasa's main process changed from %s to %s while the datastore was gone", h.Name, pids[h.Name], pid)
 		}
 		if journal := h.Journal(ctx, "kasa", 3000); !strings.Contains(journal, db.IP+":3306") {
@@ -319,21 +295,16 @@ func datastoreOutage(t *testing.T, ctx context.Context, db *hosts.Host, servers 
 	}
 	t.Logf("every server ready %s after MariaDB was back", time.Since(back).Round(100*time.Millisecond))
 	c := clients[servers[0].Name]
-	for _, lease := range []string{"kube-controller-manager", "kube-scheduler"} {
-		waitFor(t, 2*time.Minute, lease+" renewed after the outage", func() error {
-			l, err := c.CoordinationV1().Leases("kube-system").Get(ctx, lease, metav1.GetOptions{})
-			if err == nil && (l.Spec.RenewTime == nil || l.Spec.RenewTime.Time.Before(back.Add(-time.Second))) {
-				err = errors.New("last renewed before MariaDB was back")
-			}
-			return err
-		})
-	}
+	waitFor(t, 2*time.Minute, "the leader leases renewed after the outage", func() error { return harness.LeaderLeasesRenewedAfter(ctx, c, back) })
 	t.Logf("both leases renewed %s after MariaDB was back", time.Since(back).Round(100*time.Millisecond))
 	time.Sleep(2 * time.Second)
-	close(stop)
-	<-done
+	if acked, err := w.Stop(ctx, 20); err != nil {
+		t.Error(err)
+	} else {
+		t.Logf("%d writes acknowledged, all present", acked)
+	}
 	for _, h := range servers {
-		if pid := strings.TrimSpace(mustExec(t, h, "systemctl", "show", "-P", "MainPID", "kasa")); pid != pids[h.Name] {
+		if pid := mainPID(h); pid != pids[h.Name] {
 			t.Errorf("server %s: kasa restarted (main process %s, was %s)", h.Name, pid, pids[h.Name])
 		}
 	}
@@ -342,26 +313,6 @@ func datastoreOutage(t *testing.T, ctx context.Context, db *hosts.Host, servers 
 	}
 	waitFor(t, 3*time.Minute, "after-outage running", func() error { return deploymentAvailable(ctx, c, "default", "after-outage") })
 	waitFor(t, 2*time.Minute, "four nodes Ready", func() error { return nodesReady(ctx, c, "srv", "srv2", "srv3", "ag1") })
-
-	list, err := c.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{LabelSelector: "e2e=outage"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := map[string]bool{}
-	for _, cm := range list.Items {
-		have[cm.Name] = true
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	for _, name := range acked {
-		if !have[name] {
-			t.Errorf("ConfigMap %s was acknowledged but is gone", name)
-		}
-	}
-	t.Logf("%d writes acknowledged, %d ConfigMaps present", len(acked), len(have))
-	if len(acked) < 20 {
-		t.Errorf("only %d writes acknowledged: the writer hardly ran", len(acked))
-	}
 }
 
 // startMariaDBIn starts Debian's MariaDB in host h, listening on the

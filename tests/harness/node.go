@@ -73,3 +73,19 @@ func ReadyPostedAfter(ctx context.Context, c kubernetes.Interface, node string, 
 }
 
 const stamp = "15:04:05.000"
+
+// LeaderLeasesRenewedAfter returns nil if the controller-manager's and the
+// scheduler's leases in kube-system were renewed after t (less a second,
+// for the clocks of test hosts): a leader acts again.
+func LeaderLeasesRenewedAfter(ctx context.Context, c kubernetes.Interface, t time.Time) error {
+	for _, name := range []string{"kube-controller-manager", "kube-scheduler"} {
+		l, err := c.CoordinationV1().Leases(metav1.NamespaceSystem).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if l.Spec.RenewTime == nil || l.Spec.RenewTime.Time.Before(t.Add(-time.Second)) {
+			return fmt.Errorf("the lease %s was last renewed before %s", name, t.Format(stamp))
+		}
+	}
+	return nil
+}

@@ -182,18 +182,7 @@ func TestIntegrationControlPlane(t *testing.T) {
 
 	t.Run("controllers and scheduler run and hold their leases", func(t *testing.T) {
 		c := client(t, s)
-		dep := &appsv1.Deployment{
-			ObjectMeta: metav1.ObjectMeta{Name: "web"},
-			Spec: appsv1.DeploymentSpec{
-				Replicas: ptr.To[int32](2),
-				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
-				Template: corev1.PodTemplateSpec{
-					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}},
-					Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "example.invalid/web:1"}}},
-				},
-			},
-		}
-		if _, err := c.AppsV1().Deployments("default").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		if _, err := c.AppsV1().Deployments("default").Create(ctx, deploymentOf("web", 2), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, 60*time.Second, func() error {
@@ -401,4 +390,22 @@ func eventually(t *testing.T, timeout time.Duration, f func() error) {
 func exec(bin string, args ...string) (string, error) {
 	out, err := osexec.Command(bin, args...).CombinedOutput()
 	return string(out), err
+}
+
+// deploymentOf is a Deployment of replicas pods labelled app=name, whose
+// image no registry serves: the control-plane tests have no node to run
+// them, only controllers and a scheduler to act on them.
+func deploymentOf(name string, replicas int32) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: "example.invalid/" + name + ":1"}}},
+			},
+		},
+	}
 }

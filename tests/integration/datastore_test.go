@@ -14,12 +14,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -290,39 +288,13 @@ func TestIntegrationDatastoreOutage(t *testing.T) {
 	ctx := context.Background()
 	started := time.Now()
 	// Both leases held and renewed by this server, so the outage takes them.
-	if err := harness.Eventually(2*time.Minute, func() error { return leasesRenewedSince(ctx, c, started) }); err != nil {
+	if err := harness.Eventually(2*time.Minute, func() error { return harness.LeaderLeasesRenewedAfter(ctx, c, started) }); err != nil {
 		t.Fatal(err)
 	}
 	pid := s.PID()
 
 	// A writer creates ConfigMaps throughout and notes those acknowledged.
-	var (
-		mu    sync.Mutex
-		acked []string
-	)
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			name := fmt.Sprintf("outage-%d", i)
-			wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			_, err := c.CoreV1().ConfigMaps("default").Create(wctx, &corev1.ConfigMap{
-				ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"e2e": "outage"}},
-			}, metav1.CreateOptions{})
-			cancel()
-			if err == nil {
-				mu.Lock()
-				acked = append(acked, name)
-				mu.Unlock()
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}()
+	w := harness.StartWriter(ctx, c, 50*time.Millisecond)
 	time.Sleep(3 * time.Second)
 
 	if err := m.Stop(); err != nil {
@@ -363,29 +335,20 @@ func TestIntegrationDatastoreOutage(t *testing.T) {
 	if s.PID() != pid || !s.Running() {
 		t.Fatal("the server did not keep running through the outage")
 	}
-	if err := harness.Eventually(2*time.Minute, func() error { return leasesRenewedSince(ctx, c, back) }); err != nil {
+	if err := harness.Eventually(2*time.Minute, func() error { return harness.LeaderLeasesRenewedAfter(ctx, c, back) }); err != nil {
 		t.Errorf("after the outage: %v\n%s", err, s.LogTail(30))
 	}
 	t.Logf("both leases renewed %s after the datastore came back", time.Since(back).Round(100*time.Millisecond))
 	time.Sleep(2 * time.Second) // a few writes after the outage too
-	close(stop)
-	<-done
+	// Every acknowledged write, before, during and after the outage, is there.
+	if acked, err := w.Stop(ctx, 20); err != nil {
+		t.Error(err)
+	} else {
+		t.Logf("%d writes acknowledged, all present", acked)
+	}
 
 	// The controller-manager acts again.
-	replicas := int32(1)
-	labels := map[string]string{"app": "after-outage"}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "after-outage"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "pause"}}},
-			},
-		},
-	}
-	if _, err := c.AppsV1().Deployments("default").Create(ctx, d, metav1.CreateOptions{}); err != nil {
+	if _, err := c.AppsV1().Deployments("default").Create(ctx, deploymentOf("after-outage", 1), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := harness.Eventually(time.Minute, func() error {
@@ -398,39 +361,4 @@ func TestIntegrationDatastoreOutage(t *testing.T) {
 		t.Error(err)
 	}
 
-	// Every acknowledged write is there.
-	list, err := c.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{LabelSelector: "e2e=outage"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := map[string]bool{}
-	for _, cm := range list.Items {
-		have[cm.Name] = true
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	for _, name := range acked {
-		if !have[name] {
-			t.Errorf("ConfigMap %s was acknowledged but is gone", name)
-		}
-	}
-	t.Logf("%d writes acknowledged, %d ConfigMaps present", len(acked), len(have))
-	if len(acked) < 20 {
-		t.Errorf("only %d writes acknowledged: the writer hardly ran", len(acked))
-	}
-}
-
-// leasesRenewedSince reports whether the controller-manager's and the
-// scheduler's leases were renewed after t.
-func leasesRenewedSince(ctx context.Context, c kubernetes.Interface, t time.Time) error {
-	for _, name := range []string{"kube-controller-manager", "kube-scheduler"} {
-		l, err := c.CoordinationV1().Leases("kube-system").Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if l.Spec.RenewTime == nil || l.Spec.RenewTime.Time.Before(t.Truncate(time.Second)) {
-			return fmt.Errorf("the lease %s was last renewed before %s", name, t.Format(time.TimeOnly))
-		}
-	}
-	return nil
 }

@@ -1,0 +1,83 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// writerLabel marks the ConfigMaps of a Writer.
+const writerLabel = "kasa-test/writer"
+
+// Writer creates ConfigMaps in the default namespace, one every interval,
+// until Stop, and notes those that the API server acknowledged: a write
+// lost later (a datastore gone and back) is an acknowledged name missing.
+type Writer struct {
+	c     kubernetes.Interface
+	mu    sync.Mutex
+	acked []string
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+// StartWriter starts one through c; each create has 3 s.
+func StartWriter(ctx context.Context, c kubernetes.Interface, interval time.Duration) *Writer {
+	w := &Writer{c: c, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for i := 0; ; i++ {
+			select {
+			case <-w.stop:
+				return
+			default:
+			}
+			name := fmt.Sprintf("written-%d", i)
+			wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			_, err := c.CoreV1().ConfigMaps(metav1.NamespaceDefault).Create(wctx, &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{writerLabel: "true"}},
+			}, metav1.CreateOptions{})
+			cancel()
+			if err == nil {
+				w.mu.Lock()
+				w.acked = append(w.acked, name)
+				w.mu.Unlock()
+			}
+			time.Sleep(interval)
+		}
+	}()
+	return w
+}
+
+// Stop ends the writes and checks them: it returns how many were
+// acknowledged, and an error naming those that are gone, or saying that
+// fewer than atLeast were acknowledged (the writer hardly ran).
+func (w *Writer) Stop(ctx context.Context, atLeast int) (acked int, err error) {
+	close(w.stop)
+	<-w.done
+	list, err := w.c.CoreV1().ConfigMaps(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{LabelSelector: writerLabel})
+	if err != nil {
+		return len(w.acked), err
+	}
+	have := map[string]bool{}
+	for _, cm := range list.Items {
+		have[cm.Name] = true
+	}
+	var missing []string
+	for _, name := range w.acked {
+		if !have[name] {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return len(w.acked), fmt.Errorf("%d of %d acknowledged ConfigMaps are gone: %v", len(missing), len(w.acked), missing)
+	}
+	if len(w.acked) < atLeast {
+		return len(w.acked), fmt.Errorf("only %d writes acknowledged, want %d or more: the writer hardly ran", len(w.acked), atLeast)
+	}
+	return len(w.acked), nil
+}
