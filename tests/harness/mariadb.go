@@ -62,21 +62,29 @@ func StartMariaDB(password string) (*MariaDB, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	sock := filepath.Join(dir, "sock")
 	sql := fmt.Sprintf("CREATE USER 'kasa'@'127.0.0.1' IDENTIFIED BY '%s'; GRANT ALL ON `kasa%%`.* TO 'kasa'@'127.0.0.1';"+
 		"CREATE USER 'weak'@'127.0.0.1' IDENTIFIED BY '%s';", password, password)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		out, err := exec.Command("mariadb", "--no-defaults", "-S", sock, "-uroot", "-e", sql).CombinedOutput()
+		err := m.Exec(sql)
 		if err == nil {
 			return m, nil
 		}
 		if time.Now().After(deadline) {
 			m.Close()
-			return nil, fmt.Errorf("MariaDB did not answer: %w\n%s\n%s", err, out, m.log.String())
+			return nil, fmt.Errorf("MariaDB did not answer: %w\n%s", err, m.log.String())
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
+}
+
+// Exec runs statements as MariaDB's root, over its socket.
+func (m *MariaDB) Exec(statements string) error {
+	out, err := exec.Command("mariadb", "--no-defaults", "-S", filepath.Join(m.dir, "sock"), "-uroot", "-e", statements).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("mariadb: %w\n%s", err, out)
+	}
+	return nil
 }
 
 // DSN is kine's DSN for the database name (which begins with kasa) as

@@ -21,13 +21,15 @@ type Writer struct {
 	c     kubernetes.Interface
 	mu    sync.Mutex
 	acked []string
-	stop  chan struct{}
-	done  chan struct{}
+	// failed holds the first and last write that failed, or -1.
+	failed [2]int
+	stop   chan struct{}
+	done   chan struct{}
 }
 
 // StartWriter starts one through c; each create has 3 s.
 func StartWriter(ctx context.Context, c kubernetes.Interface, interval time.Duration) *Writer {
-	w := &Writer{c: c, stop: make(chan struct{}), done: make(chan struct{})}
+	w := &Writer{c: c, stop: make(chan struct{}), done: make(chan struct{}), failed: [2]int{-1, -1}}
 	go func() {
 		defer close(w.done)
 		for i := 0; ; i++ {
@@ -42,11 +44,16 @@ func StartWriter(ctx context.Context, c kubernetes.Interface, interval time.Dura
 				ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{writerLabel: "true"}},
 			}, metav1.CreateOptions{})
 			cancel()
+			w.mu.Lock()
 			if err == nil {
-				w.mu.Lock()
 				w.acked = append(w.acked, name)
-				w.mu.Unlock()
+			} else {
+				if w.failed[0] < 0 {
+					w.failed[0] = i
+				}
+				w.failed[1] = i
 			}
+			w.mu.Unlock()
 			time.Sleep(interval)
 		}
 	}()
@@ -67,14 +74,23 @@ func (w *Writer) Stop(ctx context.Context, atLeast int) (acked int, err error) {
 	for _, cm := range list.Items {
 		have[cm.Name] = true
 	}
-	var missing []string
+	var missing, stale []string
 	for _, name := range w.acked {
-		if !have[name] {
+		if have[name] {
+			continue
+		}
+		// A list is served from the API server's watch cache; a get of one
+		// name reads the datastore. One that the get finds is stored but
+		// missing from the cache.
+		if _, err := w.c.CoreV1().ConfigMaps(metav1.NamespaceDefault).Get(ctx, name, metav1.GetOptions{}); err == nil {
+			stale = append(stale, name)
+		} else {
 			missing = append(missing, name)
 		}
 	}
-	if len(missing) > 0 {
-		return len(w.acked), fmt.Errorf("%d of %d acknowledged ConfigMaps are gone: %v", len(missing), len(w.acked), missing)
+	if len(missing) > 0 || len(stale) > 0 {
+		return len(w.acked), fmt.Errorf("of %d acknowledged ConfigMaps, %d are gone from the datastore %v and %d are stored but missing from the API server's list %v (writes from written-%d to written-%d failed)",
+			len(w.acked), len(missing), missing, len(stale), stale, w.failed[0], w.failed[1])
 	}
 	if len(w.acked) < atLeast {
 		return len(w.acked), fmt.Errorf("only %d writes acknowledged, want %d or more: the writer hardly ran", len(w.acked), atLeast)
