@@ -94,7 +94,6 @@ func (k *Kine) Open(ctx context.Context) error {
 	if sock := k.SocketPath(); len(sock) > 100 {
 		return fmt.Errorf("socket path %s is too long for a unix socket: use a shorter --data-dir", sock)
 	}
-	checkCreates()
 	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	etcd, err := endpoint.Listen(kctx, endpoint.Config{
