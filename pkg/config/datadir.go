@@ -40,3 +40,20 @@ func ResolveDataDir(src Sources) (string, error) {
 	}
 	return o.Complete()
 }
+
+// BindDataDir adds --config and --data-dir to fs and returns what finds
+// the data dir after the command line is parsed, as every command finds
+// it: --data-dir, else KASA_DATA_DIR (through lookupEnv), else data-dir in
+// the config files, else DefaultDataDir.
+func BindDataDir(fs *pflag.FlagSet, lookupEnv func(string) (string, bool)) func() (string, error) {
+	var o DataDirOptions
+	settings := pflag.NewFlagSet("settings", pflag.ContinueOnError)
+	o.AddFlags(settings)
+	fs.AddFlagSet(settings)
+	return func() (string, error) {
+		if err := Resolve(settings, Sources{LookupEnv: lookupEnv, IgnoreUnknownKeys: true}); err != nil {
+			return "", err
+		}
+		return o.Complete()
+	}
+}

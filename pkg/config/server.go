@@ -13,6 +13,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kasa-io/kasa/pkg/addons"
+	"github.com/kasa-io/kasa/pkg/secretsencrypt"
+	"github.com/kasa-io/kasa/pkg/snapshot"
 )
 
 // Defaults shared with k3s, so that a k3s user finds the same numbers.
@@ -37,6 +39,15 @@ type ServerOptions struct {
 	AgentToken           string
 	AgentTokenFile       string
 	FlannelBackend       string
+	SecretsEncryption    bool
+	SecretsProvider      string
+	ClusterReset         bool
+	ClusterResetRestore  string
+	SnapshotCron         string
+	SnapshotRetention    int
+	SnapshotDir          string
+	SnapshotCompress     bool
+	DisableSnapshots     bool
 	DatastoreEndpoint    string
 	DatastoreCAFile      string
 	DatastoreCertFile    string
@@ -78,6 +89,15 @@ func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 	Sensitive(fs, "agent-token")
 	fs.StringVar(&o.FlannelBackend, "flannel-backend", "vxlan", "pod network backend of every node: "+strings.Join(flannelBackends, ", "))
 	fs.StringVar(&o.AgentTokenFile, "agent-token-file", "", "file holding the agent token")
+	fs.BoolVar(&o.SecretsEncryption, "secrets-encryption", true, "encrypt Secrets at rest, with a key in the server folder (=false writes them in plaintext; keys made before stay, to read)")
+	fs.StringVar(&o.SecretsProvider, "secrets-encryption-provider", secretsencrypt.Secretbox, "what encrypts Secrets: "+strings.Join(secretsencrypt.Providers, ", "))
+	fs.BoolVar(&o.ClusterReset, "cluster-reset", false, "restore the datastore from --cluster-reset-restore-path before starting (the server's certificates and tokens too)")
+	fs.StringVar(&o.ClusterResetRestore, "cluster-reset-restore-path", "", "the snapshot file (kasa db snapshot save) that --cluster-reset restores")
+	fs.StringVar(&o.SnapshotCron, "db-snapshot-schedule-cron", "0 */12 * * *", "when the server snapshots its SQLite datastore, in cron's five fields (or six, seconds first)")
+	fs.IntVar(&o.SnapshotRetention, "db-snapshot-retention", 5, "how many scheduled snapshots to keep")
+	fs.StringVar(&o.SnapshotDir, "db-snapshot-dir", "", "folder of the snapshots (default: <data-dir>/server/db/snapshots)")
+	fs.BoolVar(&o.SnapshotCompress, "db-snapshot-compress", false, "gzip the scheduled snapshots")
+	fs.BoolVar(&o.DisableSnapshots, "disable-db-snapshots", false, "take no scheduled snapshots")
 	fs.StringVar(&o.DatastoreEndpoint, "datastore-endpoint", "", "kine datastore: empty for SQLite in the data dir, or a mysql:// or postgres:// DSN")
 	Sensitive(fs, "datastore-endpoint")
 	fs.StringVar(&o.DatastoreCAFile, "datastore-cafile", "", "TLS CA file for the datastore")
@@ -117,7 +137,14 @@ type Server struct {
 	Server     string
 	AgentToken Secret
 	// FlannelBackend is the pod network's backend for every node.
-	FlannelBackend      string
+	FlannelBackend string
+	// SecretsEncryption: Secrets are encrypted at rest, by SecretsProvider.
+	SecretsEncryption bool
+	SecretsProvider   string
+	// RestorePath is the snapshot --cluster-reset restores, or empty.
+	RestorePath string
+	// Snapshots are the scheduled snapshots of the SQLite datastore.
+	Snapshots           Snapshots
 	Datastore           Datastore
 	HTTPSPort           int
 	BindAddress         netip.Addr
@@ -141,6 +168,16 @@ type Server struct {
 	Verbosity           int
 	// Agent is this machine's node; nil with --disable-agent.
 	Agent *Agent
+}
+
+// Snapshots say when the server snapshots its SQLite datastore.
+type Snapshots struct {
+	Disabled  bool
+	Cron      string
+	Retention int
+	// Dir is the folder of snapshots; empty for the data dir's.
+	Dir      string
+	Compress bool
 }
 
 // Datastore says where kine keeps the cluster's state.
@@ -231,6 +268,13 @@ func (o *ServerOptions) Complete(h Host) (*Server, error) {
 		return nil, fmt.Errorf("invalid --flannel-backend %q: want one of %s", o.FlannelBackend, strings.Join(flannelBackends, ", "))
 	}
 	s.FlannelBackend = o.FlannelBackend
+	if !slices.Contains(secretsencrypt.Providers, o.SecretsProvider) {
+		return nil, fmt.Errorf("invalid --secrets-encryption-provider %q: want one of %s", o.SecretsProvider, strings.Join(secretsencrypt.Providers, ", "))
+	}
+	s.SecretsEncryption, s.SecretsProvider = o.SecretsEncryption, o.SecretsProvider
+	if err := o.completeSnapshots(s); err != nil {
+		return nil, err
+	}
 	if o.HTTPSPort < 1 || o.HTTPSPort > 65535 {
 		return nil, fmt.Errorf("invalid --https-listen-port %d: want a port from 1 to 65535", o.HTTPSPort)
 	}
@@ -376,6 +420,40 @@ func checkPortRange(r string) error {
 	h, err2 := strconv.Atoi(hi)
 	if !ok || err1 != nil || err2 != nil || l < 1 || h > 65535 || l > h {
 		return fmt.Errorf("invalid --service-node-port-range %q: want low-high such as %s", r, DefaultNodePortRange)
+	}
+	return nil
+}
+
+// completeSnapshots validates the snapshot and restore flags into s.
+func (o *ServerOptions) completeSnapshots(s *Server) error {
+	external := o.DatastoreEndpoint != ""
+	switch {
+	case o.ClusterReset && o.ClusterResetRestore == "":
+		return errors.New("--cluster-reset: give --cluster-reset-restore-path FILE too, the snapshot to restore (kasa's SQLite datastore has no members to reset)")
+	case !o.ClusterReset && o.ClusterResetRestore != "":
+		return errors.New("--cluster-reset-restore-path: add --cluster-reset, which says to replace this server's datastore with the snapshot")
+	case o.ClusterReset && external:
+		return errors.New("--cluster-reset: snapshots are of the SQLite datastore, and this server's is --datastore-endpoint: restore that database with its own tools")
+	case o.ClusterReset:
+		path, err := absPath("--cluster-reset-restore-path", o.ClusterResetRestore)
+		if err != nil {
+			return err
+		}
+		s.RestorePath = path
+	}
+	if _, err := snapshot.ParseSchedule(o.SnapshotCron); err != nil {
+		return fmt.Errorf("invalid --db-snapshot-schedule-cron %q: %w; want cron's five fields, as \"0 */12 * * *\"", o.SnapshotCron, err)
+	}
+	if o.SnapshotRetention < 1 {
+		return fmt.Errorf("invalid --db-snapshot-retention %d: keep 1 snapshot or more", o.SnapshotRetention)
+	}
+	s.Snapshots = Snapshots{Disabled: o.DisableSnapshots || external, Cron: o.SnapshotCron, Retention: o.SnapshotRetention, Compress: o.SnapshotCompress}
+	if o.SnapshotDir != "" {
+		dir, err := absPath("--db-snapshot-dir", o.SnapshotDir)
+		if err != nil {
+			return err
+		}
+		s.Snapshots.Dir = dir
 	}
 	return nil
 }

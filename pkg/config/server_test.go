@@ -147,3 +147,39 @@ func TestServerURL(t *testing.T) {
 		t.Errorf("server %q, want https://srv.example:6443", s.Server)
 	}
 }
+
+// TestSnapshotsAndRestore: the snapshot and restore flags, as the server
+// takes them and as it refuses them.
+func TestSnapshotsAndRestore(t *testing.T) {
+	o, _ := newFlags(t, "--disable-agent")
+	s, err := o.Complete(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Snapshots{Cron: "0 */12 * * *", Retention: 5}); s.Snapshots != want || s.RestorePath != "" {
+		t.Errorf("defaults: %+v %q, want %+v", s.Snapshots, s.RestorePath, want)
+	}
+	o, _ = newFlags(t, "--disable-agent", "--cluster-reset", "--cluster-reset-restore-path", "/backup/snap", "--db-snapshot-dir", "/backup")
+	if s, err = o.Complete(host); err != nil || s.RestorePath != "/backup/snap" || s.Snapshots.Dir != "/backup" {
+		t.Errorf("restore: %v %+v", err, s)
+	}
+	o, _ = newFlags(t, "--disable-agent", "--datastore-endpoint", "postgres://u:p@db/kasa")
+	if s, err = o.Complete(host); err != nil || !s.Snapshots.Disabled {
+		t.Errorf("an external datastore: %v; snapshots %+v, want disabled", err, s.Snapshots)
+	}
+	for args, want := range map[string]string{
+		"--cluster-reset":                        "give --cluster-reset-restore-path FILE too",
+		"--cluster-reset-restore-path=/s":        "add --cluster-reset",
+		"--db-snapshot-schedule-cron=every hour": "invalid --db-snapshot-schedule-cron",
+		"--db-snapshot-retention=0":              "invalid --db-snapshot-retention 0",
+	} {
+		o, _ := newFlags(t, "--disable-agent", args)
+		if _, err := o.Complete(host); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", args, err, want)
+		}
+	}
+	o, _ = newFlags(t, "--disable-agent", "--cluster-reset", "--cluster-reset-restore-path", "/s", "--datastore-endpoint", "postgres://u:p@db/kasa")
+	if _, err := o.Complete(host); err == nil || !strings.Contains(err.Error(), "restore that database with its own tools") {
+		t.Errorf("restore with an external datastore: %v", err)
+	}
+}

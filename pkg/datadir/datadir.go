@@ -66,6 +66,20 @@ func (s Server) Cred(name string) string { return s.join("cred", name) }
 // DB is kine's folder: its socket and, by default, its SQLite database.
 func (s Server) DB() string { return s.join("db") }
 
+// SQLite is kine's SQLite database, when no --datastore-endpoint is given.
+func (s Server) SQLite() string { return s.join("db", "state.db") }
+
+// Snapshots is the default folder of the datastore's snapshots.
+func (s Server) Snapshots() string { return s.join("db", "snapshots") }
+
+// Restored records the snapshot a --cluster-reset restored, so that a
+// second start with the same flags does not restore it again.
+func (s Server) Restored() string { return s.join("db", "restored.json") }
+
+// ClusterSettings are the cluster-wide settings of the last start, which a
+// snapshot keeps (written at every start).
+func (s Server) ClusterSettings() string { return s.join("etc", "cluster.json") }
+
 // Token is the server token file.
 func (s Server) Token() string { return s.join("token") }
 
@@ -83,6 +97,10 @@ func (s Server) Helm() string { return s.join("helm") }
 
 // AuditPolicy is the API server's audit policy, written at every start.
 func (s Server) AuditPolicy() string { return s.join("etc", "audit-policy.yaml") }
+
+// EncryptionConfig is the API server's encryption configuration: the keys
+// that encrypt Secrets at rest (0600, kept; the same on every server).
+func (s Server) EncryptionConfig() string { return s.join("cred", "encryption-config.yaml") }
 
 // AdmissionConfig is the API server's admission configuration (Pod
 // Security), written at every start.

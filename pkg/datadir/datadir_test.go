@@ -19,6 +19,10 @@ func TestLayout(t *testing.T) {
 		{s.TLS(""), "/var/lib/kasa/server/tls"},
 		{s.Cred("admin.kubeconfig"), "/var/lib/kasa/server/cred/admin.kubeconfig"},
 		{s.DB(), "/var/lib/kasa/server/db"},
+		{s.SQLite(), "/var/lib/kasa/server/db/state.db"},
+		{s.Snapshots(), "/var/lib/kasa/server/db/snapshots"},
+		{s.Restored(), "/var/lib/kasa/server/db/restored.json"},
+		{s.ClusterSettings(), "/var/lib/kasa/server/etc/cluster.json"},
 		{s.Token(), "/var/lib/kasa/server/token"},
 		{s.AgentToken(), "/var/lib/kasa/server/agent-token"},
 		{s.Lock(), "/var/lib/kasa/server/kasa.lock"},
@@ -26,6 +30,7 @@ func TestLayout(t *testing.T) {
 		{s.Helm(), "/var/lib/kasa/server/helm"},
 		{s.AuditPolicy(), "/var/lib/kasa/server/etc/audit-policy.yaml"},
 		{s.AdmissionConfig(), "/var/lib/kasa/server/etc/admission.yaml"},
+		{s.EncryptionConfig(), "/var/lib/kasa/server/cred/encryption-config.yaml"},
 		{s.Logs(), "/var/lib/kasa/server/logs"},
 		{s.AuditLog(), "/var/lib/kasa/server/logs/audit.log"},
 

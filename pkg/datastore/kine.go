@@ -42,7 +42,11 @@ var _ component.Component = (*Kine)(nil)
 func (k *Kine) Name() string { return "kine" }
 
 // SocketPath is where kine serves the etcd API.
-func (k *Kine) SocketPath() string { return filepath.Join(k.DBDir, "kine.sock") }
+func (k *Kine) SocketPath() string { return SocketPath(k.DBDir) }
+
+// SocketPath is where the kine of the db folder dbDir serves: a command on
+// a server reads the datastore through it.
+func SocketPath(dbDir string) string { return filepath.Join(dbDir, "kine.sock") }
 
 // Endpoints returns the etcd endpoints kine serves; valid once it is ready.
 func (k *Kine) Endpoints() []string {

@@ -52,3 +52,16 @@ func (k *KV) Create(ctx context.Context, key string, value []byte) (bool, error)
 
 // Close ends the connection.
 func (k *KV) Close() error { return k.c.Close() }
+
+// List returns every key under prefix with its value.
+func (k *KV) List(ctx context.Context, prefix string) (map[string][]byte, error) {
+	r, err := k.c.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	values := make(map[string][]byte, len(r.Kvs))
+	for _, kv := range r.Kvs {
+		values[string(kv.Key)] = kv.Value
+	}
+	return values, nil
+}

@@ -3,6 +3,10 @@
 package fileutil
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -10,6 +14,11 @@ import (
 // WriteFile writes data to file atomically (a temporary file renamed into
 // place), creating the parent folder, with the given mode.
 func WriteFile(file string, data []byte, mode os.FileMode) error {
+	return WriteFileFrom(file, bytes.NewReader(data), mode)
+}
+
+// WriteFileFrom is WriteFile with the data read from r.
+func WriteFileFrom(file string, r io.Reader, mode os.FileMode) error {
 	dir := filepath.Dir(file)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -23,7 +32,7 @@ func WriteFile(file string, data []byte, mode os.FileMode) error {
 		tmp.Close()
 		return err
 	}
-	if _, err := tmp.Write(data); err != nil {
+	if _, err := io.Copy(tmp, r); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -35,4 +44,18 @@ func WriteFile(file string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), file)
+}
+
+// SHA256 returns the sha256 of the file's bytes, in hex.
+func SHA256(file string) (string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/kasa-io/kasa/pkg/bootstrap"
@@ -27,9 +28,10 @@ var sharedFiles = []string{
 	"tls/service-account.key",
 }
 
-// tokenFiles are given to a server that joins the cluster when it has
-// none of its own; one that has them keeps them (they may be rotated).
-var tokenFiles = []string{"token", "agent-token"}
+// keptFiles are given to a server that joins the cluster when it has none
+// of its own; one that has them keeps them (they may be rotated): the
+// tokens and the encryption configuration, when there are.
+var keptFiles = []string{"token", "agent-token", encryptionFile}
 
 // sharedSettings are the settings every server of a cluster must share,
 // by flag name.
@@ -46,6 +48,9 @@ func sharedSettings(cfg *config.Server) map[string]string {
 		"cluster-domain":  cfg.ClusterDomain,
 		"flannel-backend": cfg.FlannelBackend,
 		"disable":         strings.Join(names, ","),
+		// Every server writes Secrets as the others read them.
+		"secrets-encryption":          strconv.FormatBool(cfg.SecretsEncryption),
+		"secrets-encryption-provider": cfg.SecretsProvider,
 	}
 }
 
@@ -148,7 +153,8 @@ func (s *start) loadBootstrap(ctx context.Context) error {
 	if err := d.Install(s.p.Root); err != nil {
 		return err
 	}
-	for _, name := range tokenFiles {
+	_, s.encryptionShared = d.Files[encryptionFile]
+	for _, name := range keptFiles {
 		b, ok := d.Files[name]
 		path := filepath.Join(s.p.Root, name)
 		if _, err := os.Stat(path); !ok || err == nil {
@@ -169,8 +175,9 @@ func (s *start) saveBootstrap(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The agent token exists only when one was given.
-	for _, name := range tokenFiles {
+	// The agent token exists only when one was given, the encryption
+	// configuration only with encryption.
+	for _, name := range keptFiles {
 		if b, err := os.ReadFile(filepath.Join(s.p.Root, name)); err == nil {
 			files[name] = b
 		} else if !errors.Is(err, os.ErrNotExist) {

@@ -18,7 +18,7 @@ func componentArgs(t *testing.T, args ...string) (api, kcm, sched []string, p Pa
 	t.Helper()
 	cfg := serverConfig(t, args...)
 	p = NewPaths(cfg.DataDir)
-	return apiserverArgs(cfg, p, []string{"unix://kine.sock", "unix://other.sock"}), controllerManagerArgs(cfg, p), schedulerArgs(cfg, p), p
+	return apiserverArgs(cfg, p, []string{"unix://kine.sock", "unix://other.sock"}, true), controllerManagerArgs(cfg, p), schedulerArgs(cfg, p), p
 }
 
 // TestComponentArgsFromSettings: the components' flags carry kasa's

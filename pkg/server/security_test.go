@@ -38,23 +38,29 @@ func testServer() *config.Server {
 func TestSecurityArgs(t *testing.T) {
 	p := NewPaths("/var/lib/kasa")
 	cfg := testServer()
-	api := apiserverArgs(cfg, p, []string{"unix://kine.sock"})
+	api := apiserverArgs(cfg, p, []string{"unix://kine.sock"}, true)
 	for name, want := range map[string]string{
-		"audit-log-path":                "/var/lib/kasa/server/logs/audit.log",
-		"audit-policy-file":             "/var/lib/kasa/server/etc/audit-policy.yaml",
-		"audit-log-maxage":              "30",
-		"audit-log-maxbackup":           "10",
-		"audit-log-maxsize":             "100",
-		"audit-log-compress":            "true",
-		"admission-control-config-file": "/var/lib/kasa/server/etc/admission.yaml",
-		"enable-admission-plugins":      "NodeRestriction",
-		"anonymous-auth":                "false",
-		"profiling":                     "false",
-		"authorization-mode":            "Node,RBAC",
+		"audit-log-path":                              "/var/lib/kasa/server/logs/audit.log",
+		"audit-policy-file":                           "/var/lib/kasa/server/etc/audit-policy.yaml",
+		"audit-log-maxage":                            "30",
+		"audit-log-maxbackup":                         "10",
+		"audit-log-maxsize":                           "100",
+		"audit-log-compress":                          "true",
+		"admission-control-config-file":               "/var/lib/kasa/server/etc/admission.yaml",
+		"enable-admission-plugins":                    "NodeRestriction",
+		"anonymous-auth":                              "false",
+		"profiling":                                   "false",
+		"authorization-mode":                          "Node,RBAC",
+		"encryption-provider-config":                  "/var/lib/kasa/server/cred/encryption-config.yaml",
+		"encryption-provider-config-automatic-reload": "true",
 	} {
 		if got, _ := flagValue(api, name); got != want {
 			t.Errorf("kube-apiserver --%s=%q, want %q", name, got, want)
 		}
+	}
+	// Without the file (encryption never on), no encryption flags.
+	if v, ok := flagValue(apiserverArgs(cfg, p, nil, false), "encryption-provider-config"); ok {
+		t.Errorf("without encryption: kube-apiserver --encryption-provider-config=%s", v)
 	}
 	// Certificates and keys: which CA signs what is pkg/server/certs.go's.
 	for _, name := range []string{"client-ca-file", "kubelet-client-certificate", "kubelet-client-key",
@@ -102,7 +108,7 @@ func TestSecurityArgs(t *testing.T) {
 		}
 	}
 	cfg.APIServerArgs = []string{"audit-policy-file=/etc/mine.yaml", "tls-min-version=VersionTLS13"}
-	api = apiserverArgs(cfg, p, nil)
+	api = apiserverArgs(cfg, p, nil, true)
 	if got, _ := flagValue(api, "audit-policy-file"); got != "/etc/mine.yaml" {
 		t.Errorf("--kube-apiserver-arg audit-policy-file ignored: %q", got)
 	}

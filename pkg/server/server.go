@@ -291,9 +291,11 @@ func joinTokens(store *joinserver.Store, server, agent token.Token, p Paths, log
 	}}
 }
 
-func apiserverArgs(cfg *config.Server, p Paths, etcdServers []string) []string {
+// apiserverArgs are the API server's flags; encryption says whether the
+// encryption configuration exists (encryption is on, or was).
+func apiserverArgs(cfg *config.Server, p Paths, etcdServers []string, encryption bool) []string {
 	issuer := "https://kubernetes.default.svc." + cfg.ClusterDomain
-	return flagArgs(map[string]string{
+	args := map[string]string{
 		"advertise-address":                  cfg.AdvertiseAddress.String(),
 		"bind-address":                       cfg.BindAddress.String(),
 		"secure-port":                        strconv.Itoa(cfg.HTTPSPort),
@@ -334,7 +336,12 @@ func apiserverArgs(cfg *config.Server, p Paths, etcdServers []string) []string {
 		"audit-log-maxbackup":                auditMaxBackups,
 		"audit-log-maxage":                   auditMaxAgeDays,
 		"audit-log-compress":                 "true",
-	}, cfg.APIServerArgs)
+	}
+	if encryption {
+		args["encryption-provider-config"] = p.EncryptionConfig()
+		args["encryption-provider-config-automatic-reload"] = "true"
+	}
+	return flagArgs(args, cfg.APIServerArgs)
 }
 
 func controllerManagerArgs(cfg *config.Server, p Paths) []string {

@@ -18,14 +18,17 @@ func TestSharedSettings(t *testing.T) {
 	fs := pflag.NewFlagSet("server", pflag.ContinueOnError)
 	(&config.ServerOptions{}).AddFlags(fs)
 	got := sharedSettings(serverConfig(t, "--cluster-cidr", "10.244.0.0/16", "--service-cidr", "10.96.0.0/16",
-		"--cluster-domain", "corp.example", "--flannel-backend", "host-gw", "--disable", "traefik,coredns"))
+		"--cluster-domain", "corp.example", "--flannel-backend", "host-gw", "--disable", "traefik,coredns",
+		"--secrets-encryption-provider", "aesgcm"))
 	want := map[string]string{
-		"cluster-cidr":    "10.244.0.0/16",
-		"service-cidr":    "10.96.0.0/16",
-		"cluster-dns":     "10.96.0.10",
-		"cluster-domain":  "corp.example",
-		"flannel-backend": "host-gw",
-		"disable":         "coredns,traefik",
+		"cluster-cidr":                "10.244.0.0/16",
+		"service-cidr":                "10.96.0.0/16",
+		"cluster-dns":                 "10.96.0.10",
+		"cluster-domain":              "corp.example",
+		"flannel-backend":             "host-gw",
+		"disable":                     "coredns,traefik",
+		"secrets-encryption":          "true",
+		"secrets-encryption-provider": "aesgcm",
 	}
 	if !maps.Equal(got, want) {
 		t.Errorf("%v, want %v", got, want)
@@ -36,7 +39,7 @@ func TestSharedSettings(t *testing.T) {
 		}
 	}
 	if other := sharedSettings(serverConfig(t, "--disable", "coredns", "--disable", "traefik", "--cluster-cidr", "10.244.0.0/16",
-		"--service-cidr", "10.96.0.0/16", "--cluster-domain", "corp.example", "--flannel-backend", "host-gw")); !maps.Equal(other, got) {
+		"--service-cidr", "10.96.0.0/16", "--cluster-domain", "corp.example", "--flannel-backend", "host-gw", "--secrets-encryption-provider=aesgcm")); !maps.Equal(other, got) {
 		t.Errorf("the same settings given otherwise: %v, want %v", other, got)
 	}
 	if d := sharedSettings(serverConfig(t)); d["disable"] != "" || d["cluster-dns"] != "10.43.0.10" || d["flannel-backend"] != "vxlan" {

@@ -19,6 +19,7 @@ import (
 	"github.com/kasa-io/kasa/pkg/fileutil"
 	"github.com/kasa-io/kasa/pkg/join/joinserver"
 	"github.com/kasa-io/kasa/pkg/kubeconfig"
+	"github.com/kasa-io/kasa/pkg/secretsencrypt"
 	"github.com/kasa-io/kasa/pkg/token"
 )
 
@@ -39,7 +40,9 @@ type start struct {
 	kine                    *datastore.Kine
 	kv                      *datastore.KV // the bootstrap data's connection, until saved
 	firstServer             bool
-	serverCA                []byte // the CA of --server's cluster, on a first start
+	serverCA                []byte                 // the CA of --server's cluster, on a first start
+	encryption              *secretsencrypt.Config // nil: no encryption configuration
+	encryptionShared        bool                   // the bootstrap data holds one
 	node                    *agent.Start
 	components              []component.Component
 }
@@ -55,6 +58,9 @@ func (s *start) steps() []component.Step {
 	if s.cfg.Server != "" {
 		steps = append(steps, component.Step{Name: "cluster of --server", Run: s.clusterCA})
 	}
+	if s.cfg.RestorePath != "" {
+		steps = append(steps, component.Step{Name: "restore snapshot", Run: s.restoreSnapshot})
+	}
 	steps = append(steps, component.Step{Name: "datastore", Run: s.openDatastore})
 	if s.shared() {
 		steps = append(steps, component.Step{Name: "bootstrap data", Run: s.loadBootstrap})
@@ -62,7 +68,15 @@ func (s *start) steps() []component.Step {
 	steps = append(steps,
 		component.Step{Name: "certificates", Run: s.certificates},
 		component.Step{Name: "tokens", Run: s.tokens},
+		component.Step{Name: "secrets encryption", Run: s.secretsEncryption},
+		component.Step{Name: "cluster settings", Run: s.writeClusterSettings},
 	)
+	if !s.cfg.Snapshots.Disabled && !s.shared() {
+		steps = append(steps, component.Step{Name: "db snapshots", Run: func(context.Context) error {
+			s.components = append(s.components, scheduledSnapshots(s.cfg, s.log, s.now))
+			return nil
+		}})
+	}
 	if s.shared() {
 		steps = append(steps, component.Step{Name: "save bootstrap data", Run: func(ctx context.Context) error {
 			defer s.closeKV()
@@ -204,7 +218,7 @@ func (s *start) controlPlane(context.Context) error {
 	s.components = append(s.components,
 		kine,
 		&APIServer{
-			Args:      func() []string { return apiserverArgs(cfg, p, kine.Endpoints()) },
+			Args:      func() []string { return apiserverArgs(cfg, p, kine.Endpoints(), s.encryption != nil) },
 			ReadyzURL: s.serverURL() + "/readyz",
 			Client:    client,
 			Wrap:      joins.Wrap,

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kasa-io/kasa/install"
+	"github.com/kasa-io/kasa/pkg/fileutil"
 )
 
 // Options are what Up needs besides the cluster file.
@@ -63,7 +64,7 @@ func Up(ctx context.Context, c *Cluster, o Options) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum, err := fileSHA256(o.Binary)
+	sum, err := fileutil.SHA256(o.Binary)
 	if err != nil {
 		return nil, fmt.Errorf("the kasa binary to upload: %w", err)
 	}
@@ -398,19 +399,6 @@ func serverArgs(c *Cluster, srv *Host) []string {
 		args = append(args, "--tls-san", san)
 	}
 	return append(args, srv.InstallFlags...)
-}
-
-func fileSHA256(file string) (string, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func writeTemp(data []byte) (string, error) {

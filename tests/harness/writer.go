@@ -66,19 +66,12 @@ func StartWriter(ctx context.Context, c kubernetes.Interface, interval time.Dura
 func (w *Writer) Stop(ctx context.Context, atLeast int) (acked int, err error) {
 	close(w.stop)
 	<-w.done
-	list, err := w.c.CoreV1().ConfigMaps(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{LabelSelector: writerLabel})
+	listed, err := MissingConfigMaps(ctx, w.c, w.acked)
 	if err != nil {
 		return len(w.acked), err
 	}
-	have := map[string]bool{}
-	for _, cm := range list.Items {
-		have[cm.Name] = true
-	}
 	var missing, stale []string
-	for _, name := range w.acked {
-		if have[name] {
-			continue
-		}
+	for _, name := range listed {
 		// A list is served from the API server's watch cache; a get of one
 		// name reads the datastore. One that the get finds is stored but
 		// missing from the cache.
@@ -96,4 +89,70 @@ func (w *Writer) Stop(ctx context.Context, atLeast int) (acked int, err error) {
 		return len(w.acked), fmt.Errorf("only %d writes acknowledged, want %d or more: the writer hardly ran", len(w.acked), atLeast)
 	}
 	return len(w.acked), nil
+}
+
+// MissingConfigMaps returns those of names that a list of the default
+// namespace's ConfigMaps lacks.
+func MissingConfigMaps(ctx context.Context, c kubernetes.Interface, names []string) ([]string, error) {
+	list, err := c.CoreV1().ConfigMaps(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	have := map[string]bool{}
+	for _, cm := range list.Items {
+		have[cm.Name] = true
+	}
+	var missing []string
+	for _, name := range names {
+		if !have[name] {
+			missing = append(missing, name)
+		}
+	}
+	return missing, nil
+}
+
+// Load is clients creating ConfigMaps in the default namespace as fast as
+// they can, until Stop; it notes when each create was acknowledged.
+type Load struct {
+	mu    sync.Mutex
+	acked map[string]time.Time
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+// StartLoad starts clients writers through c, naming their ConfigMaps
+// prefix-<client>-<n>; each create has 10 s.
+func StartLoad(c kubernetes.Interface, clients int, prefix string) *Load {
+	l := &Load{acked: map[string]time.Time{}, stop: make(chan struct{})}
+	for w := range clients {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				name := fmt.Sprintf("%s-%d-%05d", prefix, w, i)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := c.CoreV1().ConfigMaps(metav1.NamespaceDefault).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+				cancel()
+				if err == nil {
+					l.mu.Lock()
+					l.acked[name] = time.Now()
+					l.mu.Unlock()
+				}
+			}
+		}()
+	}
+	return l
+}
+
+// Stop ends the writes and returns the acknowledged names with the time
+// of each acknowledgement.
+func (l *Load) Stop() map[string]time.Time {
+	close(l.stop)
+	l.wg.Wait()
+	return l.acked
 }

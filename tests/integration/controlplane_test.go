@@ -8,10 +8,12 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -302,42 +304,10 @@ func TestIntegrationKillKeepsAcknowledgedWrites(t *testing.T) {
 	ctx := context.Background()
 	c := client(t, s)
 
-	var mu sync.Mutex
-	var acked []string
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				name := fmt.Sprintf("kill-%d-%05d", w, i)
-				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				_, err := c.CoreV1().ConfigMaps("default").Create(cctx, &corev1.ConfigMap{
-					ObjectMeta: metav1.ObjectMeta{Name: name},
-				}, metav1.CreateOptions{})
-				cancel()
-				if err != nil {
-					if !s.Running() {
-						return
-					}
-					continue
-				}
-				mu.Lock()
-				acked = append(acked, name)
-				mu.Unlock()
-			}
-		}()
-	}
+	load := harness.StartLoad(c, 4, "kill")
 	time.Sleep(1500 * time.Millisecond)
 	s.Kill()
-	close(stop)
-	wg.Wait()
+	acked := slices.Collect(maps.Keys(load.Stop()))
 	if len(acked) < 50 {
 		t.Fatalf("only %d creates succeeded before the kill: the test did not load the server", len(acked))
 	}
@@ -360,19 +330,9 @@ func TestIntegrationKillKeepsAcknowledgedWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	c = client(t, s)
-	list, err := c.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{})
+	missing, err := harness.MissingConfigMaps(ctx, c, acked)
 	if err != nil {
 		t.Fatal(err)
-	}
-	have := map[string]bool{}
-	for _, cm := range list.Items {
-		have[cm.Name] = true
-	}
-	var missing []string
-	for _, name := range acked {
-		if !have[name] {
-			missing = append(missing, name)
-		}
 	}
 	if len(missing) > 0 {
 		t.Fatalf("%d acknowledged creates lost after SIGKILL, e.g. %v", len(missing), missing[:min(5, len(missing))])

@@ -9,8 +9,10 @@ import (
 	"github.com/kasa-io/kasa/pkg/cli/agent"
 	"github.com/kasa-io/kasa/pkg/cli/apps"
 	"github.com/kasa-io/kasa/pkg/cli/checkconfig"
+	"github.com/kasa-io/kasa/pkg/cli/db"
 	"github.com/kasa-io/kasa/pkg/cli/killall"
 	"github.com/kasa-io/kasa/pkg/cli/kubectl"
+	"github.com/kasa-io/kasa/pkg/cli/secretsencrypt"
 	"github.com/kasa-io/kasa/pkg/cli/server"
 	"github.com/kasa-io/kasa/pkg/cli/token"
 	"github.com/kasa-io/kasa/pkg/cli/tools"
@@ -39,6 +41,8 @@ func NewCommand() *cobra.Command {
 		kubectl.NewCommand(env),
 		killall.NewCommand(),
 		checkconfig.NewCommand(),
+		secretsencrypt.NewCommand(),
+		db.NewCommand(),
 	)
 	cmd.AddCommand(apps.NewCommands(env.Kubeconfig())...)
 	cmd.AddCommand(upcli.NewCommands()...)

@@ -32,9 +32,12 @@ func newRoot(t *testing.T) *cobra.Command {
 // description and something to run.
 func TestCommandTree(t *testing.T) {
 	want := map[string][]string{
-		"kasa": {"agent", "apps", "check-config", "crictl", "ctr", "down", "info", "install", "killall", "kubectl",
-			"list", "server", "status", "token", "uninstall", "up", "upgrade"},
-		"kasa token": {"create", "delete", "list", "rotate"},
+		"kasa": {"agent", "apps", "check-config", "crictl", "ctr", "db", "down", "info", "install", "killall", "kubectl",
+			"list", "secrets-encrypt", "server", "status", "token", "uninstall", "up", "upgrade"},
+		"kasa token":           {"create", "delete", "list", "rotate"},
+		"kasa secrets-encrypt": {"rotate-keys", "status"},
+		"kasa db":              {"snapshot"},
+		"kasa db snapshot":     {"delete", "list", "prune", "save"},
 	}
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
