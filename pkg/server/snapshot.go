@@ -123,7 +123,7 @@ func (s *start) restoreSnapshot(ctx context.Context) error {
 	}
 	if b, err := os.ReadFile(p.Restored()); err == nil {
 		var r restored
-		if json.Unmarshal(b, &r) == nil && r.SHA256 == m.SHA256["state.db"] && r.Created.Equal(m.Created) {
+		if json.Unmarshal(b, &r) == nil && r.SHA256 == m.DBSum() && r.Created.Equal(m.Created) {
 			s.log.Warn("--cluster-reset: this snapshot was restored already; nothing restored again (drop --cluster-reset and --cluster-reset-restore-path)", "file", path, "restored", r.Restored)
 			return nil
 		}
@@ -190,17 +190,15 @@ func (s *start) restoreSnapshot(ctx context.Context) error {
 			return err
 		}
 	}
-	rec, _ := json.Marshal(restored{File: path, Created: m.Created, SHA256: m.SHA256["state.db"], Restored: now})
+	rec, _ := json.Marshal(restored{File: path, Created: m.Created, SHA256: m.DBSum(), Restored: now})
 	if err := fileutil.WriteFile(p.Restored(), rec, 0o600); err != nil {
 		return err
 	}
 	s.log.Warn("--cluster-reset: restored the datastore, certificates and tokens from the snapshot; what they replaced is kept",
 		"file", path, "taken", m.Created, "on", m.Node, "revision", rev+snapshot.RevisionBump, "replaced", backup,
-		"files", strings.Join(sortedKeys(x.Data.Files), ","))
+		"files", strings.Join(slices.Sorted(maps.Keys(x.Data.Files)), ","))
 	return nil
 }
-
-func sortedKeys(m map[string][]byte) []string { return slices.Sorted(maps.Keys(m)) }
 
 // scheduledSnapshots takes a snapshot named "db-snapshot" on the cron
 // schedule and keeps the newest Retention of them. A failed snapshot is

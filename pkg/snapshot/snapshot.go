@@ -57,6 +57,9 @@ type Meta struct {
 	SHA256 map[string]string `json:"sha256"`
 }
 
+// DBSum is the sha256 of the snapshot's database.
+func (m Meta) DBSum() string { return m.SHA256[dbPart] }
+
 // Options are what Save needs.
 type Options struct {
 	// DB is the server's state.db.
@@ -145,16 +148,7 @@ func copyDB(ctx context.Context, src, dst string) (int64, error) {
 	if err := os.Chmod(dst, 0o600); err != nil {
 		return 0, err
 	}
-	cp, err := sql.Open("sqlite3", "file:"+dst+"?mode=ro")
-	if err != nil {
-		return 0, err
-	}
-	defer cp.Close()
-	var rev sql.NullInt64
-	if err := cp.QueryRowContext(ctx, "SELECT MAX(id) FROM kine").Scan(&rev); err != nil {
-		return 0, fmt.Errorf("the copy of %s is not kine's database: %w", src, err)
-	}
-	return rev.Int64, nil
+	return Revision(ctx, dst)
 }
 
 func writeArchive(path string, compress bool, metaJSON, sealed []byte, dbPath string) (err error) {

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kasa-io/kasa/pkg/secretsencrypt"
 	"github.com/kasa-io/kasa/tests/harness"
 )
 
@@ -38,17 +39,13 @@ func storedSecret(t *testing.T, s *harness.Server, ns, name string) []byte {
 }
 
 // storedUnder names the key a stored value is encrypted with, as
-// "provider:name", or "plaintext": from the bytes alone.
+// "provider:name", or "plaintext" (pkg/secretsencrypt's reading, which its
+// TestRenderUpstream holds to upstream's format).
 func storedUnder(value []byte) string {
-	rest, ok := bytes.CutPrefix(value, []byte("k8s:enc:"))
-	if !ok {
-		return "plaintext"
+	if under := secretsencrypt.StoredUnder(value); under != secretsencrypt.Identity {
+		return under
 	}
-	parts := bytes.SplitN(rest, []byte(":"), 4)
-	if len(parts) < 4 {
-		return "plaintext"
-	}
-	return string(parts[0]) + ":" + string(parts[2])
+	return "plaintext"
 }
 
 func makeSecret(t *testing.T, c kubernetes.Interface, name, value string) {
