@@ -125,7 +125,7 @@ func Run(ctx context.Context, cfg *config.AgentNode, o Options) error {
 	watcher := &serverWatcher{lb: lb, given: given, state: state, file: np.JoinState(),
 		kubeconfig: np.Kubeconfig("kube-proxy"), log: log.With("component", "load-balancer")}
 	components := append([]component.Component{lb}, node...)
-	components = append(components, watcher)
+	components = append(components, watcher, certRenewal(cfg, np, "https://"+lb.Addr, log))
 	return m.Run(ctx, components, func() {
 		memory.ReleaseLater(ctx, releaseDelay, log)
 		if o.OnReady != nil {
@@ -165,7 +165,7 @@ func bootstrap(ctx context.Context, cfg *config.AgentNode, np datadir.Agent, log
 	}
 	var certErr error
 	if state.NodeName == cfg.NodeName {
-		expires, err := checkNodeCerts(np, cfg.NodeName)
+		first, err := checkNodeCerts(np, cfg.NodeName)
 		moved := ""
 		if err == nil {
 			moved, err = servingMoved(np, cfg.NodeName, nodeIPs(cfg))
@@ -175,10 +175,10 @@ func bootstrap(ctx context.Context, cfg *config.AgentNode, np datadir.Agent, log
 		}
 		certErr = err
 		switch {
-		case err == nil && moved == "" && time.Until(expires) > pki.RenewBefore:
-			log.Info("joined before; using the node's certificates", "node", cfg.NodeName, "expires", expires.Format(time.DateOnly))
+		case err == nil && moved == "" && !pki.RenewDue(first, time.Now()):
+			log.Info("joined before; using the node's certificates", "node", cfg.NodeName, "expires", first.NotAfter.Format(time.DateTime))
 			return &state, nil
-		case err == nil && time.Now().Before(expires):
+		case err == nil && time.Now().Before(first.NotAfter):
 			// Due for renewal, or the node's addresses changed: the node's
 			// own client certificate renews them; a token is the fallback.
 			if moved != "" {
@@ -195,7 +195,7 @@ func bootstrap(ctx context.Context, cfg *config.AgentNode, np datadir.Agent, log
 				log.Warn("the node's certificates need renewing and could not be renewed; until they are, the API servers may not verify its kubelet (logs, exec)", "reason", moved, "err", err)
 				return &state, nil
 			case cfg.Token == "":
-				log.Warn("the node's certificates expire soon and could not be renewed; they are used until then", "expires", expires.Format(time.DateOnly), "err", err)
+				log.Warn("the node's certificates expire soon and could not be renewed; they are used until then", "expires", first.NotAfter.Format(time.DateTime), "err", err)
 				return &state, nil
 			}
 			log.Info("renewal with the node's certificate failed; joining again with the token", "err", err)
@@ -342,32 +342,32 @@ func splitCAs(np datadir.Agent) bool {
 }
 
 // checkNodeCerts checks the node's certificates against the CAs that signed
-// them and its name, and returns when the first of them expires.
-func checkNodeCerts(np datadir.Agent, name string) (time.Time, error) {
+// them and its name, and returns the first of them to expire.
+func checkNodeCerts(np datadir.Agent, name string) (*x509.Certificate, error) {
 	clientFile, kubeletFile := "client-ca.crt", "kubelet-ca.crt"
 	if !splitCAs(np) {
 		clientFile, kubeletFile = "ca.crt", "ca.crt"
 	}
 	clientPEM, err := os.ReadFile(np.TLS(clientFile))
 	if err != nil {
-		return time.Time{}, err
+		return nil, err
 	}
 	kubeletPEM, err := os.ReadFile(np.TLS(kubeletFile))
 	if err != nil {
-		return time.Time{}, err
+		return nil, err
 	}
-	var first time.Time
+	var first *x509.Certificate
 	for _, l := range join.NodeCerts(name, nil) {
 		caPEM := clientPEM
 		if l.Server {
 			caPEM = kubeletPEM
 		}
-		exp, err := pki.CheckLeaf(np.TLS(l.CertFile), np.TLS(l.KeyFile), caPEM, l.CommonName)
+		cert, err := pki.CheckLeaf(np.TLS(l.CertFile), np.TLS(l.KeyFile), caPEM, l.CommonName)
 		if err != nil {
-			return time.Time{}, err
+			return nil, err
 		}
-		if first.IsZero() || exp.Before(first) {
-			first = exp
+		if first == nil || cert.NotAfter.Before(first.NotAfter) {
+			first = cert
 		}
 	}
 	return first, nil

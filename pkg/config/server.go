@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -48,6 +49,8 @@ type ServerOptions struct {
 	SnapshotDir          string
 	SnapshotCompress     bool
 	DisableSnapshots     bool
+	TestCertLifetime     time.Duration
+	TestDBCheckInterval  time.Duration
 	DatastoreEndpoint    string
 	DatastoreCAFile      string
 	DatastoreCertFile    string
@@ -98,6 +101,10 @@ func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.SnapshotDir, "db-snapshot-dir", "", "folder of the snapshots (default: <data-dir>/server/db/snapshots)")
 	fs.BoolVar(&o.SnapshotCompress, "db-snapshot-compress", false, "gzip the scheduled snapshots")
 	fs.BoolVar(&o.DisableSnapshots, "disable-db-snapshots", false, "take no scheduled snapshots")
+	fs.DurationVar(&o.TestCertLifetime, "test-cert-lifetime", 0, "for tests only: how long the certificates the server issues live (default a year); they renew when three quarters of a life under 30 days has passed")
+	_ = fs.MarkHidden("test-cert-lifetime")
+	fs.DurationVar(&o.TestDBCheckInterval, "test-db-check-interval", 0, "for tests only: how often the server checks its SQLite datastore (default 5m)")
+	_ = fs.MarkHidden("test-db-check-interval")
 	fs.StringVar(&o.DatastoreEndpoint, "datastore-endpoint", "", "kine datastore: empty for SQLite in the data dir, or a mysql:// or postgres:// DSN")
 	Sensitive(fs, "datastore-endpoint")
 	fs.StringVar(&o.DatastoreCAFile, "datastore-cafile", "", "TLS CA file for the datastore")
@@ -144,7 +151,13 @@ type Server struct {
 	// RestorePath is the snapshot --cluster-reset restores, or empty.
 	RestorePath string
 	// Snapshots are the scheduled snapshots of the SQLite datastore.
-	Snapshots           Snapshots
+	Snapshots Snapshots
+	// CertLifetime is how long the certificates the server issues live
+	// (--test-cert-lifetime); zero is pki.LeafLifetime.
+	CertLifetime time.Duration
+	// DBCheckInterval is how often the SQLite datastore is checked
+	// (--test-db-check-interval); zero is the server's default.
+	DBCheckInterval     time.Duration
 	Datastore           Datastore
 	HTTPSPort           int
 	BindAddress         netip.Addr
@@ -272,6 +285,14 @@ func (o *ServerOptions) Complete(h Host) (*Server, error) {
 		return nil, fmt.Errorf("invalid --secrets-encryption-provider %q: want one of %s", o.SecretsProvider, strings.Join(secretsencrypt.Providers, ", "))
 	}
 	s.SecretsEncryption, s.SecretsProvider = o.SecretsEncryption, o.SecretsProvider
+	if o.TestCertLifetime != 0 && o.TestCertLifetime < 2*time.Minute {
+		return nil, fmt.Errorf("invalid --test-cert-lifetime %s: want 2m or more", o.TestCertLifetime)
+	}
+	s.CertLifetime = o.TestCertLifetime
+	if o.TestDBCheckInterval < 0 {
+		return nil, fmt.Errorf("invalid --test-db-check-interval %s", o.TestDBCheckInterval)
+	}
+	s.DBCheckInterval = o.TestDBCheckInterval
 	if err := o.completeSnapshots(s); err != nil {
 		return nil, err
 	}

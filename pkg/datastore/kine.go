@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -29,6 +30,8 @@ type Kine struct {
 	// DBDir holds state.db when no endpoint is configured, and the socket.
 	DBDir     string
 	Datastore config.Datastore
+	// Log tells of the one-time vacuum at start; nil logs nothing.
+	Log *slog.Logger
 
 	mu        sync.Mutex
 	endpoints []string
@@ -93,7 +96,19 @@ func (k *Kine) Open(ctx context.Context) error {
 	}
 	ep := k.Datastore.Endpoint.Reveal()
 	if ep == "" {
-		ep = "sqlite://" + filepath.Join(k.DBDir, "state.db") + "?" + SQLiteParams
+		file := filepath.Join(k.DBDir, "state.db")
+		if err := CheckSQLite(ctx, file); err != nil {
+			return err
+		}
+		started := time.Now()
+		vacuumed, err := MakeIncremental(ctx, file)
+		if err != nil {
+			return fmt.Errorf("datastore %s: %w", file, err)
+		}
+		if vacuumed && k.Log != nil {
+			k.Log.Info("the datastore was vacuumed once, so that its free pages can go back to the disk while it runs", "file", file, "took", time.Since(started).Round(time.Millisecond))
+		}
+		ep = "sqlite://" + file + "?" + SQLiteParams
 	}
 	if sock := k.SocketPath(); len(sock) > 100 {
 		return fmt.Errorf("socket path %s is too long for a unix socket: use a shorter --data-dir", sock)

@@ -4,6 +4,7 @@
 package pki
 
 import (
+	"cmp"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -23,20 +24,69 @@ import (
 	"github.com/kasa-io/kasa/pkg/fileutil"
 )
 
-// Lifetimes and the renewal window.
+// Lifetimes.
 const (
 	CALifetime   = 10 * 365 * 24 * time.Hour
 	LeafLifetime = 365 * 24 * time.Hour
-	RenewBefore  = 120 * 24 * time.Hour
 	// backdate absorbs small clock differences between machines.
 	backdate = 5 * time.Minute
+	day      = 24 * time.Hour
+	// shortLived is the lifetime under which the renewal and warning
+	// windows are fractions of it (only the server's test-only
+	// --test-cert-lifetime makes such certificates): a quarter of the life
+	// is left for clients to pick up the renewed files, which upstream
+	// clients read again every 5 minutes.
+	shortLived = 30 * day
 )
+
+// RenewBefore is how long before its expiry a certificate that lives for
+// lifetime is renewed: 90 days, or three quarters of a short life.
+func RenewBefore(lifetime time.Duration) time.Duration {
+	if lifetime < shortLived {
+		return lifetime * 3 / 4
+	}
+	return 90 * day
+}
+
+// WarnBefore is how long before its expiry a certificate or CA that lives
+// for lifetime is warned about: 30 days, or a quarter of a short life.
+func WarnBefore(lifetime time.Duration) time.Duration {
+	if lifetime < shortLived {
+		return lifetime / 4
+	}
+	return 30 * day
+}
+
+// CheckEvery is how often certificates that live for lifetime are checked:
+// daily, or 16 times in a short life.
+func CheckEvery(lifetime time.Duration) time.Duration {
+	return min(day, lifetime/16)
+}
+
+// Lifetime is how long cert was made to live (its backdating aside).
+func Lifetime(cert *x509.Certificate) time.Duration {
+	return cert.NotAfter.Sub(cert.NotBefore) - backdate
+}
+
+// RenewDue reports whether cert is within its renewal window at now, or
+// not valid yet.
+func RenewDue(cert *x509.Certificate, now time.Time) bool {
+	return cert.NotAfter.Sub(now) < RenewBefore(Lifetime(cert)) || now.Before(cert.NotBefore)
+}
+
+// WarnDue reports whether cert is within its warning window at now.
+func WarnDue(cert *x509.Certificate, now time.Time) bool {
+	return cert.NotAfter.Sub(now) < WarnBefore(Lifetime(cert))
+}
 
 // CA is a certificate authority whose key is on disk.
 type CA struct {
 	Cert    *x509.Certificate
 	CertPEM []byte
 	Key     crypto.Signer
+	// LeafLifetime is how long the certificates it signs live; zero is
+	// the package's LeafLifetime.
+	LeafLifetime time.Duration
 }
 
 // KeyType is the kind of key a new CA gets.
@@ -122,7 +172,7 @@ type Leaf struct {
 }
 
 // Ensure makes sure the leaf's files hold a certificate that this CA signed,
-// with the wanted names, that has more than RenewBefore left. It reuses the
+// with the wanted names, that is not due for renewal (RenewDue). It reuses the
 // files when they qualify and writes new ones otherwise; it reports whether it
 // wrote. The key is kept across renewals.
 func (ca *CA) Ensure(l Leaf, now time.Time) (bool, error) {
@@ -155,7 +205,7 @@ func (ca *CA) Sign(pub crypto.PublicKey, l Leaf, now time.Time) ([]byte, error) 
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: l.CommonName, Organization: l.Organization},
 		NotBefore:    now.Add(-backdate),
-		NotAfter:     now.Add(LeafLifetime),
+		NotAfter:     now.Add(cmp.Or(ca.LeafLifetime, LeafLifetime)),
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		DNSNames:     l.DNSNames,
 		IPAddresses:  l.IPs,
@@ -175,7 +225,7 @@ func (ca *CA) Sign(pub crypto.PublicKey, l Leaf, now time.Time) ([]byte, error) 
 
 // current reports whether cert can be kept for the leaf.
 func (ca *CA) current(cert *x509.Certificate, key crypto.Signer, l Leaf, now time.Time) bool {
-	if cert.NotAfter.Sub(now) < RenewBefore || now.Before(cert.NotBefore) {
+	if RenewDue(cert, now) || (Lifetime(cert)-cmp.Or(ca.LeafLifetime, LeafLifetime)).Abs() > time.Minute {
 		return false
 	}
 	if cert.CheckSignatureFrom(ca.Cert) != nil || !publicKeysEqual(cert.PublicKey, key.Public()) {
@@ -332,28 +382,60 @@ func PublicKeyPEM(pub crypto.PublicKey) ([]byte, error) {
 
 // CheckLeaf checks that certFile holds a certificate for the key in
 // keyFile, signed by the CA certificate in caPEM, with the common name cn,
-// and returns when it expires.
-func CheckLeaf(certFile, keyFile string, caPEM []byte, cn string) (time.Time, error) {
+// and returns it.
+func CheckLeaf(certFile, keyFile string, caPEM []byte, cn string) (*x509.Certificate, error) {
 	ca, err := parseCert(caPEM)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("CA: %w", err)
+		return nil, fmt.Errorf("CA: %w", err)
 	}
 	cert, err := ReadCert(certFile)
 	if err != nil {
-		return time.Time{}, err
+		return nil, err
 	}
 	key, err := readKey(keyFile)
 	if err != nil {
-		return time.Time{}, err
+		return nil, err
 	}
 	if !publicKeysEqual(cert.PublicKey, key.Public()) {
-		return time.Time{}, fmt.Errorf("%s is not the certificate of %s", certFile, keyFile)
+		return nil, fmt.Errorf("%s is not the certificate of %s", certFile, keyFile)
 	}
 	if err := cert.CheckSignatureFrom(ca); err != nil {
-		return time.Time{}, fmt.Errorf("%s is not signed by the cluster CA", certFile)
+		return nil, fmt.Errorf("%s is not signed by the cluster CA", certFile)
 	}
 	if cert.Subject.CommonName != cn {
-		return time.Time{}, fmt.Errorf("%s is for %q, not %q", certFile, cert.Subject.CommonName, cn)
+		return nil, fmt.Errorf("%s is for %q, not %q", certFile, cert.Subject.CommonName, cn)
 	}
-	return cert.NotAfter, nil
+	return cert, nil
+}
+
+// LoadCA loads the CA of certFile and keyFile, which must both exist.
+func LoadCA(certFile, keyFile string, now time.Time) (*CA, error) {
+	if _, err := os.Stat(certFile); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(keyFile); err != nil {
+		return nil, err
+	}
+	return LoadOrCreateCA(certFile, keyFile, "", ECDSAP256, now)
+}
+
+// Renew issues certFile again, for the same key, names and uses, with the
+// lifetime it had, if ca signed it; it reports whether ca did.
+func (ca *CA) Renew(certFile string, now time.Time) (bool, error) {
+	cert, err := ReadCert(certFile)
+	if err != nil {
+		return false, err
+	}
+	if cert.CheckSignatureFrom(ca.Cert) != nil {
+		return false, nil
+	}
+	l := Leaf{CommonName: cert.Subject.CommonName, Organization: cert.Subject.Organization, DNSNames: cert.DNSNames, IPs: cert.IPAddresses,
+		Client: slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageClientAuth), Server: slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageServerAuth)}
+	signer := *ca
+	signer.LeafLifetime = Lifetime(cert).Round(time.Minute)
+	certPEM, err := signer.Sign(cert.PublicKey, l, now)
+	if err != nil {
+		return true, err
+	}
+	return true, fileutil.WriteFile(certFile, certPEM, 0o644)
 }

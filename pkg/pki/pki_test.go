@@ -45,15 +45,15 @@ func TestCAAndLeafLifecycle(t *testing.T) {
 		t.Fatalf("leaf lasts %s", d)
 	}
 
-	// Reused while more than 120 days remain.
+	// Reused while more than 90 days remain.
 	if wrote, err := ca.Ensure(leaf, now.Add(200*24*time.Hour)); err != nil || wrote {
 		t.Fatalf("Ensure at 200 days: wrote=%v err=%v", wrote, err)
 	}
 	// Renewed when fewer remain, keeping the key.
 	keyBefore, _ := os.ReadFile(leaf.KeyFile)
-	later := now.Add(250 * 24 * time.Hour)
+	later := now.Add(280 * 24 * time.Hour)
 	if wrote, err := ca.Ensure(leaf, later); err != nil || !wrote {
-		t.Fatalf("Ensure at 250 days: wrote=%v err=%v", wrote, err)
+		t.Fatalf("Ensure at 280 days: wrote=%v err=%v", wrote, err)
 	}
 	keyAfter, _ := os.ReadFile(leaf.KeyFile)
 	if string(keyBefore) != string(keyAfter) {

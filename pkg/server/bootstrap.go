@@ -86,7 +86,7 @@ func (s *start) clusterCA(ctx context.Context) error {
 // openDatastore starts kine, so that the bootstrap data can be read before
 // any certificate is made; the kine component then serves on.
 func (s *start) openDatastore(ctx context.Context) error {
-	s.kine = &datastore.Kine{DBDir: s.p.DB(), Datastore: s.cfg.Datastore}
+	s.kine = &datastore.Kine{DBDir: s.p.DB(), Datastore: s.cfg.Datastore, Log: s.log}
 	s.log.Info("datastore", "kind", s.kine.Scheme())
 	return s.kine.Open(ctx)
 }

@@ -1,8 +1,14 @@
 package server
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"fmt"
+	"github.com/kasa-io/kasa/pkg/agent"
+	"github.com/kasa-io/kasa/pkg/component"
+	"github.com/kasa-io/kasa/pkg/datadir"
+	"k8s.io/client-go/kubernetes"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -77,8 +83,9 @@ func serverNames(cfg *config.Server) ([]string, []net.IP) {
 }
 
 // ensureCerts creates the CAs and every control-plane certificate on first
-// start, and on later starts renews those that expire within 120 days, whose
-// names changed or that another CA signed. CAs are never replaced.
+// start, and later renews those that are due (pki.RenewDue: 90 days before
+// expiry), whose names or lifetime changed or that another CA signed; it
+// runs at start and at each check of certRenewal. CAs are never replaced.
 //
 // A cluster made by a kasa with one CA (ca.crt signed everything) is
 // upgraded in place: that CA stays the server CA, so that tokens, joined
@@ -135,13 +142,16 @@ func ensureCerts(cfg *config.Server, p Paths, now time.Time, log *slog.Logger) (
 		{clientCA, clientLeaf(p, "scheduler", schedulerUser)},
 		{proxyCA, clientLeaf(p, "auth-proxy", authProxyUser)},
 	}
+	for _, ca := range []*pki.CA{serverCA, clientCA, kubeletCA, proxyCA} {
+		ca.LeafLifetime = cfg.CertLifetime
+	}
 	for _, l := range leaves {
 		wrote, err := l.ca.Ensure(l.leaf, now)
 		if err != nil {
 			return nil, fmt.Errorf("certificate %s: %w", l.leaf.CertFile, err)
 		}
 		if wrote {
-			log.Info("wrote certificate", "file", l.leaf.CertFile, "cn", l.leaf.CommonName)
+			log.Info("wrote certificate", "file", l.leaf.CertFile, "cn", l.leaf.CommonName, "expires", expiry(l.leaf.CertFile))
 		}
 	}
 	return &certs{Server: serverCA, Client: clientCA, Kubelet: kubeletCA, KubeletBundle: bundle}, nil
@@ -193,4 +203,71 @@ func reservedNodeNames(cfg *config.Server) []string {
 		}
 	}
 	return out
+}
+
+// certRenewal checks the server's certificates as often as their lifetime
+// asks (daily for a year's) and renews the ones that are due, the node's
+// too; the components read the new files without a restart (the API
+// server its serving certificate and CAs, every client its certificate,
+// the kubelet its serving certificate), and the admin kubeconfig is written
+// again. Certificates and CAs near their expiry are warned about.
+func (s *start) certRenewal() component.Component {
+	return component.Func{ComponentName: "certificates", RunFunc: func(ctx context.Context, ready func()) error {
+		ready()
+		log := s.log.With("component", "certificates")
+		warnings := &agent.ExpiryWarnings{Log: log}
+		if s.cfg.Agent != nil {
+			warnings.Node = s.cfg.NodeName
+			warnings.Client, _ = kubernetes.NewForConfig(s.adminRC)
+		}
+		every := pki.CheckEvery(cmp.Or(s.cfg.CertLifetime, pki.LeafLifetime))
+		next := time.Now().Add(every)
+		for {
+			// Each minute the admin kubeconfig follows its certificate,
+			// which kasa certificate rotate may have renewed.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(min(every, time.Minute)):
+			}
+			if time.Now().Before(next) {
+				if err := s.writeAdminKubeconfig(); err != nil {
+					log.Error("writing the admin kubeconfig failed", "err", err)
+				}
+				continue
+			}
+			next = time.Now().Add(every)
+			s.checkCerts(ctx, log, warnings)
+		}
+	}}
+}
+
+// checkCerts is one check of certRenewal.
+func (s *start) checkCerts(ctx context.Context, log *slog.Logger, warnings *agent.ExpiryWarnings) {
+	now := s.now()
+	c, err := ensureCerts(s.cfg, s.p, now, log)
+	if err == nil && s.cfg.Agent != nil {
+		err = ensureNodeCerts(s.cfg, datadir.New(s.cfg.DataDir).Agent(), c, now, log)
+	}
+	if err == nil {
+		err = s.writeAdminKubeconfig()
+	}
+	if err != nil {
+		log.Error("checking the certificates failed; the next check tries again", "err", err)
+	}
+	infos, err := pki.Inventory(now, s.p.TLS(""), datadir.New(s.cfg.DataDir).Agent().TLS(""))
+	if err != nil {
+		log.Error("listing the certificates failed", "err", err)
+		return
+	}
+	warnings.Check(ctx, infos, now)
+}
+
+// expiry is when the certificate in file expires, for logs.
+func expiry(file string) string {
+	t, err := pki.NotAfter(file)
+	if err != nil {
+		return err.Error()
+	}
+	return t.UTC().Format(time.RFC3339)
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"time"
@@ -50,7 +51,7 @@ func nodeRole(c kubernetes.Interface, name string) component.Component {
 
 // ensureNodeCerts makes this machine's node certificates, as the join
 // endpoint makes an agent's.
-func ensureNodeCerts(cfg *config.Server, np datadir.Agent, c *certs, now time.Time) error {
+func ensureNodeCerts(cfg *config.Server, np datadir.Agent, c *certs, now time.Time, log *slog.Logger) error {
 	var ips []net.IP
 	for _, a := range append(cfg.NodeIPs, cfg.AdvertiseAddress) {
 		ips = append(ips, net.IP(a.AsSlice()))
@@ -61,8 +62,12 @@ func ensureNodeCerts(cfg *config.Server, np datadir.Agent, c *certs, now time.Ti
 		if l.Server {
 			ca = c.Kubelet
 		}
-		if _, err := ca.Ensure(l, now); err != nil {
+		wrote, err := ca.Ensure(l, now)
+		if err != nil {
 			return fmt.Errorf("node certificate %s: %w", l.CertFile, err)
+		}
+		if wrote {
+			log.Info("wrote certificate", "file", l.CertFile, "cn", l.CommonName, "expires", expiry(l.CertFile))
 		}
 	}
 	return nil

@@ -1,10 +1,13 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -37,6 +40,8 @@ type start struct {
 	certs                   *certs
 	serverToken, agentToken token.Token
 	adminRC                 *rest.Config // from the admin kubeconfig
+	adminMu                 sync.Mutex
+	adminCert               []byte // the certificate in the admin kubeconfig people use
 	kine                    *datastore.Kine
 	kv                      *datastore.KV // the bootstrap data's connection, until saved
 	firstServer             bool
@@ -108,7 +113,7 @@ func (s *start) steps() []component.Step {
 		Log:          s.log,
 	})
 	steps = append(steps, component.Step{Name: "node certificates", Run: func(context.Context) error {
-		return ensureNodeCerts(s.cfg, datadir.New(s.cfg.DataDir).Agent(), s.certs, s.now())
+		return ensureNodeCerts(s.cfg, datadir.New(s.cfg.DataDir).Agent(), s.certs, s.now(), s.log)
 	}})
 	steps = append(steps, s.node.Steps()...)
 	return append(steps, component.Step{Name: "node parts", Run: s.nodeParts})
@@ -227,7 +232,11 @@ func (s *start) controlPlane(context.Context) error {
 		&ControllerManager{Args: s.kcmArgs, Log: log.With("component", "kube-controller-manager")},
 		&Scheduler{Args: s.schedArgs, Log: log.With("component", "kube-scheduler")},
 		s.adminKubeconfig(),
+		s.certRenewal(),
 	)
+	if !s.shared() {
+		s.components = append(s.components, s.dbHealth())
+	}
 	return nil
 }
 
@@ -258,19 +267,38 @@ func (s *start) joinEndpoint() (*joinserver.Handler, *joinserver.Store, error) {
 // adminKubeconfig writes the admin kubeconfig for people once the control
 // plane serves.
 func (s *start) adminKubeconfig() component.Component {
-	cfg, p := s.cfg, s.p
 	return component.Func{ComponentName: "kubeconfig", RunFunc: func(ctx context.Context, ready func()) error {
-		if err := kubeconfig.Write(cfg.WriteKubeconfig, cfg.WriteKubeconfigMode, kubeconfig.Spec{
-			Server: s.serverURL(), CAFile: p.TLS("ca.crt"), Embed: true,
-			CertFile: p.TLS("client-admin.crt"), KeyFile: p.TLS("client-admin.key"),
-		}); err != nil {
-			return fmt.Errorf("%w (pick another path with --write-kubeconfig)", err)
+		if err := s.writeAdminKubeconfig(); err != nil {
+			return err
 		}
-		s.log.Info("wrote admin kubeconfig", "file", cfg.WriteKubeconfig)
 		ready()
 		<-ctx.Done()
 		return nil
 	}}
+}
+
+// writeAdminKubeconfig writes the admin kubeconfig (--write-kubeconfig),
+// with the admin certificate in it, unless it holds the current one.
+func (s *start) writeAdminKubeconfig() error {
+	s.adminMu.Lock()
+	defer s.adminMu.Unlock()
+	cfg, p := s.cfg, s.p
+	cert, err := os.ReadFile(p.TLS("client-admin.crt"))
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(cert, s.adminCert) {
+		return nil
+	}
+	if err := kubeconfig.Write(cfg.WriteKubeconfig, cfg.WriteKubeconfigMode, kubeconfig.Spec{
+		Server: s.serverURL(), CAFile: p.TLS("ca.crt"), Embed: true,
+		CertFile: p.TLS("client-admin.crt"), KeyFile: p.TLS("client-admin.key"),
+	}); err != nil {
+		return fmt.Errorf("%w (pick another path with --write-kubeconfig)", err)
+	}
+	s.adminCert = cert
+	s.log.Info("wrote admin kubeconfig", "file", cfg.WriteKubeconfig)
+	return nil
 }
 
 // addons writes the add-ons' manifests and makes the controllers that

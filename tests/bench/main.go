@@ -35,11 +35,12 @@ func main() {
 	node := flag.Bool("node", os.Geteuid() == 0, "also measure a node (needs root and a machine without a kasa node)")
 	agents := flag.Bool("agents", os.Geteuid() == 0, "also measure an agent joining a server, on test hosts (needs root and Docker: make host-image)")
 	pods := flag.Int("pods", 50, "pods for the pod start latency")
+	churn := flag.Duration("churn", 10*time.Minute, "how long the day-two figures' churn runs (0: no snapshot and churn figures)")
 	servers := flag.Bool("servers", true, "also measure the control plane on MariaDB (scripts/install-deps.sh installs it) and three servers on it")
 	var env envList
 	flag.Var(&env, "env", "NAME=VALUE for the server's environment, for experiments (repeatable)")
 	flag.Parse()
-	if err := run(*idle, *starts, *creates, *profile, env, *controlPlane, *node, *agents, *pods, *servers); err != nil {
+	if err := run(*idle, *starts, *creates, *profile, env, *controlPlane, *node, *agents, *pods, *servers, *churn); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -52,7 +53,7 @@ type envList []string
 func (e *envList) String() string     { return strings.Join(*e, " ") }
 func (e *envList) Set(v string) error { *e = append(*e, v); return nil }
 
-func run(idle time.Duration, starts, creates int, profile string, env []string, controlPlane, node, agents bool, pods int, servers bool) error {
+func run(idle time.Duration, starts, creates int, profile string, env []string, controlPlane, node, agents bool, pods int, servers bool, churn time.Duration) error {
 	bin, err := harness.Binary()
 	if err != nil {
 		return err
@@ -66,6 +67,11 @@ func run(idle time.Duration, starts, creates int, profile string, env []string, 
 	if controlPlane {
 		if err := benchControlPlane(bin, idle, starts, creates, profile, env, add); err != nil {
 			return fmt.Errorf("control plane: %w", err)
+		}
+	}
+	if churn > 0 {
+		if err := benchDayTwo(bin, churn, add); err != nil {
+			return fmt.Errorf("day two: %w", err)
 		}
 	}
 	if servers {

@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -62,9 +63,13 @@ func TestE2EAgents(t *testing.T) {
 	// The server, with an agent token of its own.
 	const agentSecret = "e2e-agent-secret-0123456789"
 	started := time.Now()
-	cl.startServer("--disable", "traefik,metrics-server")
+	// Certificates of 10 minutes: each renews every 2.5 minutes, in the
+	// running processes; the last subtest checks the cluster after the
+	// first ones expired.
+	cl.startServer("--disable", "traefik", "--test-cert-lifetime", "10m")
 	cl.c = cl.client()
 	waitFor(t, 3*time.Minute, "node srv Ready", func() error { return nodesReady(ctx, cl.c, "srv") })
+	firstCerts := certListing(t, cl.srv)
 	t.Logf("server node Ready %s after its start", time.Since(started).Round(100*time.Millisecond))
 	waitFor(t, 30*time.Second, "node srv labelled control-plane", func() error {
 		n, err := cl.c.CoreV1().Nodes().Get(ctx, "srv", metav1.GetOptions{})
@@ -152,6 +157,9 @@ func TestE2EAgents(t *testing.T) {
 	mustExec(t, ag2, "systemctl", "start", "kasa-agent")
 	waitFor(t, 3*time.Minute, "three nodes Ready", func() error { return nodesReady(ctx, cl.c, "srv", "ag1", "ag2") })
 	t.Logf("both agents joined and Ready %s after their start", time.Since(started).Round(100*time.Millisecond))
+	for _, h := range []*hosts.Host{ag1, ag2} {
+		firstCerts = append(firstCerts, certListing(t, h)...)
+	}
 	for name, h := range cl.agents {
 		if ps := mustExec(t, h, "ps", "-eo", "args"); strings.Contains(ps, agentSecret) || strings.Contains(ps, bootstrap) {
 			t.Errorf("host %s: a token shows in the process list", name)
@@ -334,6 +342,101 @@ func TestE2EAgents(t *testing.T) {
 		}
 		cl.crossNode(ctx, after)
 	})
+
+	// Renewal in the running processes: once every certificate of the
+	// first listings has expired, each has been replaced, and the
+	// kubelets, kube-proxy, the control plane, metrics-server and the
+	// admin kubeconfig work on with the new ones, without a restart.
+	t.Run("certificates renewed in place", func(t *testing.T) {
+		var gone time.Time
+		for _, in := range firstCerts {
+			if !in.CA && in.NotAfter.After(gone) {
+				gone = in.NotAfter
+			}
+		}
+		if wait := time.Until(gone.Add(30 * time.Second)); wait > 0 {
+			t.Logf("waiting %s for the first certificates to expire", wait.Round(time.Second))
+			time.Sleep(wait)
+		}
+		for name, h := range map[string]*hosts.Host{"srv": cl.srv, "ag1": ag1, "ag2": ag2} {
+			now := certListing(t, h)
+			leaves := 0
+			for _, in := range now {
+				if in.CA {
+					continue
+				}
+				leaves++
+				if !in.NotAfter.After(gone) || in.Status == pki.StatusExpired {
+					t.Errorf("host %s: %s expires %s, not renewed since the first ones expired (%s)", name, in.File, in.NotAfter, gone)
+				}
+			}
+			if leaves < 3 {
+				t.Errorf("host %s: %d certificates listed", name, leaves)
+			}
+		}
+		// The kubelets post their leases with renewed client certificates.
+		for _, n := range []string{"srv", "ag1", "ag2"} {
+			waitFor(t, time.Minute, "node "+n+" renews its lease after the first certificates expired", func() error {
+				return harness.LeaseRenewedAfter(ctx, cl.c, n, gone)
+			})
+		}
+		// New pods (controller-manager, scheduler, kubelets), reached
+		// across nodes and through the Service (kube-proxy, flannel), by
+		// kubectl exec on the server host (admin kubeconfig, the API
+		// server's client of the kubelets and their serving certificates).
+		if err := cl.c.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "app=web"}); err != nil {
+			t.Fatal(err)
+		}
+		var pods []corev1.Pod
+		waitFor(t, 2*time.Minute, "six new web pods running", func() error {
+			var err error
+			if pods, err = webPods(ctx, cl.c, 6); err != nil {
+				return err
+			}
+			for _, p := range pods {
+				if p.CreationTimestamp.Time.Before(gone) {
+					return fmt.Errorf("pod %s is from before", p.Name)
+				}
+			}
+			return nil
+		})
+		cl.crossNode(ctx, pods)
+		waitFor(t, 2*time.Minute, "kasa kubectl top node (metrics-server reads the kubelets)", func() error {
+			out, stderr, err := cl.srv.Exec(ctx, "kasa", "kubectl", "top", "node")
+			if err != nil {
+				return fmt.Errorf("%w: %s", err, stderr)
+			}
+			for _, n := range []string{"srv", "ag1", "ag2"} {
+				if !strings.Contains(out, n) {
+					return fmt.Errorf("no %s in:\n%s", n, out)
+				}
+			}
+			return nil
+		})
+		for name, h := range map[string]*hosts.Host{"srv": cl.srv, "ag1": ag1, "ag2": ag2} {
+			unit := "kasa-agent"
+			if name == "srv" {
+				unit = "kasa"
+			}
+			j := h.Journal(ctx, unit, 20000)
+			if n := strings.Count(j, "certificate has expired"); n > 0 {
+				t.Errorf("host %s: %d lines of %s say a certificate has expired", name, n, unit)
+			}
+			if !strings.Contains(j, "wrote certificate") && !strings.Contains(j, "renewed the node's certificates") {
+				t.Errorf("host %s: no renewal in the log of %s", name, unit)
+			}
+		}
+	})
+}
+
+// certListing is kasa certificate check --output json in host h.
+func certListing(t *testing.T, h *hosts.Host) []pki.Info {
+	t.Helper()
+	var infos []pki.Info
+	if err := json.Unmarshal([]byte(mustExec(t, h, "kasa", "certificate", "check", "--output", "json", "--data-dir", inHostDataDir)), &infos); err != nil {
+		t.Fatal(err)
+	}
+	return infos
 }
 
 // newCluster starts hosts srv and agents on a network of their own, with

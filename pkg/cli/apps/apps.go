@@ -5,20 +5,18 @@ package apps
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	"helm.sh/helm/v3/pkg/chart"
-	"sigs.k8s.io/yaml"
 
 	"github.com/kasa-io/kasa/pkg/catalog"
+	"github.com/kasa-io/kasa/pkg/cli/output"
 	"github.com/kasa-io/kasa/pkg/helmclient"
 	"github.com/kasa-io/kasa/pkg/kubeconfig"
 )
@@ -255,7 +253,7 @@ func newUninstall(env kubeconfig.Env) *cobra.Command {
 func newList(env kubeconfig.Env) *cobra.Command {
 	var (
 		cl     cluster
-		output string
+		format string
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
@@ -270,7 +268,7 @@ func newList(env kubeconfig.Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return print(cmd.OutOrStdout(), output, rels, func(w io.Writer) {
+			return output.Print(cmd.OutOrStdout(), format, rels, func(w io.Writer) {
 				fmt.Fprintln(w, "NAME\tNAMESPACE\tAPP\tVERSION\tREVISION\tSTATUS\tUPDATED")
 				for _, r := range rels {
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Name, r.Namespace, r.App, r.AppVersion, r.Revision, r.Status, r.Updated.Local().Format(time.DateTime))
@@ -279,14 +277,14 @@ func newList(env kubeconfig.Env) *cobra.Command {
 		},
 	}
 	cl.bind(cmd)
-	bindOutput(cmd, &output)
+	output.Bind(cmd, &format)
 	return cmd
 }
 
 func newStatus(env kubeconfig.Env) *cobra.Command {
 	var (
 		cl     cluster
-		output string
+		format string
 	)
 	cmd := &cobra.Command{
 		Use:   "status NAME",
@@ -301,7 +299,7 @@ func newStatus(env kubeconfig.Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return print(cmd.OutOrStdout(), output, r, func(w io.Writer) {
+			return output.Print(cmd.OutOrStdout(), format, r, func(w io.Writer) {
 				fmt.Fprintf(w, "NAME:\t%s\nNAMESPACE:\t%s\nAPP:\t%s (%s)\nREVISION:\t%d\nSTATUS:\t%s\nREADY:\t%v\nUPDATED:\t%s\n",
 					r.Name, r.Namespace, r.App, r.Chart, r.Revision, r.Status, *r.Ready, r.Updated.Local().Format(time.DateTime))
 				for _, o := range r.Objects {
@@ -312,7 +310,7 @@ func newStatus(env kubeconfig.Env) *cobra.Command {
 		ValidArgsFunction: releaseNames(env, &cl),
 	}
 	cl.bind(cmd)
-	bindOutput(cmd, &output)
+	output.Bind(cmd, &format)
 	return cmd
 }
 
@@ -352,7 +350,7 @@ func newInfo(env kubeconfig.Env) *cobra.Command {
 }
 
 func newApps() *cobra.Command {
-	var output string
+	var format string
 	cmd := &cobra.Command{
 		Use:   "apps",
 		Short: "List the app catalog",
@@ -362,7 +360,7 @@ func newApps() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return print(cmd.OutOrStdout(), output, apps, func(w io.Writer) {
+			return output.Print(cmd.OutOrStdout(), format, apps, func(w io.Writer) {
 				fmt.Fprintln(w, "NAME\tVERSION\tDESCRIPTION")
 				for _, a := range apps {
 					fmt.Fprintf(w, "%s\t%s\t%s\n", a.Name, a.AppVersion, a.Description)
@@ -370,34 +368,8 @@ func newApps() *cobra.Command {
 			})
 		},
 	}
-	bindOutput(cmd, &output)
+	output.Bind(cmd, &format)
 	return cmd
-}
-
-func bindOutput(cmd *cobra.Command, output *string) {
-	cmd.Flags().StringVarP(output, "output", "o", "", "json or yaml (default: a table)")
-}
-
-// print writes v as JSON or YAML, or as the table.
-func print(out io.Writer, format string, v any, table func(io.Writer)) error {
-	switch strings.ToLower(format) {
-	case "":
-		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		table(w)
-		return w.Flush()
-	case "json":
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	case "yaml":
-		b, err := yaml.Marshal(v)
-		if err != nil {
-			return err
-		}
-		_, err = out.Write(b)
-		return err
-	}
-	return fmt.Errorf("--output %q: json or yaml", format)
 }
 
 // completeApps completes the first argument with the catalog's names and

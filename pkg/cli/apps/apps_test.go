@@ -6,8 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -74,46 +72,6 @@ func TestWaiting(t *testing.T) {
 		parseFlags(t, w.bind, tt.args...)
 		if w.enabled() != tt.enabled || w.timeout != tt.timeout {
 			t.Errorf("%v: enabled %v, timeout %s; want %v, %s", tt.args, w.enabled(), w.timeout, tt.enabled, tt.timeout)
-		}
-	}
-}
-
-// TestPrint: -o json and -o yaml (in any case) print the value; no -o
-// prints the table, aligned; another format is refused, naming the flag.
-func TestPrint(t *testing.T) {
-	type row struct {
-		Name    string `json:"name"`
-		Version string `json:"version"`
-	}
-	rows := []row{{"mysql", "8.4"}, {"postgresql", "17"}}
-	table := func(w io.Writer) {
-		fmt.Fprintln(w, "NAME\tVERSION")
-		for _, r := range rows {
-			fmt.Fprintf(w, "%s\t%s\n", r.Name, r.Version)
-		}
-	}
-	for _, tt := range []struct {
-		args []string
-		want string
-		err  string
-	}{
-		{nil, "NAME        VERSION\nmysql       8.4\npostgresql  17\n", ""},
-		{[]string{"-o", "json"}, "[\n  {\n    \"name\": \"mysql\",\n    \"version\": \"8.4\"\n  },\n  {\n    \"name\": \"postgresql\",\n    \"version\": \"17\"\n  }\n]\n", ""},
-		{[]string{"--output", "YAML"}, "- name: mysql\n  version: \"8.4\"\n- name: postgresql\n  version: \"17\"\n", ""},
-		{[]string{"-o", "xml"}, "", `--output "xml": json or yaml`},
-	} {
-		var output string
-		parseFlags(t, func(cmd *cobra.Command) { bindOutput(cmd, &output) }, tt.args...)
-		var out bytes.Buffer
-		err := print(&out, output, rows, table)
-		if tt.err != "" {
-			if err == nil || err.Error() != tt.err || out.Len() != 0 {
-				t.Errorf("%v: %v, %q; want the error %q", tt.args, err, out.String(), tt.err)
-			}
-			continue
-		}
-		if err != nil || out.String() != tt.want {
-			t.Errorf("%v: %v\n%s\nwant\n%s", tt.args, err, out.String(), tt.want)
 		}
 	}
 }

@@ -5,6 +5,7 @@ package db
 import (
 	"errors"
 	"fmt"
+	"github.com/kasa-io/kasa/pkg/datastore"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kasa-io/kasa/pkg/cli/output"
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/pkg/server"
@@ -24,7 +26,7 @@ import (
 func NewCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "db",
-		Short: "Snapshots of the server's datastore",
+		Short: "The server's datastore: its health and its snapshots",
 	}
 	snap := &cobra.Command{
 		Use:   "snapshot",
@@ -37,7 +39,7 @@ These commands run on the server, as root, and find its data dir as kasa server 
 else KASA_DATA_DIR, else data-dir in the config file).`,
 	}
 	snap.AddCommand(saveCommand(), listCommand(), deleteCommand(), pruneCommand())
-	cmd.AddCommand(snap)
+	cmd.AddCommand(snap, statusCommand())
 	return cmd
 }
 
@@ -193,3 +195,62 @@ func pruneCommand() *cobra.Command {
 	cmd.Flags().IntVar(&retention, "retention", 5, "how many of the newest to keep")
 	return cmd
 }
+
+func statusCommand() *cobra.Command {
+	var format string
+	var dataDir func() (string, error)
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the SQLite datastore's size, free pages, rows and compaction (on a server)",
+		Long: `status reads the server's SQLite datastore (<data-dir>/server/db/state.db) while it runs: the
+file's and its write-ahead log's sizes, the free pages (the server returns them to the disk when they
+pass half of the file), kine's rows and live keys, and its revision and compacted revision: kine
+keeps the last 1000 revisions and the API server compacts the rest every 5 minutes, so a lag far above
+1000 plus 10 minutes of writes means compaction is behind.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := output.Check(format); err != nil {
+				return err
+			}
+			dir, err := dataDir()
+			if err != nil {
+				return err
+			}
+			file := datadir.New(dir).Server().SQLite()
+			if _, err := os.Stat(file); err != nil {
+				return fmt.Errorf("no SQLite datastore in the data dir %s (%w): run this on a server, with its --data-dir; a server with --datastore-endpoint keeps its data in that database", dir, errors.Unwrap(err))
+			}
+			st, err := datastore.ReadSQLiteStats(cmd.Context(), file)
+			if err != nil {
+				return err
+			}
+			v := struct {
+				datastore.SQLiteStats
+				FreeBytes     int64 `json:"freeBytes"`
+				CompactionLag int64 `json:"compactionLag"`
+			}{st, st.FreeBytes(), st.CompactionLag()}
+			return output.Print(cmd.OutOrStdout(), format, v, func(w io.Writer) {
+				mode := map[int64]string{0: "none", 1: "full", 2: "incremental"}[st.AutoVacuum]
+				for _, row := range [][2]string{
+					{"file", st.File},
+					{"size", mib(st.Size)},
+					{"write-ahead log", mib(st.WALSize)},
+					{"free pages", fmt.Sprintf("%d (%s)", st.FreePages, mib(st.FreeBytes()))},
+					{"auto vacuum", mode},
+					{"rows", fmt.Sprint(st.Rows)},
+					{"live keys", fmt.Sprint(st.Keys)},
+					{"revision", fmt.Sprint(st.Revision)},
+					{"compacted to", fmt.Sprint(st.CompactRevision)},
+					{"compaction lag", fmt.Sprintf("%d revisions", st.CompactionLag())},
+				} {
+					fmt.Fprintf(w, "%s:\t%s\n", row[0], row[1])
+				}
+			})
+		},
+	}
+	dataDir = config.BindDataDir(cmd.Flags(), os.LookupEnv)
+	output.Bind(cmd, &format)
+	return cmd
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

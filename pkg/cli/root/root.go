@@ -8,6 +8,7 @@ import (
 
 	"github.com/kasa-io/kasa/pkg/cli/agent"
 	"github.com/kasa-io/kasa/pkg/cli/apps"
+	"github.com/kasa-io/kasa/pkg/cli/certificate"
 	"github.com/kasa-io/kasa/pkg/cli/checkconfig"
 	"github.com/kasa-io/kasa/pkg/cli/db"
 	"github.com/kasa-io/kasa/pkg/cli/killall"
@@ -43,6 +44,7 @@ func NewCommand() *cobra.Command {
 		checkconfig.NewCommand(),
 		secretsencrypt.NewCommand(),
 		db.NewCommand(),
+		certificate.NewCommand(),
 	)
 	cmd.AddCommand(apps.NewCommands(env.Kubeconfig())...)
 	cmd.AddCommand(upcli.NewCommands()...)
