@@ -205,8 +205,8 @@ func statusCommand() *cobra.Command {
 		Long: `status reads the server's SQLite datastore (<data-dir>/server/db/state.db) while it runs: the
 file's and its write-ahead log's sizes, the free pages (the server returns them to the disk when they
 pass half of the file), kine's rows and live keys, and its revision and compacted revision: kine
-keeps the last 1000 revisions and the API server compacts the rest every 5 minutes, so a lag far above
-1000 plus 10 minutes of writes means compaction is behind.`,
+keeps the last 1000 revisions and the API server compacts the rest every minute, to the revision of
+the minute before, so a lag far above 1000 plus 2 minutes of writes means compaction is behind.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := output.Check(format); err != nil {
