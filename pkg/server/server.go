@@ -296,15 +296,15 @@ func joinTokens(store *joinserver.Store, server, agent token.Token, p Paths, log
 func apiserverArgs(cfg *config.Server, p Paths, etcdServers []string, encryption bool) []string {
 	issuer := "https://kubernetes.default.svc." + cfg.ClusterDomain
 	args := map[string]string{
-		"advertise-address":                  cfg.AdvertiseAddress.String(),
-		"bind-address":                       cfg.BindAddress.String(),
-		"secure-port":                        strconv.Itoa(cfg.HTTPSPort),
-		"etcd-servers":                       strings.Join(etcdServers, ","),
+		"advertise-address": cfg.AdvertiseAddress.String(),
+		"bind-address":      cfg.BindAddress.String(),
+		"secure-port":       strconv.Itoa(cfg.HTTPSPort),
+		"etcd-servers":      strings.Join(etcdServers, ","),
 		// kine compacts when the API server asks, to the revision of the
 		// ask before: upstream's 5 minutes keep about 10 minutes of writes
 		// in SQLite (a gigabyte under a steady churn on 2 cores), 1 minute
 		// about 2 (make bench's churn figures).
-		"etcd-compaction-interval": "1m",
+		"etcd-compaction-interval":           "1m",
 		"storage-backend":                    "etcd3",
 		"authorization-mode":                 "Node,RBAC",
 		"enable-admission-plugins":           "NodeRestriction",
