@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -126,8 +127,12 @@ func ensureCerts(cfg *config.Server, p Paths, now time.Time, log *slog.Logger) (
 	if clientCA.Cert.Equal(serverCA.Cert) {
 		bundle = append(bundle, serverCA.CertPEM...)
 	}
-	if err := fileutil.WriteFile(p.TLS("kubelet-ca-bundle.crt"), bundle, 0o644); err != nil {
-		return nil, err
+	// Written only when it changed: ensureCerts runs at each check of
+	// certRenewal, and the API server reloads the file when it is replaced.
+	if old, _ := os.ReadFile(p.TLS("kubelet-ca-bundle.crt")); !bytes.Equal(old, bundle) {
+		if err := fileutil.WriteFile(p.TLS("kubelet-ca-bundle.crt"), bundle, 0o644); err != nil {
+			return nil, err
+		}
 	}
 	dns, ips := serverNames(cfg)
 	leaves := []struct {
