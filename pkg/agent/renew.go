@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	"github.com/kasa-io/kasa/pkg/component"
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/datadir"
+	"github.com/kasa-io/kasa/pkg/join/joinclient"
 	"github.com/kasa-io/kasa/pkg/pki"
 )
 
@@ -98,7 +100,8 @@ func certRenewal(cfg *config.AgentNode, np datadir.Agent, lbURL string, log *slo
 		every := time.Hour
 		for {
 			if first, err := checkNodeCerts(np, cfg.NodeName); err == nil {
-				every = pki.CheckEvery(pki.Lifetime(first))
+				// A rotation of the cluster's CAs is seen within 5 minutes.
+				every = min(pki.CheckEvery(pki.Lifetime(first)), caCheckEvery)
 			}
 			select {
 			case <-ctx.Done():
@@ -110,8 +113,12 @@ func certRenewal(cfg *config.AgentNode, np datadir.Agent, lbURL string, log *slo
 	}}
 }
 
-// renewNodeCerts renews the node's certificates if they are due, and warns
-// about the ones that expire soon.
+// caCheckEvery is how often an agent asks whether the cluster's CAs
+// changed (kasa certificate rotate-ca on the server).
+const caCheckEvery = 5 * time.Minute
+
+// renewNodeCerts renews the node's certificates if they are due or the
+// cluster's CAs changed, and warns about the ones that expire soon.
 func renewNodeCerts(ctx context.Context, cfg *config.AgentNode, np datadir.Agent, log *slog.Logger, w *ExpiryWarnings) {
 	now := time.Now()
 	first, err := checkNodeCerts(np, cfg.NodeName)
@@ -119,7 +126,14 @@ func renewNodeCerts(ctx context.Context, cfg *config.AgentNode, np datadir.Agent
 		log.Error("the node's certificates are not usable", "err", err)
 		return
 	}
-	if pki.RenewDue(first, now) {
+	changed, err := caChanged(ctx, cfg.Server, np)
+	if err != nil {
+		log.Warn("could not ask a server for the cluster's CA; the next check asks again", "err", err)
+	}
+	if changed {
+		log.Info("the cluster's CAs changed (kasa certificate rotate-ca): taking the new ones and new certificates")
+	}
+	if changed || pki.RenewDue(first, now) {
 		if _, err := requestCerts(ctx, cfg, np, log, nil); err != nil {
 			log.Error("renewing the node's certificates failed; the next check tries again", "expires", first.NotAfter.Format(time.DateTime), "err", err)
 		}
@@ -130,6 +144,20 @@ func renewNodeCerts(ctx context.Context, cfg *config.AgentNode, np datadir.Agent
 		return
 	}
 	w.Check(ctx, infos, now)
+}
+
+// caChanged reports whether the server CA that a server shows, over TLS
+// verified by the node's, is another than the node's: a rotation.
+func caChanged(ctx context.Context, server string, np datadir.Agent) (bool, error) {
+	local, err := os.ReadFile(np.TLS("ca.crt"))
+	if err != nil {
+		return false, err
+	}
+	got, err := joinclient.FetchCAVerified(ctx, server, local)
+	if err != nil {
+		return false, err
+	}
+	return !bytes.Equal(got, local), nil
 }
 
 // RenewNow renews the certificates of the node that joined from dataDir

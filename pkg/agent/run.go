@@ -247,14 +247,20 @@ func requestCerts(ctx context.Context, cfg *config.AgentNode, np datadir.Agent, 
 	var resp *join.Response
 	var caPEM []byte
 	if t == nil {
-		if caPEM, err = os.ReadFile(np.TLS("ca.crt")); err != nil {
+		local, err := os.ReadFile(np.TLS("ca.crt"))
+		if err != nil {
+			return nil, err
+		}
+		// The server CA as a server shows it, over TLS verified by the
+		// node's: after a rotation, the new one with the old.
+		if caPEM, err = joinclient.FetchCAVerified(ctx, cfg.Server, local); err != nil {
 			return nil, err
 		}
 		cert, err := tls.LoadX509KeyPair(np.TLS("client-kubelet.crt"), np.TLS("client-kubelet.key"))
 		if err != nil {
 			return nil, err
 		}
-		if resp, err = joinclient.Renew(ctx, cfg.Server, caPEM, cert, req); err != nil {
+		if resp, err = joinclient.Renew(ctx, cfg.Server, local, cert, req); err != nil {
 			return nil, err
 		}
 	} else {
@@ -274,20 +280,21 @@ func requestCerts(ctx context.Context, cfg *config.AgentNode, np datadir.Agent, 
 			return nil, err
 		}
 	}
-	// A server of a kasa with one CA signs with its server CA and sends no
-	// other.
-	clientCA, kubeletCA := cmp.Or(resp.ClientCA, string(caPEM)), cmp.Or(resp.KubeletCA, string(caPEM))
-	for file, pem := range map[string]string{"ca.crt": string(caPEM), "client-ca.crt": clientCA, "kubelet-ca.crt": kubeletCA} {
-		if err := fileutil.WriteFile(np.TLS(file), []byte(pem), 0o644); err != nil {
-			return nil, err
-		}
-	}
 	for _, l := range leaves {
 		crt, ok := resp.Certificates[join.CertName(l)]
 		if !ok {
 			return nil, fmt.Errorf("the server sent no %s certificate", join.CertName(l))
 		}
 		if err := fileutil.WriteFile(np.TLS(l.CertFile), []byte(crt), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	// A server of a kasa with one CA signs with its server CA and sends no
+	// other. The server CA last: until it is written, the next check sees
+	// a rotation and renews again.
+	clientCA, kubeletCA := cmp.Or(resp.ClientCA, string(caPEM)), cmp.Or(resp.KubeletCA, string(caPEM))
+	for _, f := range []struct{ file, pem string }{{"client-ca.crt", clientCA}, {"kubelet-ca.crt", kubeletCA}, {"ca.crt", string(caPEM)}} {
+		if err := fileutil.WriteFile(np.TLS(f.file), []byte(f.pem), 0o644); err != nil {
 			return nil, err
 		}
 	}

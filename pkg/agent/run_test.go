@@ -218,7 +218,7 @@ func joinServer(t *testing.T, cas clusterCAs, np datadir.Agent, log *slog.Logger
 			t.Fatal(err)
 		}
 	}
-	h := jointest.NewHandler(jointest.CAs(cas), store, log)
+	h := jointest.NewHandler(jointest.CAs{Server: cas.Server, Client: cas.Client, Kubelet: cas.Kubelet}, store, log)
 	h.Cluster = join.Cluster{ClusterCIDR: "10.42.0.0/16"}
 	srv := jointest.Serve(t, h, nil)
 	if err := saveState(np.JoinState(), &State{NodeName: "n1"}); err != nil {

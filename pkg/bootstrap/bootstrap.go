@@ -34,6 +34,12 @@ import (
 // for a new cluster.
 const Key = "/kasa/bootstrap"
 
+// PreviousKey keeps the bootstrap data sealed with the server token's
+// secret before its last rotation: a server that was down during the
+// rotation opens it with the secret it has, and takes the new token from
+// it.
+const PreviousKey = "/kasa/bootstrap-previous"
+
 // Iterations of PBKDF2-SHA256 that turn the secret into the sealing key.
 const Iterations = 200_000
 
@@ -165,6 +171,58 @@ func Save(ctx context.Context, kv KV, secret string, d Data) error {
 		return ErrRace
 	}
 	return nil
+}
+
+// ResealKV is the datastore as Reseal needs it.
+type ResealKV interface {
+	GetRevision(ctx context.Context, key string) ([]byte, int64, bool, error)
+	Update(ctx context.Context, key string, value []byte, rev int64) (bool, error)
+	Put(ctx context.Context, key string, value []byte) error
+}
+
+// Reseal seals the cluster's bootstrap data with newSecret after the
+// server token was rotated from oldSecret, with the new token file
+// (tokenFile) in it, and keeps a copy sealed with oldSecret under
+// PreviousKey for the servers that still have the old token. It does
+// nothing when the data is sealed with newSecret already (another server
+// did it).
+func Reseal(ctx context.Context, kv ResealKV, oldSecret, newSecret string, tokenFile []byte) error {
+	for range 5 {
+		blob, rev, ok, err := kv.GetRevision(ctx, Key)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errors.New("the datastore holds no bootstrap data")
+		}
+		d, err := Open(oldSecret, blob)
+		if errors.Is(err, ErrWrongToken) {
+			if _, err := Open(newSecret, blob); err == nil {
+				return nil
+			}
+		}
+		if err != nil {
+			return err
+		}
+		d.Files["token"] = tokenFile
+		previous, err := Seal(oldSecret, d)
+		if err != nil {
+			return err
+		}
+		// The copy first: a server with the old token finds the new one
+		// as soon as the data is sealed with it.
+		if err := kv.Put(ctx, PreviousKey, previous); err != nil {
+			return err
+		}
+		next, err := Seal(newSecret, d)
+		if err != nil {
+			return err
+		}
+		if done, err := kv.Update(ctx, Key, next, rev); err != nil || done {
+			return err
+		}
+	}
+	return errors.New("the bootstrap data kept changing while it was sealed again; the next check tries again")
 }
 
 // ReadFiles reads the named files of dir into a Data's Files.

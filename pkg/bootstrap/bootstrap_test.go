@@ -124,3 +124,76 @@ func TestLoadSave(t *testing.T) {
 		t.Fatalf("load with another secret: %v, want ErrWrongToken", err)
 	}
 }
+
+// memKV is a datastore in memory with revisions, as kine keeps them.
+type memKV struct {
+	values map[string][]byte
+	revs   map[string]int64
+	rev    int64
+}
+
+func (m *memKV) Get(_ context.Context, key string) ([]byte, bool, error) {
+	v, ok := m.values[key]
+	return v, ok, nil
+}
+
+func (m *memKV) Create(_ context.Context, key string, value []byte) (bool, error) {
+	if _, ok := m.values[key]; ok {
+		return false, nil
+	}
+	return true, m.Put(context.Background(), key, value)
+}
+
+func (m *memKV) GetRevision(_ context.Context, key string) ([]byte, int64, bool, error) {
+	v, ok := m.values[key]
+	return v, m.revs[key], ok, nil
+}
+
+func (m *memKV) Update(_ context.Context, key string, value []byte, rev int64) (bool, error) {
+	if m.revs[key] != rev {
+		return false, nil
+	}
+	return true, m.Put(context.Background(), key, value)
+}
+
+func (m *memKV) Put(_ context.Context, key string, value []byte) error {
+	m.rev++
+	m.values[key], m.revs[key] = value, m.rev
+	return nil
+}
+
+// TestReseal: after a rotation of the server token, the data opens with
+// the new secret and holds the new token file; the copy under PreviousKey
+// opens with the old secret only and holds the new token too, for the
+// servers that were down. A second Reseal (another server did it) changes
+// nothing; a third secret opens neither.
+func TestReseal(t *testing.T) {
+	ctx := context.Background()
+	kv := &memKV{values: map[string][]byte{}, revs: map[string]int64{}}
+	if err := bootstrap.Save(ctx, kv, secret, sample()); err != nil {
+		t.Fatal(err)
+	}
+	const newSecret = "fedcba9876543210-new-secret"
+	newToken := []byte("K10abc::server:" + newSecret + "\n")
+	if err := bootstrap.Reseal(ctx, kv, secret, newSecret, newToken); err != nil {
+		t.Fatal(err)
+	}
+	d, err := bootstrap.Open(newSecret, kv.values[bootstrap.Key])
+	if err != nil || string(d.Files["token"]) != string(newToken) || string(d.Files["tls/ca.key"]) != "KEY" {
+		t.Fatalf("the resealed data: %v", err)
+	}
+	if _, err := bootstrap.Open(secret, kv.values[bootstrap.Key]); !errors.Is(err, bootstrap.ErrWrongToken) {
+		t.Errorf("the old secret still opens the data: %v", err)
+	}
+	prev, err := bootstrap.Open(secret, kv.values[bootstrap.PreviousKey])
+	if err != nil || string(prev.Files["token"]) != string(newToken) {
+		t.Errorf("the copy for the old secret: %v", err)
+	}
+	rev := kv.rev
+	if err := bootstrap.Reseal(ctx, kv, secret, newSecret, newToken); err != nil || kv.rev != rev {
+		t.Errorf("a second Reseal: %v, %d writes", err, kv.rev-rev)
+	}
+	if err := bootstrap.Reseal(ctx, kv, "a-third-secret-0123456789", "x-0123456789abcdef", newToken); !errors.Is(err, bootstrap.ErrWrongToken) {
+		t.Errorf("a Reseal from a secret that is not the data's: %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package datastore
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -48,6 +49,55 @@ func (k *KV) Create(ctx context.Context, key string, value []byte) (bool, error)
 		return false, err
 	}
 	return r.Succeeded, nil
+}
+
+// GetRevision returns the value of key and the revision it was last
+// written at; false when there is none.
+func (k *KV) GetRevision(ctx context.Context, key string) ([]byte, int64, bool, error) {
+	r, err := k.c.Get(ctx, key)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	if len(r.Kvs) == 0 {
+		return nil, 0, false, nil
+	}
+	return r.Kvs[0].Value, r.Kvs[0].ModRevision, true, nil
+}
+
+// Update replaces the value of key if it was last written at rev (false
+// when another write came since): the transaction kine takes for an
+// update.
+func (k *KV) Update(ctx context.Context, key string, value []byte, rev int64) (bool, error) {
+	r, err := k.c.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+		Then(clientv3.OpPut(key, string(value))).
+		Else(clientv3.OpGet(key)).
+		Commit()
+	if err != nil {
+		return false, err
+	}
+	return r.Succeeded, nil
+}
+
+// Put writes value under key, whatever is there, by a create or an
+// update (kine takes no plain put).
+func (k *KV) Put(ctx context.Context, key string, value []byte) error {
+	for range 5 {
+		_, rev, ok, err := k.GetRevision(ctx, key)
+		if err != nil {
+			return err
+		}
+		var done bool
+		if ok {
+			done, err = k.Update(ctx, key, value, rev)
+		} else {
+			done, err = k.Create(ctx, key, value)
+		}
+		if err != nil || done {
+			return err
+		}
+	}
+	return errors.New("the key kept changing while it was written: " + key)
 }
 
 // Close ends the connection.

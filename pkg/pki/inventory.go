@@ -47,7 +47,7 @@ func Inventory(now time.Time, dirs ...string) ([]Info, error) {
 			if err != nil {
 				return nil, err
 			}
-			certs, err := parseCerts(b)
+			certs, err := ParseCerts(b)
 			if err != nil {
 				return nil, errors.New(f + ": " + err.Error())
 			}
@@ -78,7 +78,8 @@ func Status(cert *x509.Certificate, now time.Time) string {
 	return StatusOK
 }
 
-func parseCerts(b []byte) ([]*x509.Certificate, error) {
+// ParseCerts parses every certificate of the PEM bundle b.
+func ParseCerts(b []byte) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
 	for {
 		var block *pem.Block

@@ -1,9 +1,11 @@
 // Package pki makes and keeps the cluster's certificates: certificate
-// authorities that last ten years and leaf certificates that last one year and
-// are renewed at start when fewer than 120 days remain.
+// authorities that last ten years and are replaced in two steps (rotate.go),
+// and leaf certificates that last one year and are renewed when fewer than
+// 90 days remain (RenewBefore).
 package pki
 
 import (
+	"bytes"
 	"cmp"
 	"crypto"
 	"crypto/ecdsa"
@@ -81,9 +83,19 @@ func WarnDue(cert *x509.Certificate, now time.Time) bool {
 
 // CA is a certificate authority whose key is on disk.
 type CA struct {
-	Cert    *x509.Certificate
+	// Cert is the certificate that signs: the first of the CA file.
+	Cert *x509.Certificate
+	// CertPEM is the whole CA file: Cert, and during a rotation
+	// (RotateCA) the CA it replaces, so that whoever reads the file
+	// trusts both.
 	CertPEM []byte
-	Key     crypto.Signer
+	// Bundle is every certificate of the CA file, Cert first.
+	Bundle []*x509.Certificate
+	// Chain (PEM) follows every certificate the CA signs during a
+	// rotation: Cert signed by the CA it replaces, so that a client that
+	// trusts only that one still verifies the new certificates.
+	Chain []byte
+	Key   crypto.Signer
 	// LeafLifetime is how long the certificates it signs live; zero is
 	// the package's LeafLifetime.
 	LeafLifetime time.Duration
@@ -113,9 +125,14 @@ func LoadOrCreateCA(certFile, keyFile, commonName string, kt KeyType, now time.T
 	if certErr != nil {
 		return nil, fmt.Errorf("read CA certificate: %w", certErr)
 	}
-	cert, err := parseCert(certPEM)
+	bundle, err := ParseCerts(certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("CA certificate %s: %w", certFile, err)
+	}
+	cert := bundle[0]
+	chain, err := os.ReadFile(CrossFile(certFile))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("CA cross-certificate: %w", err)
 	}
 	key, err := readKey(keyFile)
 	if err != nil {
@@ -127,36 +144,56 @@ func LoadOrCreateCA(certFile, keyFile, commonName string, kt KeyType, now time.T
 	if now.After(cert.NotAfter) {
 		return nil, fmt.Errorf("CA certificate %s expired on %s", certFile, cert.NotAfter.Format(time.DateOnly))
 	}
-	return &CA{Cert: cert, CertPEM: certPEM, Key: key}, nil
+	// The cross-certificate of a rotation is this CA's (its key) once the
+	// rotation wrote the new CA.
+	if cross, err := parseCert(chain); err != nil || !publicKeysEqual(cross.PublicKey, cert.PublicKey) {
+		chain = nil
+	}
+	return &CA{Cert: cert, CertPEM: certPEM, Bundle: bundle, Chain: chain, Key: key}, nil
 }
 
 func createCA(certFile, keyFile, commonName string, kt KeyType, now time.Time) (*CA, error) {
-	key, err := newKey(kt)
+	key, cert, certPEM, err := newCA(commonName, kt, now)
 	if err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: fmt.Sprintf("%s@%d", commonName, now.Unix())},
-		NotBefore:             now.Add(-backdate),
-		NotAfter:              now.Add(CALifetime),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return nil, err
-	}
-	cert, _ := x509.ParseCertificate(der)
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	if err := writeKey(keyFile, key); err != nil {
 		return nil, err
 	}
 	if err := fileutil.WriteFile(certFile, certPEM, 0o644); err != nil {
 		return nil, err
 	}
-	return &CA{Cert: cert, CertPEM: certPEM, Key: key}, nil
+	return &CA{Cert: cert, CertPEM: certPEM, Bundle: []*x509.Certificate{cert}, Key: key}, nil
+}
+
+// newCA makes a self-signed CA named commonName@<now in Unix seconds>.
+func newCA(commonName string, kt KeyType, now time.Time) (crypto.Signer, *x509.Certificate, []byte, error) {
+	key, err := newKey(kt)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	tmpl := caTemplate(pkix.Name{CommonName: fmt.Sprintf("%s@%d", commonName, now.Unix())}, now)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return key, cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+}
+
+func caTemplate(subject pkix.Name, now time.Time) *x509.Certificate {
+	return &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               subject,
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              now.Add(CALifetime),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
 }
 
 // Leaf describes a certificate signed by a CA.
@@ -178,7 +215,7 @@ type Leaf struct {
 func (ca *CA) Ensure(l Leaf, now time.Time) (bool, error) {
 	key, keyErr := readKey(l.KeyFile)
 	if keyErr == nil {
-		if cert, err := ReadCert(l.CertFile); err == nil && ca.current(cert, key, l, now) {
+		if b, err := os.ReadFile(l.CertFile); err == nil && ca.current(b, key, l, now) {
 			return false, nil
 		}
 	}
@@ -199,7 +236,8 @@ func (ca *CA) Ensure(l Leaf, now time.Time) (bool, error) {
 	return true, fileutil.WriteFile(l.CertFile, certPEM, 0o644)
 }
 
-// Sign issues a certificate for pub as the leaf describes, in PEM form.
+// Sign issues a certificate for pub as the leaf describes, in PEM form,
+// followed by the CA's Chain.
 func (ca *CA) Sign(pub crypto.PublicKey, l Leaf, now time.Time) ([]byte, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
@@ -220,11 +258,20 @@ func (ca *CA) Sign(pub crypto.PublicKey, l Leaf, now time.Time) ([]byte, error) 
 	if err != nil {
 		return nil, fmt.Errorf("sign certificate for %s: %w", l.CommonName, err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), ca.Chain...), nil
 }
 
-// current reports whether cert can be kept for the leaf.
-func (ca *CA) current(cert *x509.Certificate, key crypto.Signer, l Leaf, now time.Time) bool {
+// current reports whether the certificate file certPEM can be kept for
+// the leaf: among others, the CA signed it and its chain is the CA's.
+func (ca *CA) current(certPEM []byte, key crypto.Signer, l Leaf, now time.Time) bool {
+	block, rest := pem.Decode(certPEM)
+	if block == nil || block.Type != "CERTIFICATE" || !bytes.Equal(rest, ca.Chain) {
+		return false
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return false
+	}
 	if RenewDue(cert, now) || (Lifetime(cert)-cmp.Or(ca.LeafLifetime, LeafLifetime)).Abs() > time.Minute {
 		return false
 	}
@@ -381,13 +428,14 @@ func PublicKeyPEM(pub crypto.PublicKey) ([]byte, error) {
 }
 
 // CheckLeaf checks that certFile holds a certificate for the key in
-// keyFile, signed by the CA certificate in caPEM, with the common name cn,
+// keyFile, signed by a CA certificate of caPEM, with the common name cn,
 // and returns it.
 func CheckLeaf(certFile, keyFile string, caPEM []byte, cn string) (*x509.Certificate, error) {
-	ca, err := parseCert(caPEM)
+	bundle, err := ParseCerts(caPEM)
 	if err != nil {
 		return nil, fmt.Errorf("CA: %w", err)
 	}
+	ca := &CA{Cert: bundle[0], Bundle: bundle}
 	cert, err := ReadCert(certFile)
 	if err != nil {
 		return nil, err
@@ -399,7 +447,7 @@ func CheckLeaf(certFile, keyFile string, caPEM []byte, cn string) (*x509.Certifi
 	if !publicKeysEqual(cert.PublicKey, key.Public()) {
 		return nil, fmt.Errorf("%s is not the certificate of %s", certFile, keyFile)
 	}
-	if err := cert.CheckSignatureFrom(ca); err != nil {
+	if !ca.Signed(cert) {
 		return nil, fmt.Errorf("%s is not signed by the cluster CA", certFile)
 	}
 	if cert.Subject.CommonName != cn {
@@ -420,13 +468,14 @@ func LoadCA(certFile, keyFile string, now time.Time) (*CA, error) {
 }
 
 // Renew issues certFile again, for the same key, names and uses, with the
-// lifetime it had, if ca signed it; it reports whether ca did.
+// lifetime it had, if ca signed it (or, during a rotation, the CA it
+// replaces did); it reports whether one did.
 func (ca *CA) Renew(certFile string, now time.Time) (bool, error) {
 	cert, err := ReadCert(certFile)
 	if err != nil {
 		return false, err
 	}
-	if cert.CheckSignatureFrom(ca.Cert) != nil {
+	if !ca.Signed(cert) {
 		return false, nil
 	}
 	l := Leaf{CommonName: cert.Subject.CommonName, Organization: cert.Subject.Organization, DNSNames: cert.DNSNames, IPs: cert.IPAddresses,
@@ -438,4 +487,23 @@ func (ca *CA) Renew(certFile string, now time.Time) (bool, error) {
 		return true, err
 	}
 	return true, fileutil.WriteFile(certFile, certPEM, 0o644)
+}
+
+// Certs is the CA's bundle: Cert, and during a rotation the CA it
+// replaces.
+func (ca *CA) Certs() []*x509.Certificate {
+	if len(ca.Bundle) == 0 {
+		return []*x509.Certificate{ca.Cert}
+	}
+	return ca.Bundle
+}
+
+// Signed reports whether a certificate of the CA's bundle signed cert.
+func (ca *CA) Signed(cert *x509.Certificate) bool {
+	for _, c := range ca.Certs() {
+		if cert.CheckSignatureFrom(c) == nil {
+			return true
+		}
+	}
+	return false
 }

@@ -36,30 +36,14 @@ func deployAddons(cfg *config.Server, p Paths, c *certs, log *slog.Logger) (*dep
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(c.KubeletBundle)
-	values := manifests.Values{
-		ClusterDNS:         cfg.ClusterDNS.String(),
-		ClusterDomain:      cfg.ClusterDomain,
-		CoreDNSImage:       CoreDNSImage,
-		MetricsServerImage: MetricsServerImage,
-		KubeletCA:          base64.StdEncoding.EncodeToString(c.KubeletBundle),
-		KubeletCAHash:      hex.EncodeToString(sum[:8]),
+	if err := writeAddons(cfg, p, c); err != nil {
+		return nil, err
 	}
-	for _, file := range addons.CoreManifests() {
-		if err := writeManifest(dir, file, values); err != nil {
-			return nil, err
-		}
-	}
+	values := addonValues(cfg, c)
 	remove := map[string][]byte{}
 	for _, a := range addons.All() {
 		file := a.Manifest()
-		if file == "" {
-			continue
-		}
-		if !cfg.Disable.Has(a) {
-			if err := writeManifest(dir, file, values); err != nil {
-				return nil, err
-			}
+		if file == "" || !cfg.Disable.Has(a) {
 			continue
 		}
 		if err := os.Remove(filepath.Join(dir, file)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -109,6 +93,39 @@ func serverControllers(cfg *config.Server, p Paths, c *certs, log *slog.Logger) 
 		list = append(list, &servicelb.Controller{Client: cs, Log: log.With("component", "servicelb")})
 	}
 	return list, nil
+}
+
+// addonValues are what the add-ons' manifests are rendered with.
+func addonValues(cfg *config.Server, c *certs) manifests.Values {
+	sum := sha256.Sum256(c.KubeletBundle)
+	return manifests.Values{
+		ClusterDNS:         cfg.ClusterDNS.String(),
+		ClusterDomain:      cfg.ClusterDomain,
+		CoreDNSImage:       CoreDNSImage,
+		MetricsServerImage: MetricsServerImage,
+		KubeletCA:          base64.StdEncoding.EncodeToString(c.KubeletBundle),
+		KubeletCAHash:      hex.EncodeToString(sum[:8]),
+	}
+}
+
+// writeAddons writes the manifests of the core add-ons and of those not
+// disabled into the manifests folder, which the deploy controller applies
+// when a file changes: at start, and when the kubelet CA that
+// metrics-server trusts changes (kasa certificate rotate-ca).
+func writeAddons(cfg *config.Server, p Paths, c *certs) error {
+	values := addonValues(cfg, c)
+	files := addons.CoreManifests()
+	for _, a := range addons.All() {
+		if file := a.Manifest(); file != "" && !cfg.Disable.Has(a) {
+			files = append(files, file)
+		}
+	}
+	for _, file := range files {
+		if err := writeManifest(p.Manifests(), file, values); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeManifest renders a file of manifests/ into dir.

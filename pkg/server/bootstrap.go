@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kasa-io/kasa/pkg/bootstrap"
 	"github.com/kasa-io/kasa/pkg/component"
@@ -132,6 +134,9 @@ func (s *start) loadBootstrap(ctx context.Context) error {
 		}
 		return secret, err
 	})
+	if errors.Is(err, bootstrap.ErrWrongToken) {
+		d, err = s.rotatedBootstrap(ctx, kv)
+	}
 	switch {
 	case errors.Is(err, bootstrap.ErrWrongToken):
 		return component.Setting(errors.New("--token: the datastore holds a cluster whose server token is another: give this server that cluster's server token (the token file of its first server, <data-dir>/server/token); nothing was changed"))
@@ -150,7 +155,15 @@ func (s *start) loadBootstrap(ctx context.Context) error {
 	if err := d.CheckSettings(sharedSettings(s.cfg)); err != nil {
 		return component.Setting(err)
 	}
-	if err := d.Install(s.p.Root); err != nil {
+	// The shared files must be the cluster's; the kept ones (tokens, the
+	// encryption configuration) are this server's when it has them.
+	shared := bootstrap.Data{Files: map[string][]byte{}}
+	for name, b := range d.Files {
+		if !slices.Contains(keptFiles, name) {
+			shared.Files[name] = b
+		}
+	}
+	if err := shared.Install(s.p.Root); err != nil {
 		return err
 	}
 	_, s.encryptionShared = d.Files[encryptionFile]
@@ -166,6 +179,80 @@ func (s *start) loadBootstrap(ctx context.Context) error {
 	}
 	s.log.Info("joined the cluster of the datastore: its CAs and settings are this server's")
 	return nil
+}
+
+// rotatedBootstrap opens the bootstrap data of a cluster whose server
+// token was rotated on another server while this one was down: the copy
+// sealed with the secret this server has (bootstrap.PreviousKey) holds the
+// new token, which this server takes. ErrWrongToken when that fails too.
+func (s *start) rotatedBootstrap(ctx context.Context, kv *datastore.KV) (*bootstrap.Data, error) {
+	secret, err := s.bootstrapSecret()
+	if err != nil {
+		return nil, err
+	}
+	blob, ok, err := kv.Get(ctx, bootstrap.PreviousKey)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, bootstrap.ErrWrongToken
+	}
+	prev, err := bootstrap.Open(secret, blob)
+	if err != nil {
+		return nil, err
+	}
+	t, err := token.Parse(strings.TrimSpace(string(prev.Files["token"])))
+	if err != nil {
+		return nil, fmt.Errorf("the new server token in the bootstrap data: %w", err)
+	}
+	d, err := bootstrap.Load(ctx, kv, func() (string, error) { return t.Secret, nil })
+	if err != nil || d == nil {
+		return nil, errors.Join(bootstrap.ErrWrongToken, err)
+	}
+	if err := fileutil.WriteFile(s.p.Token(), prev.Files["token"], 0o600); err != nil {
+		return nil, err
+	}
+	s.log.Info("the server token was rotated on another server while this one was down: this server took the new one", "file", s.p.Token())
+	return d, nil
+}
+
+// bootstrapResealer seals the bootstrap data again when kasa token rotate
+// on this server gave the server token a new secret, so that the servers
+// start with it; the copy under the old secret tells the others the new
+// token (rotatedBootstrap).
+func (s *start) bootstrapResealer() component.Component {
+	return component.Func{ComponentName: "bootstrap-token", RunFunc: func(ctx context.Context, ready func()) error {
+		ready()
+		sealedWith := s.serverToken.Secret
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(10 * time.Second):
+			}
+			b, err := os.ReadFile(s.p.Token())
+			if err != nil {
+				continue
+			}
+			t, err := token.Parse(strings.TrimSpace(string(b)))
+			if err != nil || token.Equal(t.Secret, sealedWith) {
+				continue
+			}
+			kv, err := datastore.NewKV(s.kine.Endpoints())
+			if err != nil {
+				s.log.Error("sealing the bootstrap data with the new server token failed; trying again", "err", err)
+				continue
+			}
+			err = bootstrap.Reseal(ctx, kv, sealedWith, t.Secret, b)
+			_ = kv.Close()
+			if err != nil {
+				s.log.Error("sealing the bootstrap data with the new server token failed; trying again", "err", err)
+				continue
+			}
+			sealedWith = t.Secret
+			s.log.Info("the server token was rotated: the bootstrap data is sealed with the new one")
+		}
+	}}
 }
 
 // saveBootstrap keeps, on the cluster's first server, the bootstrap data in

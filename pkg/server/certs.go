@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"github.com/kasa-io/kasa/pkg/agent"
@@ -127,11 +130,22 @@ func ensureCerts(cfg *config.Server, p Paths, now time.Time, log *slog.Logger) (
 	if clientCA.Cert.Equal(serverCA.Cert) {
 		bundle = append(bundle, serverCA.CertPEM...)
 	}
-	// Written only when it changed: ensureCerts runs at each check of
-	// certRenewal, and the API server reloads the file when it is replaced.
-	if old, _ := os.ReadFile(p.TLS("kubelet-ca-bundle.crt")); !bytes.Equal(old, bundle) {
-		if err := fileutil.WriteFile(p.TLS("kubelet-ca-bundle.crt"), bundle, 0o644); err != nil {
-			return nil, err
+	// The controller-manager's signers take a file of one certificate, the
+	// one that signs: during a rotation the CA files hold two.
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{
+		{"kubelet-ca-bundle.crt", bundle},
+		{"client-ca-signer.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: clientCA.Cert.Raw})},
+		{"kubelet-ca-signer.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: kubeletCA.Cert.Raw})},
+	} {
+		// Written only when it changed: ensureCerts runs at each check of
+		// certRenewal, and the readers reload a file that is replaced.
+		if old, _ := os.ReadFile(p.TLS(f.name)); !bytes.Equal(old, f.data) {
+			if err := fileutil.WriteFile(p.TLS(f.name), f.data, 0o644); err != nil {
+				return nil, err
+			}
 		}
 	}
 	dns, ips := serverNames(cfg)
@@ -216,6 +230,10 @@ func reservedNodeNames(cfg *config.Server) []string {
 // server its serving certificate and CAs, every client its certificate,
 // the kubelet its serving certificate), and the admin kubeconfig is written
 // again. Certificates and CAs near their expiry are warned about.
+//
+// Each minute it also looks at the CA files: when kasa certificate
+// rotate-ca changed them, it checks at once, so that every certificate the
+// new CAs sign is issued within a minute.
 func (s *start) certRenewal() component.Component {
 	return component.Func{ComponentName: "certificates", RunFunc: func(ctx context.Context, ready func()) error {
 		ready()
@@ -227,14 +245,19 @@ func (s *start) certRenewal() component.Component {
 		}
 		every := pki.CheckEvery(cmp.Or(s.cfg.CertLifetime, pki.LeafLifetime))
 		next := time.Now().Add(every)
+		cas := caFiles(s.p)
 		for {
-			// Each minute the admin kubeconfig follows its certificate,
-			// which kasa certificate rotate may have renewed.
 			select {
 			case <-ctx.Done():
 				return nil
 			case <-time.After(min(every, time.Minute)):
 			}
+			if now := caFiles(s.p); now != cas {
+				log.Info("the CA files changed (kasa certificate rotate-ca): renewing every certificate they sign")
+				cas, next = now, time.Time{}
+			}
+			// Between checks the admin kubeconfig follows its certificate,
+			// which kasa certificate rotate may have renewed.
 			if time.Now().Before(next) {
 				if err := s.writeAdminKubeconfig(); err != nil {
 					log.Error("writing the admin kubeconfig failed", "err", err)
@@ -247,7 +270,27 @@ func (s *start) certRenewal() component.Component {
 	}}
 }
 
-// checkCerts is one check of certRenewal.
+// caFiles sums the server's CA files and their cross-certificates, to see
+// when a rotation changed them.
+func caFiles(p Paths) string {
+	h := sha256.New()
+	for _, name := range caNames {
+		for _, f := range []string{p.TLS(name + ".crt"), pki.CrossFile(p.TLS(name + ".crt"))} {
+			b, _ := os.ReadFile(f)
+			fmt.Fprintf(h, "%s:%d:", f, len(b))
+			h.Write(b)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// caNames are the server's CAs, by the name of their files in tls/.
+var caNames = []string{"ca", "client-ca", "kubelet-ca", "request-header-ca"}
+
+// checkCerts is one check of certRenewal. After a rotation of the CAs it
+// also gives the join endpoint the new ones, has the controller-manager
+// start again to publish the new server CA to every namespace, and writes
+// metrics-server's manifest with the new kubelet CA.
 func (s *start) checkCerts(ctx context.Context, log *slog.Logger, warnings *agent.ExpiryWarnings) {
 	now := s.now()
 	c, err := ensureCerts(s.cfg, s.p, now, log)
@@ -256,6 +299,9 @@ func (s *start) checkCerts(ctx context.Context, log *slog.Logger, warnings *agen
 	}
 	if err == nil {
 		err = s.writeAdminKubeconfig()
+	}
+	if err == nil {
+		err = s.takeCAs(c, log)
 	}
 	if err != nil {
 		log.Error("checking the certificates failed; the next check tries again", "err", err)
@@ -266,6 +312,30 @@ func (s *start) checkCerts(ctx context.Context, log *slog.Logger, warnings *agen
 		return
 	}
 	warnings.Check(ctx, infos, now)
+}
+
+// takeCAs makes the CAs of c the running server's.
+func (s *start) takeCAs(c *certs, log *slog.Logger) error {
+	old := s.certs
+	s.certs = c
+	if s.joins != nil {
+		s.joins.SetCAs(c.Server, c.Client, c.Kubelet)
+	}
+	if old == nil {
+		return nil
+	}
+	if !bytes.Equal(old.Server.CertPEM, c.Server.CertPEM) && s.kcmRestart != nil {
+		log.Info("the server CA changed: the controller-manager starts again to publish it as kube-root-ca.crt")
+		select {
+		case s.kcmRestart <- struct{}{}:
+		default:
+		}
+	}
+	if !bytes.Equal(old.KubeletBundle, c.KubeletBundle) {
+		log.Info("the kubelet CA changed: metrics-server's manifest trusts the new one")
+		return writeAddons(s.cfg, s.p, c)
+	}
+	return nil
 }
 
 // expiry is when the certificate in file expires, for logs.

@@ -20,6 +20,10 @@ import (
 type ControllerManager struct {
 	Args []string
 	Log  *slog.Logger
+	// Restart ends the running run, and the next reads its files again:
+	// upstream reads --root-ca-file, which it publishes to every
+	// namespace as the kube-root-ca.crt ConfigMap, only at its start.
+	Restart <-chan struct{}
 }
 
 var _ component.Component = (*ControllerManager)(nil)
@@ -37,7 +41,24 @@ func (c *ControllerManager) Run(ctx context.Context, ready func()) error {
 		if runs++; runs > 1 {
 			freeInformerName(kcmInformerName)
 		}
-		return c.runOnce(ctx, ready)
+		runCtx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		restarted := make(chan struct{})
+		go func() {
+			select {
+			case <-c.Restart:
+				close(restarted)
+				cancel()
+			case <-runCtx.Done():
+			}
+		}()
+		err := c.runOnce(runCtx, ready)
+		select {
+		case <-restarted:
+			return errRestarted
+		default:
+			return err
+		}
 	})
 }
 

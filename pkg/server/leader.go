@@ -15,6 +15,10 @@ import (
 // time, mostly because the datastore did not answer.
 var errLostLease = errors.New("lost its leader lease")
 
+// errRestarted is returned by a run that was ended to start again with
+// files that changed.
+var errRestarted = errors.New("restarted")
+
 // Back-off between runs of a component that lost its lease, doubled after
 // each failed run (a port still held by the last run, an API server not
 // answering yet) up to the most.
@@ -62,6 +66,8 @@ func keepLeading(ctx context.Context, log *slog.Logger, configzName string, read
 			return nil
 		case !wasReady:
 			return err
+		case errors.Is(err, errRestarted):
+			log.Info("starting again to read the files that changed", "after", wait)
 		case errors.Is(err, errLostLease):
 			failWait = rerunFirstWait
 			log.Warn("lost its leader lease (the datastore or the API server did not answer in time); standing for it again", "after", wait)

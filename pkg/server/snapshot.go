@@ -74,13 +74,18 @@ func TakeSnapshot(ctx context.Context, dataDir string, r SnapshotRequest) (strin
 }
 
 // restoreFiles are the server folder's files a restore puts back: those
-// every server of a cluster shares, and the kept ones it has.
+// every server of a cluster shares, and the kept ones it has (the tokens,
+// the encryption configuration, the CAs' cross-certificates).
 func restoreFiles(p Paths) (map[string][]byte, error) {
 	files, err := bootstrap.ReadFiles(p.Root, sharedFiles)
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range keptFiles {
+	kept := slices.Clone(keptFiles)
+	for _, ca := range caNames {
+		kept = append(kept, "tls/"+ca+"-cross.crt")
+	}
+	for _, name := range kept {
 		if b, err := os.ReadFile(filepath.Join(p.Root, name)); err == nil {
 			files[name] = b
 		} else if !errors.Is(err, os.ErrNotExist) {

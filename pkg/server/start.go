@@ -41,7 +41,7 @@ type start struct {
 	serverToken, agentToken token.Token
 	adminRC                 *rest.Config // from the admin kubeconfig
 	adminMu                 sync.Mutex
-	adminCert               []byte // the certificate in the admin kubeconfig people use
+	adminCert               []byte // the certificate and CA in the admin kubeconfig people use
 	kine                    *datastore.Kine
 	kv                      *datastore.KV // the bootstrap data's connection, until saved
 	firstServer             bool
@@ -50,6 +50,8 @@ type start struct {
 	encryptionShared        bool                   // the bootstrap data holds one
 	node                    *agent.Start
 	components              []component.Component
+	joins                   *joinserver.Handler // the join endpoint, whose CAs a rotation replaces
+	kcmRestart              chan struct{}       // has the controller-manager start again
 }
 
 // steps are the server's start-up steps, in order; without --disable-agent
@@ -219,6 +221,7 @@ func (s *start) controlPlane(context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.joins, s.kcmRestart = joins, make(chan struct{}, 1)
 	kine := s.kine
 	s.components = append(s.components,
 		kine,
@@ -229,13 +232,15 @@ func (s *start) controlPlane(context.Context) error {
 			Wrap:      joins.Wrap,
 		},
 		joinTokens(store, s.serverToken, s.agentToken, p, log),
-		&ControllerManager{Args: s.kcmArgs, Log: log.With("component", "kube-controller-manager")},
+		&ControllerManager{Args: s.kcmArgs, Log: log.With("component", "kube-controller-manager"), Restart: s.kcmRestart},
 		&Scheduler{Args: s.schedArgs, Log: log.With("component", "kube-scheduler")},
 		s.adminKubeconfig(),
 		s.certRenewal(),
 	)
 	if !s.shared() {
 		s.components = append(s.components, s.dbHealth())
+	} else {
+		s.components = append(s.components, s.bootstrapResealer())
 	}
 	return nil
 }
@@ -287,6 +292,12 @@ func (s *start) writeAdminKubeconfig() error {
 	if err != nil {
 		return err
 	}
+	ca, err := os.ReadFile(p.TLS("ca.crt"))
+	if err != nil {
+		return err
+	}
+	// The CA too: the end of a CA rotation changes it alone.
+	cert = append(cert, ca...)
 	if bytes.Equal(cert, s.adminCert) {
 		return nil
 	}

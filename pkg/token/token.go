@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"regexp"
@@ -75,10 +76,61 @@ func Parse(s string) (Token, error) {
 
 // CAHash is the hash a full token names for the CA certificate caPEM: the
 // hex sha256 of the certificate file's bytes, as the server's /cacerts
-// serves them. Every side of a join computes it here.
+// serves them. During a rotation of the CA the file holds the new CA and
+// then the old one; the hash is then the new CA's alone (its PEM block's),
+// which stays the hash once the rotation is finished. Every side of a
+// join computes it here.
 func CAHash(caPEM []byte) string {
+	blocks := caBlocks(caPEM)
+	if len(blocks) > 1 {
+		caPEM = blocks[0]
+	}
 	sum := sha256.Sum256(caPEM)
 	return hex.EncodeToString(sum[:])
+}
+
+// MatchesCA reports whether hash is the CA hash of caPEM or, during a
+// rotation, of one of its certificates: a token made before the rotation
+// names the old CA, and joins until the rotation is finished.
+func MatchesCA(hash string, caPEM []byte) bool {
+	if hash == CAHash(caPEM) {
+		return true
+	}
+	for _, b := range caBlocks(caPEM) {
+		if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) == hash {
+			return true
+		}
+	}
+	return false
+}
+
+// CACert returns the certificate of caPEM whose CA hash is hash (PEM),
+// or nil.
+func CACert(hash string, caPEM []byte) []byte {
+	if hash == CAHash(caPEM) && len(caBlocks(caPEM)) <= 1 {
+		return caPEM
+	}
+	for _, b := range caBlocks(caPEM) {
+		if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) == hash {
+			return b
+		}
+	}
+	return nil
+}
+
+// caBlocks are the certificates of caPEM, each in its PEM form.
+func caBlocks(caPEM []byte) [][]byte {
+	var out [][]byte
+	for {
+		var block *pem.Block
+		block, caPEM = pem.Decode(caPEM)
+		if block == nil {
+			return out
+		}
+		if block.Type == "CERTIFICATE" {
+			out = append(out, pem.EncodeToMemory(block))
+		}
+	}
 }
 
 // String is the full form when the CA hash is known, else the short form.

@@ -1,6 +1,7 @@
 package token
 
 import (
+	"encoding/pem"
 	"errors"
 	"strings"
 	"testing"
@@ -154,5 +155,36 @@ func TestCAHash(t *testing.T) {
 	tok, err := Parse("K10" + got + "::server:s3cret")
 	if err != nil || tok.CAHash != got {
 		t.Errorf("Parse of a token with the hash: %+v, %v", tok, err)
+	}
+}
+
+// TestCAHashRotation: during a rotation of the CA, the CA file holds the
+// new CA and the old one; its hash is the new CA's alone (what the token
+// names once the rotation is finished), and a token that names either
+// matches, as one that names neither does not.
+func TestCAHashRotation(t *testing.T) {
+	block := func(b byte) []byte {
+		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte{b, b, b}})
+	}
+	newCA, oldCA, stranger := block(1), block(2), block(3)
+	bundle := append(append([]byte{}, newCA...), oldCA...)
+	if CAHash(bundle) != CAHash(newCA) {
+		t.Error("the hash of a rotation's CA file is not the new CA's")
+	}
+	for _, tc := range []struct {
+		name string
+		ca   []byte
+		want bool
+	}{{"new", newCA, true}, {"old", oldCA, true}, {"stranger", stranger, false}} {
+		if got := MatchesCA(CAHash(tc.ca), bundle); got != tc.want {
+			t.Errorf("MatchesCA(%s) = %t", tc.name, got)
+		}
+		got := CACert(CAHash(tc.ca), bundle)
+		if (got != nil) != tc.want || (tc.want && string(got) != string(tc.ca)) {
+			t.Errorf("CACert(%s) = %q", tc.name, got)
+		}
+	}
+	if !MatchesCA(CAHash(newCA), newCA) || MatchesCA(CAHash(oldCA), newCA) {
+		t.Error("one CA: only its own hash matches")
 	}
 }

@@ -301,12 +301,180 @@ func TestE2EAgents(t *testing.T) {
 		}
 	})
 
+	// kasa certificate rotate-ca replaces the cluster's CAs while the
+	// agents run: they take the new CAs and certificates on their own, stay
+	// Ready, and --finish checks that each did before it drops the old CAs.
+	// The restore and the restart below then prove that every part
+	// reconnects with the new CAs alone.
+	t.Run("CAs rotated", func(t *testing.T) {
+		rotated := time.Now()
+		out := mustExec(t, cl.srv, "kasa", "certificate", "rotate-ca", "--data-dir", inHostDataDir)
+		if !strings.Contains(out, "the server issued its certificates under the new CAs") {
+			t.Fatalf("rotate-ca:\n%s", out)
+		}
+		bundle := mustExec(t, cl.srv, "cat", inHostDataDir+"/server/tls/ca.crt")
+		if n := strings.Count(bundle, "BEGIN CERTIFICATE"); n != 2 {
+			t.Fatalf("ca.crt holds %d certificates during the rotation", n)
+		}
+		// --finish refuses while an agent has not taken the new CAs; it
+		// may already have, so only the message is checked when it does.
+		if out, stderr, err := cl.srv.Exec(ctx, "kasa", "certificate", "rotate-ca", "--finish", "--data-dir", inHostDataDir); err != nil &&
+			!strings.Contains(stderr, "took the new CAs yet") && !strings.Contains(stderr, "has not published the new server CA") {
+			t.Errorf("an early --finish: %v\n%s%s", err, out, stderr)
+		}
+		for name, h := range cl.agents {
+			waitFor(t, 3*time.Minute, "agent "+name+" takes the new CAs", func() error {
+				if got := mustExec(t, h, "cat", inHostDataDir+"/agent/tls/ca.crt"); got != bundle {
+					return errors.New("its ca.crt is not the server's")
+				}
+				return nil
+			})
+		}
+		waitFor(t, 2*time.Minute, "rotate-ca --finish", func() error {
+			out, stderr, err := cl.srv.Exec(ctx, "kasa", "certificate", "rotate-ca", "--finish", "--data-dir", inHostDataDir)
+			if err != nil {
+				return fmt.Errorf("%w: %s%s", err, out, stderr)
+			}
+			return nil
+		})
+		finished := mustExec(t, cl.srv, "cat", inHostDataDir+"/server/tls/ca.crt")
+		for name, h := range cl.agents {
+			waitFor(t, 3*time.Minute, "agent "+name+" drops the old CAs", func() error {
+				if got := mustExec(t, h, "cat", inHostDataDir+"/agent/tls/ca.crt"); got != finished {
+					return errors.New("its ca.crt is not the server's")
+				}
+				return nil
+			})
+			j := h.Journal(ctx, "kasa-agent", 20000)
+			if strings.Count(j, "the cluster's CAs changed") < 2 {
+				t.Errorf("agent %s did not log both changes of the CAs", name)
+			}
+		}
+		for _, n := range []string{"srv", "ag1", "ag2"} {
+			waitFor(t, 2*time.Minute, "node "+n+" renews its lease after the rotation", func() error {
+				return harness.LeaseRenewedAfter(ctx, cl.c, n, rotated)
+			})
+		}
+		if err := nodesReady(ctx, cl.c, "srv", "ag1", "ag2"); err != nil {
+			t.Error(err)
+		}
+		// The API server reads its client CA file again (within a minute
+		// or so); then the old client CA is refused, and the API server
+		// still reaches each kubelet for kubectl exec.
+		pods, err := webPods(ctx, cl.c, 6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl.crossNode(ctx, pods)
+	})
+
+	// A snapshot taken while the agents run restores onto a fresh data dir
+	// of the server host (kasa killall, the data dir moved away: a new
+	// machine with the server's address), with the token: the same CAs and
+	// objects, what was written after the snapshot gone, the pods back,
+	// and the agents reconnected without joining again.
+	t.Run("snapshot restore", func(t *testing.T) {
+		out := mustExec(t, cl.srv, "kasa", "db", "snapshot", "save", "--name", "e2e", "--data-dir", inHostDataDir)
+		saved, _, _ := strings.Cut(strings.TrimSpace(out), " ")
+		if !strings.HasPrefix(saved, "/") {
+			t.Fatalf("snapshot save printed %q", out)
+		}
+		const file = "/root/e2e-snapshot"
+		mustExec(t, cl.srv, "cp", saved, file)
+		pods, err := webPods(ctx, cl.c, 6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "after-snapshot"}}
+		if _, err := cl.c.CoreV1().ConfigMaps("default").Create(ctx, after, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		joinState := map[string]string{}
+		for name, h := range cl.agents {
+			joinState[name] = mustExec(t, h, "cat", inHostDataDir+"/agent/etc/join.json")
+		}
+		ca := mustExec(t, cl.srv, "cat", inHostDataDir+"/server/tls/ca.crt")
+		tok := strings.TrimSpace(mustExec(t, cl.srv, "cat", inHostDataDir+"/server/token"))
+		mustExec(t, cl.srv, "systemctl", "stop", "kasa")
+		killallIn(t, cl.srv)
+		mustExec(t, cl.srv, "mv", inHostDataDir, inHostDataDir+".before-restore")
+		// The new machine gets the app's image archive, as the old one had.
+		mustExec(t, cl.srv, "mkdir", "-p", inHostDataDir+"/agent")
+		mustExec(t, cl.srv, "cp", "-a", inHostDataDir+".before-restore/agent/images", inHostDataDir+"/agent/")
+		restored := time.Now()
+		// The token goes in the service's environment file, never in its
+		// arguments.
+		installUnit(t, cl.srv, "kasa", []string{"server", "--data-dir", inHostDataDir, "--resolv-conf", hosts.PodResolvConf,
+			"--disable", "traefik", "--test-cert-lifetime", "10m", "--cluster-reset", "--cluster-reset-restore-path", file},
+			[]string{"KASA_TOKEN=" + tok})
+		mustExec(t, cl.srv, "systemctl", "start", "kasa")
+		waitFor(t, 4*time.Minute, "three nodes Ready after the restore", func() error {
+			return nodesReady(ctx, cl.c, "srv", "ag1", "ag2")
+		})
+		for _, name := range []string{"srv", "ag1", "ag2"} {
+			waitFor(t, 2*time.Minute, "node "+name+" renews its lease after the restore", func() error {
+				return harness.LeaseRenewedAfter(ctx, cl.c, name, restored)
+			})
+		}
+		t.Logf("all nodes back %s after the restore started", time.Since(restored).Round(100*time.Millisecond))
+		if got := mustExec(t, cl.srv, "cat", inHostDataDir+"/server/tls/ca.crt"); got != ca {
+			t.Error("the restored server has another CA")
+		}
+		if _, err := cl.c.CoreV1().ConfigMaps("default").Get(ctx, after.Name, metav1.GetOptions{}); err == nil {
+			t.Error("the ConfigMap written after the snapshot survived the restore")
+		}
+		for name, h := range cl.agents {
+			if got := mustExec(t, h, "cat", inHostDataDir+"/agent/etc/join.json"); got != joinState[name] {
+				t.Errorf("agent %s joined again", name)
+			}
+		}
+		var back []corev1.Pod
+		// The snapshot says Running; the server host's pods run only once
+		// its new kubelet started their containers again.
+		waitFor(t, 3*time.Minute, "the six web pods of the snapshot running", func() error {
+			var err error
+			if back, err = webPods(ctx, cl.c, 6); err != nil {
+				return err
+			}
+			for _, p := range back {
+				if p.Spec.NodeName != "srv" {
+					continue
+				}
+				for _, c := range p.Status.ContainerStatuses {
+					if c.State.Running == nil || c.State.Running.StartedAt.Time.Before(restored) {
+						return fmt.Errorf("pod %s on srv: container %s not started since the restore", p.Name, c.Name)
+					}
+				}
+			}
+			return nil
+		})
+		for i := range pods {
+			if pods[i].UID != back[i].UID {
+				t.Errorf("pod %s is not the snapshot's (uid %s -> %s)", pods[i].Name, pods[i].UID, back[i].UID)
+			}
+		}
+		cl.crossNode(ctx, back)
+		// Written after the restore: the restart below, with the same
+		// flags, must keep it (a second start restores nothing).
+		kept := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "after-restore"}}
+		if _, err := cl.c.CoreV1().ConfigMaps("default").Create(ctx, kept, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, cl.srv, "rm", "-rf", inHostDataDir+".before-restore")
+	})
+
 	// The server restarts under the running agents: they reconnect by
 	// themselves and the workloads keep running.
 	t.Run("server restart", func(t *testing.T) {
 		pods, err := webPods(ctx, cl.c, 6)
 		if err != nil {
 			t.Fatal(err)
+		}
+		// The agents' logs so far: the restore above was an outage too.
+		before := map[string][2]int{}
+		for name, h := range cl.agents {
+			j := h.Journal(ctx, "kasa-agent", 100000)
+			before[name] = [2]int{strings.Count(j, "no server answers"), strings.Count(j, "server answers again")}
 		}
 		mustExec(t, cl.srv, "systemctl", "stop", "kasa")
 		time.Sleep(10 * time.Second)
@@ -323,6 +491,9 @@ func TestE2EAgents(t *testing.T) {
 			})
 		}
 		t.Logf("all nodes Ready and renewing their leases %s after the server started again", time.Since(restarted).Round(100*time.Millisecond))
+		if _, err := cl.c.CoreV1().ConfigMaps("default").Get(ctx, "after-restore", metav1.GetOptions{}); err != nil {
+			t.Errorf("a restart with --cluster-reset still in the unit restored again: %v", err)
+		}
 		after, err := webPods(ctx, cl.c, 6)
 		if err != nil {
 			t.Fatal(err)
@@ -334,8 +505,8 @@ func TestE2EAgents(t *testing.T) {
 			}
 		}
 		for name, h := range cl.agents {
-			j := h.Journal(ctx, "kasa-agent", 5000)
-			down, up := strings.Count(j, "no server answers"), strings.Count(j, "server answers again")
+			j := h.Journal(ctx, "kasa-agent", 100000)
+			down, up := strings.Count(j, "no server answers")-before[name][0], strings.Count(j, "server answers again")-before[name][1]
 			if down < 1 || up < 1 || down > 2 || up > 2 {
 				t.Errorf("agent %s logged %d 'no server answers' and %d 'answers again' lines, want one of each per outage", name, down, up)
 			}

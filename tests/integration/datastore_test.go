@@ -370,3 +370,57 @@ func TestIntegrationDatastoreOutage(t *testing.T) {
 	}
 
 }
+
+// TestIntegrationSharedTokenRotation: kasa token rotate on one of two
+// servers that share a datastore seals the bootstrap data with the new
+// server token; that server starts again with it, and the other server,
+// down with the old token in its file and its environment, starts with the
+// old one and takes the new one. A rotated agent token does not stop a
+// start either (it is this server's, not the cluster's bootstrap data).
+func TestIntegrationSharedTokenRotation(t *testing.T) {
+	first, second, tok := twoServers(t, "--datastore-endpoint", startMariaDB(t))
+	if _, err := second.Stop(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"token", "rotate"}, {"token", "rotate", "--agent"}} {
+		out, code, err := first.Run(append(args, "--kubeconfig", first.Kubeconfig(), "--data-dir", first.DataDir)...)
+		if err != nil || code != 0 {
+			t.Fatalf("%v: exit %d, %v\n%s", args, code, err, out)
+		}
+	}
+	newTok, err := os.ReadFile(filepath.Join(first.DataDir, "server", "token"))
+	if err != nil || bytes.Equal(newTok, tok) {
+		t.Fatalf("the token file after kasa token rotate: %v", err)
+	}
+	if err := harness.Eventually(time.Minute, func() error {
+		if !strings.Contains(first.LogTail(100000), "the bootstrap data is sealed with the new one") {
+			return errors.New("the first server did not seal the bootstrap data again")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*harness.Server{first, second} {
+		if s == first {
+			if _, err := s.Stop(time.Minute); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WaitReady(readyTimeout); err != nil {
+			t.Fatalf("%s after the rotation: %v\n%s", s.DataDir, err, s.LogTail(30))
+		}
+	}
+	got, err := os.ReadFile(filepath.Join(second.DataDir, "server", "token"))
+	if err != nil || !bytes.Equal(got, newTok) {
+		t.Errorf("the second server did not take the new token: %v", err)
+	}
+	if !strings.Contains(second.LogTail(100000), "this server took the new one") {
+		t.Error("the second server did not say it took the new token")
+	}
+	if _, err := client(t, second).CoreV1().Namespaces().Get(context.Background(), "default", metav1.GetOptions{}); err != nil {
+		t.Error(err)
+	}
+}

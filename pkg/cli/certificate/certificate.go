@@ -4,6 +4,7 @@
 package certificate
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,12 +16,15 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kasa-io/kasa/pkg/agent"
 	"github.com/kasa-io/kasa/pkg/cli/output"
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/pkg/pki"
+	"github.com/kasa-io/kasa/pkg/server"
 )
 
 // NewCommand returns `kasa certificate`.
@@ -33,7 +37,7 @@ fewer than 90 days remain (checked daily); the components read the new files wit
 These commands run on the machine, as root, and find its data dir as kasa server and kasa agent do
 (--data-dir, else KASA_DATA_DIR, else data-dir in the config file).`,
 	}
-	cmd.AddCommand(checkCommand(), rotateCommand())
+	cmd.AddCommand(checkCommand(), rotateCommand(), rotateCACommand())
 	return cmd
 }
 
@@ -232,4 +236,104 @@ func renewFile(cas []*pki.CA, file string, now time.Time) error {
 		}
 	}
 	return fmt.Errorf("renew %s: none of this server's CAs signed it", file)
+}
+
+func rotateCACommand() *cobra.Command {
+	var finish, force bool
+	var wait time.Duration
+	var dataDir func() (string, error)
+	cmd := &cobra.Command{
+		Use:   "rotate-ca",
+		Short: "Replace the cluster's CAs with new ones, in two steps that keep every node working",
+		Long: `rotate-ca replaces the four CAs of a server (ca, client-ca, kubelet-ca, request-header-ca) in two
+steps; nothing restarts and no node joins again.
+
+1. kasa certificate rotate-ca makes new CAs. They sign from now on; the old ones stay trusted, and
+   each new CA, signed by its old one (a cross-certificate), follows every certificate it signs, so
+   that whatever still trusts only the old CAs keeps working. Within a minute the server issues its
+   certificates under the new CAs and the controller-manager publishes the new CA to the pods
+   (kube-root-ca.crt); each agent takes the new CAs and certificates within 5 minutes (kasa
+   certificate rotate on an agent does it now). The token files get the new CA's hash (the secrets
+   stay); tokens made before keep joining until step 2.
+2. kasa certificate rotate-ca --finish, once every node took the new CAs (it checks, and says which
+   have not), drops the old CAs: nothing kasa runs trusts them any more, and a certificate signed
+   with an old key is refused. Copy the admin kubeconfig again where you keep copies, and give new
+   nodes the new token.
+
+It runs on a server whose datastore is its own (SQLite), as root, while the server runs.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := dataDir()
+			if err != nil {
+				return err
+			}
+			d := datadir.New(dir).Server()
+			out := cmd.OutOrStdout()
+			if finish {
+				client, err := adminClient(d)
+				if err != nil {
+					return err
+				}
+				if err := server.FinishCARotation(cmd.Context(), d, client, force); err != nil {
+					return err
+				}
+				fmt.Fprintln(out, "finished the rotation: the old CAs are no longer trusted; the server and the agents take the CA files within 5 minutes")
+				return nil
+			}
+			if force {
+				return errors.New("--force goes with --finish")
+			}
+			if err := server.RotateCAs(d, time.Now()); err != nil {
+				return err
+			}
+			fmt.Fprintln(out, "made new CAs; the old ones stay trusted until kasa certificate rotate-ca --finish")
+			if err := waitIssued(cmd.Context(), d, wait); err != nil {
+				fmt.Fprintf(out, "%v: it issues them when it runs\n", err)
+			} else {
+				fmt.Fprintln(out, "the server issued its certificates under the new CAs")
+			}
+			if _, err := os.Stat(d.Token()); err == nil {
+				fmt.Fprintf(out, "the server token in %s names the new CA (its secret is unchanged)\n", d.Token())
+			}
+			fmt.Fprintln(out, "next: wait until every agent took the new CAs (within 5 minutes), then run kasa certificate rotate-ca --finish")
+			return nil
+		},
+	}
+	dataDir = config.BindDataDir(cmd.Flags(), os.LookupEnv)
+	cmd.Flags().BoolVar(&finish, "finish", false, "drop the old CAs, once every node took the new ones")
+	cmd.Flags().BoolVar(&force, "force", false, "with --finish: do not check that every node took the new CAs")
+	cmd.Flags().DurationVar(&wait, "wait", 2*time.Minute, "how long to wait for the running server to issue its certificates under the new CAs")
+	return cmd
+}
+
+// waitIssued waits until the API server's serving certificate is signed
+// by the first CA of ca.crt.
+func waitIssued(ctx context.Context, d datadir.Server, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		ca, err := pki.ReadCert(d.TLS("ca.crt"))
+		if err != nil {
+			return err
+		}
+		if cert, err := pki.ReadCert(d.TLS("serving-kube-apiserver.crt")); err == nil && cert.CheckSignatureFrom(ca) == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the server did not issue its certificates under the new CAs within %s (is it running?)", wait)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// adminClient is a client of the server's API with the admin kubeconfig.
+func adminClient(d datadir.Server) (kubernetes.Interface, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", d.Cred("admin.kubeconfig"))
+	if err != nil {
+		return nil, fmt.Errorf("the admin kubeconfig: %w (is this a server?)", err)
+	}
+	return kubernetes.NewForConfig(rc)
 }

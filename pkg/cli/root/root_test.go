@@ -37,7 +37,7 @@ func TestCommandTree(t *testing.T) {
 		"kasa token":           {"create", "delete", "list", "rotate"},
 		"kasa secrets-encrypt": {"rotate-keys", "status"},
 		"kasa db":              {"snapshot", "status"},
-		"kasa certificate":     {"check", "rotate"},
+		"kasa certificate":     {"check", "rotate", "rotate-ca"},
 		"kasa db snapshot":     {"delete", "list", "prune", "save"},
 	}
 	var walk func(c *cobra.Command)

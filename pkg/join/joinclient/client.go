@@ -40,44 +40,84 @@ const requestTimeout = 30 * time.Second
 // FetchCA reads the cluster CA from server (https://host:port) and checks
 // it against the token's hash. With a short token, which names no hash,
 // the CA is taken as found; pinned reports whether it was checked.
+//
+// During a rotation of the CA, /cacerts holds the new CA and the old one,
+// and the token may name either: the certificates are then read again
+// over TLS verified by the one the token names, so that the others too
+// come from the cluster's server.
 func FetchCA(ctx context.Context, server string, t token.Token) (caPEM []byte, pinned bool, err error) {
-	u, err := endpoint(server, join.CACertsPath)
-	if err != nil {
-		return nil, false, err
-	}
 	// The CA is what this request fetches, so nothing can verify the
 	// server yet: the hash in the token does, next.
-	c := &http.Client{Timeout: requestTimeout, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, //nolint:gosec // checked against the token's hash below
-	}}
-	defer c.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	body, err := fetchCA(ctx, server, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}) //nolint:gosec // checked against the token's hash below
 	if err != nil {
 		return nil, false, err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, false, unreachable(server, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, join.MaxBody))
-	if err != nil {
-		return nil, false, unreachable(server, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, false, fmt.Errorf("%s answered %s to %s: is it a kasa server?", server, resp.Status, join.CACertsPath)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(body) {
-		return nil, false, fmt.Errorf("%s sent no CA certificate: is it a kasa server?", server)
 	}
 	if t.CAHash == "" {
 		return body, false, nil
 	}
-	if got := token.CAHash(body); got != t.CAHash {
+	root := token.CACert(t.CAHash, body)
+	if root == nil {
+		got := token.CAHash(body)
 		return nil, false, fmt.Errorf("%w: %s shows a CA with hash %s, the token names %s; this is not the cluster the token is for (or something is in between), so the token's secret was not sent", ErrCAMismatch, server, got[:16]+"...", t.CAHash[:16]+"...")
 	}
-	return body, true, nil
+	if bytes.Equal(root, body) {
+		return body, true, nil
+	}
+	verified, err := FetchCAVerified(ctx, server, root)
+	if errors.Is(err, ErrUnreachable) {
+		return nil, false, err
+	}
+	if err == nil && !token.MatchesCA(t.CAHash, verified) {
+		err = errors.New("it showed other CAs over TLS")
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: %s shows the CA the token names, but its API server's certificate is not signed by it (%w); the token's secret was not sent", ErrCAMismatch, server, err)
+	}
+	return verified, true, nil
+}
+
+// FetchCAVerified reads the cluster CA from server over TLS verified by
+// caPEM: a node that trusts the cluster's CA learns so of its rotation.
+func FetchCAVerified(ctx context.Context, server string, caPEM []byte) ([]byte, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, errors.New("no CA certificate to verify the server with")
+	}
+	return fetchCA(ctx, server, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+}
+
+// fetchCA reads /cacerts from server with TLS configured by tc.
+func fetchCA(ctx context.Context, server string, tc *tls.Config) ([]byte, error) {
+	u, err := endpoint(server, join.CACertsPath)
+	if err != nil {
+		return nil, err
+	}
+	c := &http.Client{Timeout: requestTimeout, Transport: &http.Transport{TLSClientConfig: tc}}
+	defer c.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		var verr *tls.CertificateVerificationError
+		if errors.As(err, &verr) {
+			return nil, err
+		}
+		return nil, unreachable(server, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, join.MaxBody))
+	if err != nil {
+		return nil, unreachable(server, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s answered %s to %s: is it a kasa server?", server, resp.Status, join.CACertsPath)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(body) {
+		return nil, fmt.Errorf("%s sent no CA certificate: is it a kasa server?", server)
+	}
+	return body, nil
 }
 
 // Join posts req to server with the token's credentials, over TLS verified

@@ -38,3 +38,39 @@ func TestClientErrors(t *testing.T) {
 		t.Errorf("nothing listening: %v", err)
 	}
 }
+
+// TestFetchCARotation: during a rotation of the CAs, /cacerts shows the
+// new server CA and the old one, and the API server's certificate is the
+// new CA's with the cross-certificate: a token that names either CA gets
+// both, pinned. A server that shows the cluster's old CA beside a CA of its
+// own, with a certificate of its own, is refused before the secret goes.
+func TestFetchCARotation(t *testing.T) {
+	ctx := context.Background()
+	cas := jointest.NewCAs(t)
+	oldHash := token.CAHash(cas.Server.CertPEM)
+	rotated := cas.Rotate(t)
+	srv := jointest.Serve(t, jointest.NewHandler(rotated, jointest.NewStore(), slog.New(slog.DiscardHandler)), nil)
+	for name, hash := range map[string]string{"old": oldHash, "new": token.CAHash(rotated.Server.CertPEM)} {
+		got, pinned, err := FetchCA(ctx, srv.URL, token.Token{CAHash: hash, User: token.ServerUser, Secret: "s3cret"})
+		if err != nil || !pinned || !bytes.Equal(got, rotated.Server.CertPEM) {
+			t.Errorf("token of the %s CA: pinned %t, %v", name, pinned, err)
+		}
+	}
+	if got, err := FetchCAVerified(ctx, srv.URL, cas.Server.CertPEM); err != nil || !bytes.Equal(got, rotated.Server.CertPEM) {
+		t.Errorf("a node that trusts the old CA only: %v", err)
+	}
+
+	var logs bytes.Buffer
+	evil := jointest.NewCAs(t)
+	shown := *evil.Server
+	shown.CertPEM = append(append([]byte{}, evil.Server.CertPEM...), cas.Server.CertPEM...)
+	evil.Server = &shown
+	evilSrv := jointest.Serve(t, jointest.NewHandler(evil, jointest.NewStore(), slog.New(slog.NewTextHandler(&logs, nil))), nil)
+	_, _, err := FetchCA(ctx, evilSrv.URL, token.Token{CAHash: oldHash, User: token.ServerUser, Secret: "s3cret"})
+	if !errors.Is(err, ErrCAMismatch) || !strings.Contains(err.Error(), "was not sent") {
+		t.Errorf("a server that shows the cluster's CA beside its own: %v", err)
+	}
+	if _, err := FetchCAVerified(ctx, evilSrv.URL, cas.Server.CertPEM); err == nil {
+		t.Error("FetchCAVerified took a server that the CA did not sign")
+	}
+}

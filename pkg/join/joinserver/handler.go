@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -55,6 +56,9 @@ type Handler struct {
 	// Now is the clock for certificates; time.Now when nil.
 	Now func() time.Time
 
+	// caMu guards the CAs, which SetCAs replaces after a rotation.
+	caMu sync.RWMutex
+
 	// checks bounds the password hashing that unauthenticated requests
 	// can cause.
 	checks chan struct{}
@@ -79,13 +83,29 @@ func (h *Handler) Wrap(next http.Handler) http.Handler {
 	})
 }
 
+// SetCAs replaces the CAs the handler serves and signs with: the server's
+// certificate check calls it after kasa certificate rotate-ca.
+func (h *Handler) SetCAs(server, client, kubelet *pki.CA) {
+	h.caMu.Lock()
+	defer h.caMu.Unlock()
+	h.ServerCA, h.ClientCA, h.KubeletCA = server, client, kubelet
+}
+
+// cas returns the current CAs.
+func (h *Handler) cas() (server, client, kubelet *pki.CA) {
+	h.caMu.RLock()
+	defer h.caMu.RUnlock()
+	return h.ServerCA, h.ClientCA, h.KubeletCA
+}
+
 func (h *Handler) serveCACerts(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		refuse(w, http.StatusMethodNotAllowed, "use GET")
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-pem-file")
-	_, _ = w.Write(h.ServerCA.CertPEM)
+	serverCA, _, _ := h.cas()
+	_, _ = w.Write(serverCA.CertPEM)
 }
 
 func (h *Handler) serveJoin(w http.ResponseWriter, r *http.Request) {
@@ -228,8 +248,13 @@ func (h *Handler) nodeCertificate(chain []*x509.Certificate, node string) bool {
 	if leaf.Subject.CommonName != "system:node:"+node || !slices.Contains(leaf.Subject.Organization, "system:nodes") {
 		return false
 	}
+	// Every certificate of the client CA's file: during a rotation a node
+	// renews with a certificate of the CA being replaced.
+	_, clientCA, _ := h.cas()
 	roots := x509.NewCertPool()
-	roots.AddCert(h.ClientCA.Cert)
+	for _, c := range clientCA.Certs() {
+		roots.AddCert(c)
+	}
 	opts := x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
 	if h.Now != nil {
 		opts.CurrentTime = h.Now()
@@ -275,6 +300,7 @@ func (h *Handler) sign(req *join.Request) (*join.Response, error) {
 		now = h.Now()
 	}
 	resp := &join.Response{Certificates: map[string]string{}}
+	_, clientCA, kubeletCA := h.cas()
 	for _, l := range requestedCerts(req.NodeName, ips, req.Keys) {
 		name := join.CertName(l)
 		keyPEM, ok := req.Keys[name]
@@ -289,9 +315,9 @@ func (h *Handler) sign(req *join.Request) (*join.Response, error) {
 		if err != nil {
 			return nil, fmt.Errorf("public key for %s: %w", name, err)
 		}
-		ca := h.ClientCA
+		ca := clientCA
 		if l.Server {
-			ca = h.KubeletCA
+			ca = kubeletCA
 		}
 		crt, err := ca.Sign(pub, l, now)
 		if err != nil {
@@ -299,7 +325,7 @@ func (h *Handler) sign(req *join.Request) (*join.Response, error) {
 		}
 		resp.Certificates[name] = string(crt)
 	}
-	resp.ClientCA, resp.KubeletCA = string(h.ClientCA.CertPEM), string(h.KubeletCA.CertPEM)
+	resp.ClientCA, resp.KubeletCA = string(clientCA.CertPEM), string(kubeletCA.CertPEM)
 	return resp, nil
 }
 

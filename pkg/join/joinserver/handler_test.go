@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -357,5 +358,73 @@ func TestRenewDeletedNode(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "renewal of a deleted node") {
 		t.Errorf("the refusal is not logged:\n%s", logs)
+	}
+}
+
+// TestRenewDuringRotation: while the CAs are rotated, a node renews with
+// its certificate of the old client CA and gets certificates of the new
+// ones with the cross-certificate, and both CAs of each kind; once the
+// rotation is finished, a certificate of the old client CA renews nothing.
+func TestRenewDuringRotation(t *testing.T) {
+	ctx := context.Background()
+	s := jointest.NewStore()
+	if _, err := s.EnsureTokens(ctx, "server-secret", "agent-secret"); err != nil {
+		t.Fatal(err)
+	}
+	cas := jointest.NewCAs(t)
+	h := jointest.NewHandler(cas, s, slog.New(slog.DiscardHandler))
+	srv := jointest.Serve(t, h, nil)
+	tok := token.Token{CAHash: token.CAHash(cas.Server.CertPEM), User: token.AgentUser, Secret: "agent-secret"}
+	req, keys := jointest.Request(t, "r1")
+	resp, err := joinclient.Join(ctx, srv.URL, cas.Server.CertPEM, tok, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "r1"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	oldCert := kubeletCert(t, resp, keys)
+
+	rotated := cas.Rotate(t)
+	h.SetCAs(rotated.Server, rotated.Client, rotated.Kubelet)
+	resp, err = joinclient.Renew(ctx, srv.URL, cas.Server.CertPEM, oldCert, req)
+	if err != nil {
+		t.Fatalf("renewal with a certificate of the old client CA during the rotation: %v", err)
+	}
+	if resp.ClientCA != string(rotated.Client.CertPEM) || resp.KubeletCA != string(rotated.Kubelet.CertPEM) {
+		t.Error("the renewal does not give the CA files of the rotation")
+	}
+	for name, crt := range resp.Certificates {
+		chain, err := pki.ParseCerts([]byte(crt))
+		if err != nil || len(chain) != 2 {
+			t.Fatalf("%s: %d certificates, %v", name, len(chain), err)
+		}
+		ca := rotated.Client
+		if name == "serving-kubelet" {
+			ca = rotated.Kubelet
+		}
+		if chain[0].CheckSignatureFrom(ca.Cert) != nil || chain[1].CheckSignatureFrom(ca.Bundle[1]) != nil {
+			t.Errorf("%s is not the new CA's with the cross-certificate", name)
+		}
+	}
+	newCert := kubeletCert(t, resp, keys)
+
+	for _, name := range []string{"server", "client", "kubelet"} {
+		if err := pki.FinishRotation(filepath.Join(cas.Dir, name+"-ca.crt")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var finished [3]*pki.CA
+	for i, name := range []string{"server", "client", "kubelet"} {
+		if finished[i], err = pki.LoadCA(filepath.Join(cas.Dir, name+"-ca.crt"), filepath.Join(cas.Dir, name+"-ca.key"), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.SetCAs(finished[0], finished[1], finished[2])
+	if _, err := joinclient.Renew(ctx, srv.URL, cas.Server.CertPEM, oldCert, req); !errors.Is(err, joinclient.ErrRefused) || !strings.Contains(err.Error(), "client certificate was not accepted") {
+		t.Errorf("renewal with a certificate of the old client CA after the rotation: %v", err)
+	}
+	if _, err := joinclient.Renew(ctx, srv.URL, cas.Server.CertPEM, newCert, req); err != nil {
+		t.Errorf("renewal with a certificate of the new client CA after the rotation: %v", err)
 	}
 }

@@ -27,8 +27,14 @@ import (
 	"github.com/kasa-io/kasa/pkg/pki"
 )
 
-// CAs are a cluster's server, client and kubelet CAs.
-type CAs struct{ Server, Client, Kubelet *pki.CA }
+// CAs are a cluster's server, client and kubelet CAs, with their files in
+// Dir.
+type CAs struct {
+	Server, Client, Kubelet *pki.CA
+	Dir                     string
+}
+
+var caFiles = []string{"server", "client", "kubelet"}
 
 // NewCAs makes the three CAs of a test cluster.
 func NewCAs(t testing.TB) CAs {
@@ -36,14 +42,33 @@ func NewCAs(t testing.TB) CAs {
 	dir := t.TempDir()
 	now := time.Now()
 	var cas [3]*pki.CA
-	for i, name := range []string{"server", "client", "kubelet"} {
+	for i, name := range caFiles {
 		ca, err := pki.LoadOrCreateCA(filepath.Join(dir, name+"-ca.crt"), filepath.Join(dir, name+"-ca.key"), name+"-ca", pki.ECDSAP256, now)
 		if err != nil {
 			t.Fatal(err)
 		}
 		cas[i] = ca
 	}
-	return CAs{Server: cas[0], Client: cas[1], Kubelet: cas[2]}
+	return CAs{Server: cas[0], Client: cas[1], Kubelet: cas[2], Dir: dir}
+}
+
+// Rotate starts a rotation of the three CAs (pki.RotateCA) and returns
+// them as they then are.
+func (c CAs) Rotate(t testing.TB) CAs {
+	t.Helper()
+	var cas [3]*pki.CA
+	for i, name := range caFiles {
+		certFile, keyFile := filepath.Join(c.Dir, name+"-ca.crt"), filepath.Join(c.Dir, name+"-ca.key")
+		if _, err := pki.RotateCA(certFile, keyFile, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		ca, err := pki.LoadCA(certFile, keyFile, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cas[i] = ca
+	}
+	return CAs{Server: cas[0], Client: cas[1], Kubelet: cas[2], Dir: c.Dir}
 }
 
 // NewStore is a store over a fake cluster that holds objects (Nodes and
