@@ -225,6 +225,34 @@ func Reseal(ctx context.Context, kv ResealKV, oldSecret, newSecret string, token
 	return errors.New("the bootstrap data kept changing while it was sealed again; the next check tries again")
 }
 
+// Update changes the cluster's bootstrap data with change and seals it
+// again with secret; it tries again when another server wrote it in
+// between.
+func Update(ctx context.Context, kv ResealKV, secret string, change func(*Data)) error {
+	for range 5 {
+		blob, rev, ok, err := kv.GetRevision(ctx, Key)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errors.New("the datastore holds no bootstrap data")
+		}
+		d, err := Open(secret, blob)
+		if err != nil {
+			return err
+		}
+		change(&d)
+		next, err := Seal(secret, d)
+		if err != nil {
+			return err
+		}
+		if done, err := kv.Update(ctx, Key, next, rev); err != nil || done {
+			return err
+		}
+	}
+	return errors.New("the bootstrap data kept changing while it was written; try again")
+}
+
 // ReadFiles reads the named files of dir into a Data's Files.
 func ReadFiles(dir string, names []string) (map[string][]byte, error) {
 	files := make(map[string][]byte, len(names))
@@ -239,16 +267,18 @@ func ReadFiles(dir string, names []string) (map[string][]byte, error) {
 }
 
 // Install writes d's files into dir, 0600 (they hold keys), where they are
-// missing. A file that is there and differs is not replaced: the error
-// names it, since it belongs to another cluster (a server that was
-// started on its own before it was pointed at this datastore).
-func (d Data) Install(dir string) error {
+// missing. A file that is there and differs is not replaced, unless
+// replace says it may be (a CA that a rotation replaced): the error names
+// it, since it belongs to another cluster (a server that was started on
+// its own before it was pointed at this datastore).
+func (d Data) Install(dir string, replace func(name string, have []byte) bool) error {
 	for _, n := range slices.Sorted(maps.Keys(d.Files)) {
 		path := filepath.Join(dir, n)
 		have, err := os.ReadFile(path)
 		switch {
 		case err == nil && bytes.Equal(have, d.Files[n]):
 			continue
+		case err == nil && replace != nil && replace(n, have):
 		case err == nil:
 			return fmt.Errorf("%s is not the cluster's (the datastore holds another): this data dir belongs to another cluster; give this server a new --data-dir, or move the file away to take the cluster's", path)
 		case !errors.Is(err, os.ErrNotExist):

@@ -53,7 +53,7 @@ func TestSealOpen(t *testing.T) {
 func TestInstall(t *testing.T) {
 	dir := t.TempDir()
 	d := sample()
-	if err := d.Install(dir); err != nil {
+	if err := d.Install(dir, nil); err != nil {
 		t.Fatal(err)
 	}
 	st, err := os.Stat(filepath.Join(dir, "tls", "ca.key"))
@@ -62,13 +62,13 @@ func TestInstall(t *testing.T) {
 	}
 	// Installing again changes nothing; a file of another cluster is kept
 	// and named.
-	if err := d.Install(dir); err != nil {
+	if err := d.Install(dir, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "tls", "ca.crt"), []byte("OTHER"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err = d.Install(dir)
+	err = d.Install(dir, nil)
 	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "tls", "ca.crt")) {
 		t.Fatalf("a differing ca.crt: %v, want an error naming it", err)
 	}

@@ -163,7 +163,8 @@ func (s *start) loadBootstrap(ctx context.Context) error {
 			shared.Files[name] = b
 		}
 	}
-	if err := shared.Install(s.p.Root); err != nil {
+	// A CA that a rotation replaced while this server was down is taken.
+	if err := shared.Install(s.p.Root, replaceRotated(s.p.Root, d.Files)); err != nil {
 		return err
 	}
 	_, s.encryptionShared = d.Files[encryptionFile]
@@ -174,6 +175,16 @@ func (s *start) loadBootstrap(ctx context.Context) error {
 			continue
 		}
 		if err := fileutil.WriteFile(path, b, 0o600); err != nil {
+			return err
+		}
+	}
+	// The token files name the cluster's CA as it is now.
+	caPEM, err := os.ReadFile(s.p.TLS("ca.crt"))
+	if err != nil {
+		return err
+	}
+	for _, file := range []string{s.p.Token(), s.p.AgentToken()} {
+		if err := rehashToken(file, caPEM); err != nil {
 			return err
 		}
 	}

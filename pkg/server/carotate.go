@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -28,21 +30,34 @@ import (
 // the old one stays trusted, a cross-certificate follows what the new one
 // signs) and writes the token files with the new CA's hash (their secrets
 // stay). The running server issues its certificates under the new CAs
-// within a minute (certRenewal), and agents take the new CAs and
+// within 10 s (certRenewal), and agents take the new CAs and
 // certificates at their next check, within 5 minutes; tokens made before
 // keep joining until FinishCARotation.
+//
+// With several servers on one datastore, the running server puts the new
+// CA files into the cluster's bootstrap data, where every other server
+// takes them within 10 s (syncCAs).
 func RotateCAs(d datadir.Server, now time.Time) error {
 	if err := checkRotatable(d); err != nil {
 		return err
 	}
-	if f, err := caFileNot(d, false); err != nil {
+	if f, err := caFileNot(d, true); err != nil {
 		return err
-	} else if f != "" {
-		return fmt.Errorf("a rotation of the CAs is under way (%s holds two CAs): finish it with kasa certificate rotate-ca --finish first", f)
+	} else if f == "" {
+		return fmt.Errorf("a rotation of the CAs is under way (%s holds two CAs): finish it with kasa certificate rotate-ca --finish first", d.TLS("ca.crt"))
 	}
+	// A run that stopped half-way rotated some: the next one goes on with
+	// the others.
 	for _, name := range caNames {
+		rotating, err := pki.Rotating(d.TLS(name + ".crt"))
+		if err != nil {
+			return err
+		}
+		if rotating {
+			continue
+		}
 		if _, err := pki.RotateCA(d.TLS(name+".crt"), d.TLS(name+".key"), now); err != nil {
-			return fmt.Errorf("rotate %s: %w", d.TLS(name+".crt"), err)
+			return fmt.Errorf("rotate %s: %w (run rotate-ca again to go on)", d.TLS(name+".crt"), err)
 		}
 	}
 	caPEM, err := os.ReadFile(d.TLS("ca.crt"))
@@ -57,15 +72,60 @@ func RotateCAs(d datadir.Server, now time.Time) error {
 	return nil
 }
 
+// caFileNames are the CA files of a server folder, by path relative to
+// it: each CA's certificate and key, and its cross-certificate when it has
+// one.
+func caFileNames(root string) []string {
+	var out []string
+	for _, name := range caNames {
+		out = append(out, "tls/"+name+".crt", "tls/"+name+".key")
+		if _, err := os.Stat(filepath.Join(root, "tls", name+"-cross.crt")); err == nil {
+			out = append(out, "tls/"+name+"-cross.crt")
+		}
+	}
+	return out
+}
+
+// replaceRotated is the rule by which a server takes the cluster's CA
+// files over its own (bootstrap.Data.Install): a CA file that shares a
+// certificate with the one there (a rotation, started or finished), and
+// that CA's key and cross-certificate with it.
+func replaceRotated(root string, files map[string][]byte) func(name string, have []byte) bool {
+	return func(name string, have []byte) bool {
+		base, ok := strings.CutPrefix(name, "tls/")
+		if !ok {
+			return false
+		}
+		for _, ca := range caNames {
+			if base != ca+".crt" && base != ca+".key" && base != ca+"-cross.crt" {
+				continue
+			}
+			local, err := os.ReadFile(filepath.Join(root, "tls", ca+".crt"))
+			return err == nil && related(local, files["tls/"+ca+".crt"])
+		}
+		return false
+	}
+}
+
+// related reports whether two PEM bundles share a certificate.
+func related(a, b []byte) bool {
+	ca, errA := pki.ParseCerts(a)
+	cb, errB := pki.ParseCerts(b)
+	if errA != nil || errB != nil {
+		return false
+	}
+	for _, c := range ca {
+		if slices.ContainsFunc(cb, c.Equal) {
+			return true
+		}
+	}
+	return false
+}
+
 // checkRotatable refuses a data dir whose CAs rotate-ca cannot replace.
 func checkRotatable(d datadir.Server) error {
 	if _, err := os.Stat(d.TLS("ca.key")); errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("%s has no CA keys: kasa certificate rotate-ca runs on a server (give its --data-dir)", d.Root)
-	} else if err != nil {
-		return err
-	}
-	if _, err := os.Stat(d.SQLite()); errors.Is(err, os.ErrNotExist) {
-		return errors.New("this server keeps its cluster in an external datastore (--datastore-endpoint), where every server shares the CAs through the bootstrap data: rotate-ca replaces the CAs of a server with its own SQLite datastore only; nothing was changed")
 	} else if err != nil {
 		return err
 	}
@@ -99,6 +159,9 @@ func rehashToken(file string, caPEM []byte) error {
 	t, err := token.Parse(strings.TrimSpace(string(b)))
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
+	}
+	if t.CAHash == "" || t.CAHash == token.CAHash(caPEM) {
+		return nil
 	}
 	t.CAHash = token.CAHash(caPEM)
 	return fileutil.WriteFile(file, []byte(t.String()+"\n"), 0o600)
@@ -150,51 +213,76 @@ func checkRotated(ctx context.Context, d datadir.Server, c kubernetes.Interface)
 	}
 	var behind []string
 	for _, n := range nodes.Items {
-		if err := servesUnder(ctx, &n, kubeletCA); err != nil {
-			behind = append(behind, fmt.Sprintf("%s (%v)", n.Name, err))
+		addr, err := kubeletAddr(&n)
+		if err == nil {
+			err = servedUnder(ctx, addr, kubeletCA)
+		}
+		if err != nil {
+			behind = append(behind, fmt.Sprintf("node %s (%v)", n.Name, err))
+		}
+	}
+	// Every API server (servers that share a datastore take the new CAs
+	// from its bootstrap data).
+	eps, err := c.DiscoveryV1().EndpointSlices(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=kubernetes"})
+	if err != nil {
+		return fmt.Errorf("list the API servers: %w", err)
+	}
+	for _, es := range eps.Items {
+		for _, p := range es.Ports {
+			for _, e := range es.Endpoints {
+				for _, a := range e.Addresses {
+					if p.Port == nil {
+						continue
+					}
+					addr := net.JoinHostPort(a, strconv.Itoa(int(*p.Port)))
+					if err := servedUnder(ctx, addr, serverCA); err != nil {
+						behind = append(behind, fmt.Sprintf("API server %v", err))
+					}
+				}
+			}
 		}
 	}
 	if len(behind) > 0 {
-		return fmt.Errorf("not every node took the new CAs yet: %s. An agent takes them within 5 minutes of rotate-ca (kasa certificate rotate on it, now); run --finish again then, or add --force for a node that is gone for good (one that comes back must join again, with the new token). Nothing was changed", strings.Join(behind, "; "))
+		return fmt.Errorf("not every node and server took the new CAs yet: %s. An agent takes them within 5 minutes of rotate-ca (kasa certificate rotate on it, now), a server within 10 s; run --finish again then, or add --force for a node that is gone for good (one that comes back must join again, with the new token). Nothing was changed", strings.Join(behind, "; "))
 	}
 	cm, err := c.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
 	if err != nil {
 		return fmt.Errorf("read kube-root-ca.crt: %w", err)
 	}
 	if !hasCert([]byte(cm.Data["ca.crt"]), serverCA) {
-		return errors.New("the controller-manager has not published the new server CA to the pods yet (kube-root-ca.crt); it does within a minute of rotate-ca: run --finish again then. Nothing was changed")
+		return errors.New("the controller-manager has not published the new server CA to the pods yet (kube-root-ca.crt); it does within seconds of rotate-ca: run --finish again then. Nothing was changed")
 	}
 	return nil
 }
 
-// servesUnder checks that the kubelet of node serves a certificate that
-// ca signed.
-func servesUnder(ctx context.Context, node *corev1.Node, ca *x509.Certificate) error {
-	var addr string
-	for _, a := range node.Status.Addresses {
-		if a.Type == corev1.NodeInternalIP {
-			addr = a.Address
-			break
-		}
-	}
-	if addr == "" {
-		return errors.New("no InternalIP")
-	}
+// kubeletAddr is where the kubelet of node serves.
+func kubeletAddr(node *corev1.Node) (string, error) {
 	port := int(node.Status.DaemonEndpoints.KubeletEndpoint.Port)
 	if port == 0 {
 		port = 10250
 	}
+	for _, a := range node.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			return net.JoinHostPort(a.Address, strconv.Itoa(port)), nil
+		}
+	}
+	return "", errors.New("no InternalIP")
+}
+
+// servedUnder checks that what serves at addr (host:port) shows a
+// certificate that ca signed.
+func servedUnder(ctx context.Context, addr string, ca *x509.Certificate) error {
 	dialer := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second},
 		// Only the certificate is read, to see which CA signed it.
 		Config: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}} //nolint:gosec // nothing is sent
-	conn, err := dialer.DialContext(ctx, "tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
+	conn, err := dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return fmt.Errorf("its kubelet does not answer: %w", err)
+		return fmt.Errorf("%s does not answer: %w", addr, err)
 	}
 	defer conn.Close()
 	certs := conn.(*tls.Conn).ConnectionState().PeerCertificates
 	if len(certs) == 0 || certs[0].CheckSignatureFrom(ca) != nil {
-		return errors.New("its kubelet serves a certificate of the old kubelet CA")
+		return fmt.Errorf("%s serves a certificate of the old CA", addr)
 	}
 	return nil
 }

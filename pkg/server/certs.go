@@ -9,20 +9,27 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/kasa-io/kasa/pkg/agent"
-	"github.com/kasa-io/kasa/pkg/component"
-	"github.com/kasa-io/kasa/pkg/datadir"
-	"k8s.io/client-go/kubernetes"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kasa-io/kasa/pkg/agent"
+	"github.com/kasa-io/kasa/pkg/bootstrap"
+	"github.com/kasa-io/kasa/pkg/component"
 	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/datadir"
+	"github.com/kasa-io/kasa/pkg/datastore"
 	"github.com/kasa-io/kasa/pkg/fileutil"
 	"github.com/kasa-io/kasa/pkg/pki"
+	"github.com/kasa-io/kasa/pkg/token"
 )
 
 // Client identities of the control plane. Each gets a client certificate
@@ -231,9 +238,9 @@ func reservedNodeNames(cfg *config.Server) []string {
 // the kubelet its serving certificate), and the admin kubeconfig is written
 // again. Certificates and CAs near their expiry are warned about.
 //
-// Each minute it also looks at the CA files: when kasa certificate
-// rotate-ca changed them, it checks at once, so that every certificate the
-// new CAs sign is issued within a minute.
+// Every 10 s it also looks at the CA files (a few small reads): when kasa
+// certificate rotate-ca changed them, it checks at once, so that every
+// certificate the new CAs sign is issued within seconds.
 func (s *start) certRenewal() component.Component {
 	return component.Func{ComponentName: "certificates", RunFunc: func(ctx context.Context, ready func()) error {
 		ready()
@@ -246,11 +253,16 @@ func (s *start) certRenewal() component.Component {
 		every := pki.CheckEvery(cmp.Or(s.cfg.CertLifetime, pki.LeafLifetime))
 		next := time.Now().Add(every)
 		cas := caFiles(s.p)
+		sync := &caSync{s: s, log: log, local: cas}
+		defer sync.close()
 		for {
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(min(every, time.Minute)):
+			case <-time.After(min(every, filesEvery)):
+			}
+			if s.shared() {
+				sync.run(ctx)
 			}
 			if now := caFiles(s.p); now != cas {
 				log.Info("the CA files changed (kasa certificate rotate-ca): renewing every certificate they sign")
@@ -269,6 +281,115 @@ func (s *start) certRenewal() component.Component {
 		}
 	}}
 }
+
+// caSync keeps the CA files of servers that share a datastore the same:
+// a change of this server's (kasa certificate rotate-ca here) goes into
+// the cluster's bootstrap data, and a change there (rotate-ca on another
+// server) into this server's files, where certRenewal takes it. The data
+// is opened (PBKDF2, a tenth of a second) only when its revision moved.
+type caSync struct {
+	s     *start
+	log   *slog.Logger
+	kv    *datastore.KV
+	rev   int64  // the bootstrap data's revision at the last run
+	local string // caFiles at the last run
+}
+
+func (c *caSync) close() {
+	if c.kv != nil {
+		_ = c.kv.Close()
+	}
+}
+
+// run is one pass; failures are logged and the next pass tries again.
+func (c *caSync) run(ctx context.Context) {
+	if err := c.pass(ctx); err != nil {
+		c.log.Error("keeping the CA files the same as the other servers' failed; trying again", "err", err)
+	}
+}
+
+func (c *caSync) pass(ctx context.Context) error {
+	p := c.s.p
+	if c.kv == nil {
+		kv, err := datastore.NewKV(c.s.kine.Endpoints())
+		if err != nil {
+			return err
+		}
+		c.kv = kv
+	}
+	blob, rev, ok, err := c.kv.GetRevision(ctx, bootstrap.Key)
+	if err != nil || !ok {
+		return err
+	}
+	local := caFiles(p)
+	if rev == c.rev && local == c.local {
+		return nil
+	}
+	b, err := os.ReadFile(p.Token())
+	if err != nil {
+		return err
+	}
+	t, err := token.Parse(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.Token(), err)
+	}
+	d, err := bootstrap.Open(t.Secret, blob)
+	if err != nil {
+		return err
+	}
+	mine := map[string][]byte{}
+	for _, name := range caFileNames(p.Root) {
+		if mine[name], err = os.ReadFile(filepath.Join(p.Root, name)); err != nil {
+			return err
+		}
+	}
+	same := true
+	for name, b := range mine {
+		same = same && bytes.Equal(d.Files[name], b)
+	}
+	switch {
+	case same:
+	case local != c.local:
+		// Changed here since the last pass: the cluster takes this
+		// server's files.
+		if err := bootstrap.Update(ctx, c.kv, t.Secret, func(d *bootstrap.Data) { maps.Copy(d.Files, mine) }); err != nil {
+			return err
+		}
+		c.log.Info("the CA files changed on this server: the other servers take them from the datastore")
+	default:
+		// Changed on another server: this one takes the cluster's.
+		theirs := bootstrap.Data{Files: map[string][]byte{}}
+		for name, b := range d.Files {
+			if strings.HasPrefix(name, "tls/") && slices.ContainsFunc(caNames, func(ca string) bool {
+				return name == "tls/"+ca+".crt" || name == "tls/"+ca+".key" || name == "tls/"+ca+"-cross.crt"
+			}) {
+				theirs.Files[name] = b
+			}
+		}
+		if err := theirs.Install(p.Root, replaceRotated(p.Root, d.Files)); err != nil {
+			return err
+		}
+		caPEM, err := os.ReadFile(p.TLS("ca.crt"))
+		if err != nil {
+			return err
+		}
+		for _, file := range []string{p.Token(), p.AgentToken()} {
+			if err := rehashToken(file, caPEM); err != nil {
+				return err
+			}
+		}
+		c.log.Info("took the CA files that another server rotated, from the datastore")
+	}
+	if _, rev, _, err = c.kv.GetRevision(ctx, bootstrap.Key); err != nil {
+		return err
+	}
+	c.rev, c.local = rev, caFiles(p)
+	return nil
+}
+
+// filesEvery is how often certRenewal looks at the CA files and the admin
+// certificate between its checks.
+const filesEvery = 10 * time.Second
 
 // caFiles sums the server's CA files and their cross-certificates, to see
 // when a rotation changed them.

@@ -239,3 +239,54 @@ func TestEnsureCertsOneCA(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestReplaceRotated: a server takes the cluster's CA files over its own
+// only when they share a certificate with its own (a rotation started or
+// finished on another server), the CA's key and cross-certificate with
+// them; another cluster's CA, and any other file, it never takes.
+func TestReplaceRotated(t *testing.T) {
+	now := time.Now()
+	root := t.TempDir()
+	p := NewPaths(root)
+	if err := os.MkdirAll(p.TLS(""), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pki.LoadOrCreateCA(p.TLS("ca.crt"), p.TLS("ca.key"), "kasa-server-ca", pki.ECDSAP256, now); err != nil {
+		t.Fatal(err)
+	}
+	mine, _ := os.ReadFile(p.TLS("ca.crt"))
+	// The rotation, as another server made it: the same files, rotated.
+	other := t.TempDir()
+	for _, f := range []string{"ca.crt", "ca.key"} {
+		b, _ := os.ReadFile(p.TLS(f))
+		if err := os.WriteFile(other+"/"+f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pki.RotateCA(other+"/ca.crt", other+"/ca.key", now); err != nil {
+		t.Fatal(err)
+	}
+	rotated, _ := os.ReadFile(other + "/ca.crt")
+	stranger := t.TempDir()
+	if _, err := pki.LoadOrCreateCA(stranger+"/ca.crt", stranger+"/ca.key", "kasa-server-ca", pki.ECDSAP256, now); err != nil {
+		t.Fatal(err)
+	}
+	strangers, _ := os.ReadFile(stranger + "/ca.crt")
+	for _, tc := range []struct {
+		what  string
+		files map[string][]byte
+		name  string
+		want  bool
+	}{
+		{"the rotated CA", map[string][]byte{"tls/ca.crt": rotated}, "tls/ca.crt", true},
+		{"its key", map[string][]byte{"tls/ca.crt": rotated}, "tls/ca.key", true},
+		{"its cross-certificate", map[string][]byte{"tls/ca.crt": rotated}, "tls/ca-cross.crt", true},
+		{"another cluster's CA", map[string][]byte{"tls/ca.crt": strangers}, "tls/ca.crt", false},
+		{"another cluster's key", map[string][]byte{"tls/ca.crt": strangers}, "tls/ca.key", false},
+		{"a file that is not a CA's", map[string][]byte{"tls/ca.crt": rotated}, "tls/service-account.key", false},
+	} {
+		if got := replaceRotated(p.Root, tc.files)(tc.name, mine); got != tc.want {
+			t.Errorf("%s: replaced %t, want %t", tc.what, got, tc.want)
+		}
+	}
+}

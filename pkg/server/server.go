@@ -189,7 +189,7 @@ func ensureToken(file string, given config.Secret, ca *pki.CA) (t token.Token, i
 		return stored, ignored, err
 	}
 	// The first start: the given secret becomes the cluster's.
-	if want.CAHash != "" && want.CAHash != token.CAHash(ca.CertPEM) {
+	if want.CAHash != "" && !token.MatchesCA(want.CAHash, ca.CertPEM) {
 		return token.Token{}, false, errors.New("--token names a different cluster CA than this server's: give a secret of your own, or the token of this server's cluster")
 	}
 	secret := want.Secret
@@ -216,7 +216,7 @@ func keptToken(file, what string, want token.Token, ca *pki.CA) (stored token.To
 	if stored, err = token.Parse(string(data)); err != nil {
 		return token.Token{}, false, false, fmt.Errorf("%s %s: %w", what, file, err)
 	}
-	ignored = want.Secret != "" && (!token.Equal(want.Secret, stored.Secret) || (want.CAHash != "" && want.CAHash != token.CAHash(ca.CertPEM)))
+	ignored = want.Secret != "" && (!token.Equal(want.Secret, stored.Secret) || (want.CAHash != "" && !token.MatchesCA(want.CAHash, ca.CertPEM)))
 	return stored, ignored, true, nil
 }
 
@@ -238,7 +238,7 @@ func ensureAgentToken(file string, given config.Secret, ca *pki.CA) (t token.Tok
 	if stored, ignored, found, err := keptToken(file, "agent token", want, ca); err != nil || found || given == "" {
 		return stored, ignored, err
 	}
-	if want.CAHash != "" && want.CAHash != token.CAHash(ca.CertPEM) {
+	if want.CAHash != "" && !token.MatchesCA(want.CAHash, ca.CertPEM) {
 		return token.Token{}, false, errors.New("--agent-token names a different cluster CA than this server's")
 	}
 	t = token.Token{CAHash: token.CAHash(ca.CertPEM), User: token.AgentUser, Secret: want.Secret}

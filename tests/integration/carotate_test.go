@@ -8,6 +8,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -227,4 +228,130 @@ func forgeAdmin(t *testing.T, ca *pki.CA, url string) *rest.Config {
 	}
 	return &rest.Config{Host: url, TLSClientConfig: rest.TLSClientConfig{Insecure: true, CertData: certPEM,
 		KeyData: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})}}
+}
+
+// TestIntegrationSharedCARotation: with two servers on one datastore,
+// rotate-ca on the first puts the new CAs into the bootstrap data. The
+// second, down at the time, takes them at its start (a CA that shares a
+// certificate with its own replaces it; another cluster's would not), and
+// serves under them; --finish checks both API servers, and the second
+// takes the end of the rotation while it runs: then an admin certificate
+// forged with the old client CA's key is refused by both.
+func TestIntegrationSharedCARotation(t *testing.T) {
+	first, second, _ := twoServers(t, "--datastore-endpoint", startMariaDB(t))
+	ctx := context.Background()
+	tlsFile := func(s *harness.Server, name string) []byte {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(s.DataDir, "server/tls", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	keep := t.TempDir()
+	for _, f := range []string{"client-ca.crt", "client-ca.key"} {
+		if err := os.WriteFile(filepath.Join(keep, f), tlsFile(first, f), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldClientCA, err := pki.LoadCA(filepath.Join(keep, "client-ca.crt"), filepath.Join(keep, "client-ca.key"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := forgeAdmin(t, oldClientCA, first.URL())
+	forgedOn := func(s *harness.Server) *rest.Config {
+		rc := rest.CopyConfig(forged)
+		rc.Host = s.URL()
+		return rc
+	}
+	works := func(rc *rest.Config) error {
+		c, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			return err
+		}
+		_, err = c.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{})
+		return err
+	}
+
+	if _, err := second.Stop(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	out, code, err := first.Run("certificate", "rotate-ca", "--data-dir", first.DataDir)
+	if err != nil || code != 0 {
+		t.Fatalf("rotate-ca: exit %d, %v\n%s", code, err, out)
+	}
+	if err := harness.Eventually(time.Minute, func() error {
+		if !strings.Contains(first.LogTail(100000), "the other servers take them from the datastore") {
+			return errors.New("the first server did not put its new CAs into the datastore")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.WaitReady(readyTimeout); err != nil {
+		t.Fatalf("the second server after the rotation: %v\n%s", err, second.LogTail(30))
+	}
+	for _, name := range []string{"ca.crt", "ca.key", "client-ca.crt", "client-ca.key", "ca-cross.crt", "../token"} {
+		if !bytes.Equal(tlsFile(first, name), tlsFile(second, name)) {
+			t.Errorf("%s differs between the servers after the rotation", name)
+		}
+	}
+	newCA, err := pki.ReadCert(filepath.Join(first.DataDir, "server/tls/ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*harness.Server{first, second} {
+		if err := harness.Eventually(time.Minute, func() error {
+			conn, err := tls.Dial("tcp", strings.TrimPrefix(s.URL(), "https://"), &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // reads the served certificate
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			if conn.ConnectionState().PeerCertificates[0].CheckSignatureFrom(newCA) != nil {
+				return errors.New("serves a certificate of the old CA")
+			}
+			return nil
+		}); err != nil {
+			t.Errorf("%s: %v", s.DataDir, err)
+		}
+		if err := works(forgedOn(s)); err != nil {
+			t.Errorf("%s: a certificate of the old client CA during the rotation: %v", s.DataDir, err)
+		}
+	}
+
+	if err := harness.Eventually(2*time.Minute, func() error {
+		out, code, err := first.Run("certificate", "rotate-ca", "--finish", "--data-dir", first.DataDir)
+		if err != nil || code != 0 {
+			return fmt.Errorf("rotate-ca --finish: exit %d, %w\n%s", code, err, out)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := harness.Eventually(time.Minute, func() error {
+		if !bytes.Equal(tlsFile(first, "ca.crt"), tlsFile(second, "ca.crt")) {
+			return errors.New("the second server did not take the end of the rotation")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*harness.Server{first, second} {
+		if err := harness.Eventually(3*time.Minute, func() error {
+			if err := works(forgedOn(s)); err == nil {
+				return errors.New("a certificate of the old client CA is still accepted")
+			} else if !strings.Contains(err.Error(), "Unauthorized") {
+				return err
+			}
+			return nil
+		}); err != nil {
+			t.Errorf("%s after --finish: %v", s.DataDir, err)
+		}
+		if _, err := client(t, s).CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{}); err != nil {
+			t.Errorf("%s: its admin kubeconfig after --finish: %v", s.DataDir, err)
+		}
+	}
 }

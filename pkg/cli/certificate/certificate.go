@@ -250,7 +250,7 @@ steps; nothing restarts and no node joins again.
 
 1. kasa certificate rotate-ca makes new CAs. They sign from now on; the old ones stay trusted, and
    each new CA, signed by its old one (a cross-certificate), follows every certificate it signs, so
-   that whatever still trusts only the old CAs keeps working. Within a minute the server issues its
+   that whatever still trusts only the old CAs keeps working. Within seconds the server issues its
    certificates under the new CAs and the controller-manager publishes the new CA to the pods
    (kube-root-ca.crt); each agent takes the new CAs and certificates within 5 minutes (kasa
    certificate rotate on an agent does it now). The token files get the new CA's hash (the secrets
@@ -260,7 +260,8 @@ steps; nothing restarts and no node joins again.
    with an old key is refused. Copy the admin kubeconfig again where you keep copies, and give new
    nodes the new token.
 
-It runs on a server whose datastore is its own (SQLite), as root, while the server runs.`,
+It runs on a server, as root, while the server runs; with several servers on one datastore, on any
+one of them (the others take the new CAs from the datastore within 10 s).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir, err := dataDir()
