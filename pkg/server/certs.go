@@ -301,8 +301,11 @@ func (c *caSync) close() {
 	}
 }
 
-// run is one pass; failures are logged and the next pass tries again.
+// run is one pass; failures are logged and the next pass tries again. A
+// datastore that does not answer holds it up for 10 s at most.
 func (c *caSync) run(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	if err := c.pass(ctx); err != nil {
 		c.log.Error("keeping the CA files the same as the other servers' failed; trying again", "err", err)
 	}
