@@ -179,14 +179,8 @@ func (s *start) loadBootstrap(ctx context.Context) error {
 		}
 	}
 	// The token files name the cluster's CA as it is now.
-	caPEM, err := os.ReadFile(s.p.TLS("ca.crt"))
-	if err != nil {
+	if err := rehashTokens(s.p.Server); err != nil {
 		return err
-	}
-	for _, file := range []string{s.p.Token(), s.p.AgentToken()} {
-		if err := rehashToken(file, caPEM); err != nil {
-			return err
-		}
 	}
 	s.log.Info("joined the cluster of the datastore: its CAs and settings are this server's")
 	return nil

@@ -60,14 +60,8 @@ func RotateCAs(d datadir.Server, now time.Time) error {
 			return fmt.Errorf("rotate %s: %w (run rotate-ca again to go on)", d.TLS(name+".crt"), err)
 		}
 	}
-	caPEM, err := os.ReadFile(d.TLS("ca.crt"))
-	if err != nil {
+	if err := rehashTokens(d); err != nil {
 		return err
-	}
-	for _, file := range []string{d.Token(), d.AgentToken()} {
-		if err := rehashToken(file, caPEM); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -92,18 +86,12 @@ func caFileNames(root string) []string {
 // that CA's key and cross-certificate with it.
 func replaceRotated(root string, files map[string][]byte) func(name string, have []byte) bool {
 	return func(name string, have []byte) bool {
-		base, ok := strings.CutPrefix(name, "tls/")
-		if !ok {
+		if !isCAFile(name) {
 			return false
 		}
-		for _, ca := range caNames {
-			if base != ca+".crt" && base != ca+".key" && base != ca+"-cross.crt" {
-				continue
-			}
-			local, err := os.ReadFile(filepath.Join(root, "tls", ca+".crt"))
-			return err == nil && related(local, files["tls/"+ca+".crt"])
-		}
-		return false
+		ca := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, ".key"), ".crt"), "-cross") + ".crt"
+		local, err := os.ReadFile(filepath.Join(root, ca))
+		return err == nil && related(local, files[ca])
 	}
 }
 
@@ -145,6 +133,31 @@ func caFileNot(d datadir.Server, rotating bool) (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// rehashTokens writes the token files of d with the CA hash of its ca.crt.
+func rehashTokens(d datadir.Server) error {
+	caPEM, err := os.ReadFile(d.TLS("ca.crt"))
+	if err != nil {
+		return err
+	}
+	for _, file := range []string{d.Token(), d.AgentToken()} {
+		if err := rehashToken(file, caPEM); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// isCAFile reports whether name (relative to a server folder) is a CA's
+// certificate, key or cross-certificate.
+func isCAFile(name string) bool {
+	for _, ca := range caNames {
+		if name == "tls/"+ca+".crt" || name == "tls/"+ca+".key" || name == "tls/"+ca+"-cross.crt" {
+			return true
+		}
+	}
+	return false
 }
 
 // rehashToken writes the token file with the CA hash of caPEM; a file

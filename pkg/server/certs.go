@@ -363,23 +363,15 @@ func (c *caSync) pass(ctx context.Context) error {
 		// Changed on another server: this one takes the cluster's.
 		theirs := bootstrap.Data{Files: map[string][]byte{}}
 		for name, b := range d.Files {
-			if strings.HasPrefix(name, "tls/") && slices.ContainsFunc(caNames, func(ca string) bool {
-				return name == "tls/"+ca+".crt" || name == "tls/"+ca+".key" || name == "tls/"+ca+"-cross.crt"
-			}) {
+			if isCAFile(name) {
 				theirs.Files[name] = b
 			}
 		}
 		if err := theirs.Install(p.Root, replaceRotated(p.Root, d.Files)); err != nil {
 			return err
 		}
-		caPEM, err := os.ReadFile(p.TLS("ca.crt"))
-		if err != nil {
+		if err := rehashTokens(p.Server); err != nil {
 			return err
-		}
-		for _, file := range []string{p.Token(), p.AgentToken()} {
-			if err := rehashToken(file, caPEM); err != nil {
-				return err
-			}
 		}
 		c.log.Info("took the CA files that another server rotated, from the datastore")
 	}
