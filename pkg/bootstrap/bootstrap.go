@@ -187,48 +187,48 @@ type ResealKV interface {
 // nothing when the data is sealed with newSecret already (another server
 // did it).
 func Reseal(ctx context.Context, kv ResealKV, oldSecret, newSecret string, tokenFile []byte) error {
-	for range 5 {
-		blob, rev, ok, err := kv.GetRevision(ctx, Key)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return errors.New("the datastore holds no bootstrap data")
-		}
+	return update(ctx, kv, func(blob []byte) ([]byte, error) {
 		d, err := Open(oldSecret, blob)
 		if errors.Is(err, ErrWrongToken) {
 			if _, err := Open(newSecret, blob); err == nil {
-				return nil
+				return nil, nil
 			}
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		d.Files["token"] = tokenFile
 		previous, err := Seal(oldSecret, d)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		// The copy first: a server with the old token finds the new one
 		// as soon as the data is sealed with it.
 		if err := kv.Put(ctx, PreviousKey, previous); err != nil {
-			return err
+			return nil, err
 		}
-		next, err := Seal(newSecret, d)
-		if err != nil {
-			return err
-		}
-		if done, err := kv.Update(ctx, Key, next, rev); err != nil || done {
-			return err
-		}
-	}
-	return errors.New("the bootstrap data kept changing while it was sealed again; the next check tries again")
+		return Seal(newSecret, d)
+	})
 }
 
 // Update changes the cluster's bootstrap data with change and seals it
 // again with secret; it tries again when another server wrote it in
 // between.
 func Update(ctx context.Context, kv ResealKV, secret string, change func(*Data)) error {
+	return update(ctx, kv, func(blob []byte) ([]byte, error) {
+		d, err := Open(secret, blob)
+		if err != nil {
+			return nil, err
+		}
+		change(&d)
+		return Seal(secret, d)
+	})
+}
+
+// update replaces the bootstrap data with what next makes of it (nothing
+// when next returns nil), if no other write came in between; else it
+// tries again.
+func update(ctx context.Context, kv ResealKV, next func(blob []byte) ([]byte, error)) error {
 	for range 5 {
 		blob, rev, ok, err := kv.GetRevision(ctx, Key)
 		if err != nil {
@@ -237,20 +237,15 @@ func Update(ctx context.Context, kv ResealKV, secret string, change func(*Data))
 		if !ok {
 			return errors.New("the datastore holds no bootstrap data")
 		}
-		d, err := Open(secret, blob)
-		if err != nil {
+		value, err := next(blob)
+		if err != nil || value == nil {
 			return err
 		}
-		change(&d)
-		next, err := Seal(secret, d)
-		if err != nil {
-			return err
-		}
-		if done, err := kv.Update(ctx, Key, next, rev); err != nil || done {
+		if done, err := kv.Update(ctx, Key, value, rev); err != nil || done {
 			return err
 		}
 	}
-	return errors.New("the bootstrap data kept changing while it was written; try again")
+	return errors.New("the bootstrap data kept changing while it was written; the next try goes on")
 }
 
 // ReadFiles reads the named files of dir into a Data's Files.
