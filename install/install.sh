@@ -47,7 +47,7 @@ tab=$(printf '\t')
 # take no value.
 SECRET_FLAGS="--token=KASA_TOKEN -t=KASA_TOKEN --agent-token=KASA_AGENT_TOKEN --datastore-endpoint=KASA_DATASTORE_ENDPOINT"
 AGENT_SECRET_FLAGS="--token -t"
-BOOL_FLAGS="--cluster-reset --db-snapshot-compress --debug --disable-agent --disable-db-snapshots --disable-default-registry-endpoint --protect-kernel-defaults --secrets-encryption --help -h"
+BOOL_FLAGS="--cluster-reset --db-snapshot-compress --debug --disable-agent --disable-db-snapshots --disable-network-policy --disable-default-registry-endpoint --protect-kernel-defaults --secrets-encryption --help -h"
 
 # quote prints its argument in single quotes, for sh.
 quote() {

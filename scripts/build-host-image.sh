@@ -48,7 +48,7 @@ mirror=$(debian_mirror "$suite")
 # mariadb-server and postgresql: the external datastores of the tests with
 # several servers, each run on a host of its own (their services stay
 # disabled; a test starts the one it needs).
-packages=systemd,systemd-sysv,dbus,iproute2,iptables,openssh-server,sudo,ca-certificates,procps,iputils-ping,curl,mariadb-server,postgresql
+packages=systemd,systemd-sysv,dbus,iproute2,iptables,ipset,nftables,openssh-server,sudo,ca-certificates,procps,iputils-ping,curl,mariadb-server,postgresql
 work=build/host-image
 piddir=/run/kasa-test-hosts
 dockerd_log=/var/log/kasa-test-dockerd.log

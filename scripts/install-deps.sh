@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages kasa needs on a fresh machine of this kind:
-# iptables (kube-proxy, the kubelet and the CNI plugins call it); to build
+# iptables and ipset (kube-proxy, the kubelet, the CNI plugins and the network
+# policy controller call them); to build
 # runc for the bundle, libseccomp-dev; for the tests, zstd, mariadb-server
 # and postgresql (the databases that the datastore tests start themselves,
 # on loopback; the packages' own services are not needed). Safe to run again.
 set -euo pipefail
-want=(iptables libseccomp-dev zstd mariadb-server postgresql)
+want=(iptables ipset nftables libseccomp-dev zstd mariadb-server postgresql)
 missing=()
 for p in "${want[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -41,6 +41,9 @@ type Flannel struct {
 	ConfDir string // CNI configuration folder
 	IPAMDir string
 	Sysctl  func(path, value string) error
+	// PolicyNamespaces, when set, chains kasa-hold in the CNI
+	// configuration (see Conflist).
+	PolicyNamespaces string
 	// PodCIDR reports an error until the controller manager has given the
 	// node its pod CIDR, which flannel takes as its lease.
 	PodCIDR func(ctx context.Context) error
@@ -120,7 +123,7 @@ func (f *Flannel) Run(ctx context.Context, ready func()) error {
 		bn.Lease().Subnet, bn.Lease().IPv6Subnet, bn.MTU()); err != nil {
 		return err
 	}
-	conf, err := Conflist(bn.Lease().Subnet.String(), f.IPAMDir, bn.MTU())
+	conf, err := Conflist(bn.Lease().Subnet.String(), f.IPAMDir, bn.MTU(), f.PolicyNamespaces)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +30,7 @@ import (
 	"github.com/kasa-io/kasa/pkg/fileutil"
 	"github.com/kasa-io/kasa/pkg/join"
 	"github.com/kasa-io/kasa/pkg/kubeconfig"
+	"github.com/kasa-io/kasa/pkg/netguard"
 	"github.com/kasa-io/kasa/pkg/sysctl"
 )
 
@@ -131,7 +133,7 @@ func (s *Start) Steps() []component.Step {
 
 // checkHost stops the start on a failed host check and logs the warnings.
 func (s *Start) checkHost(context.Context) error {
-	host := checkconfig.Host{}
+	host := checkconfig.Host{NFTables: netguard.Available}
 	results := checkconfig.Run(host)
 	if err := checkconfig.Failed(results); err != nil {
 		return err
@@ -235,9 +237,32 @@ func (s *Start) containerd(context.Context) error {
 		Log:                 s.n.Log,
 		Output:              prefixed(os.Stderr, "containerd: "),
 	}
+	// kasa's own CNI plugin, a link to this binary.
+	s.ctrd.KasaCNIDir = run.CNIBin()
+	if err := linkPlugin(s.ctrd.KasaCNIDir, netguard.HoldPlugin); err != nil {
+		return err
+	}
 	var err error
 	s.proc, err = s.ctrd.Process()
 	return err
+}
+
+// linkPlugin makes dir/name a link to this binary, which acts as the CNI
+// plugin name when called so.
+func linkPlugin(dir, name string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, "."+name)
+	_ = os.Remove(tmp)
+	if err := os.Symlink(exe, tmp); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, name))
 }
 
 // registries writes containerd's registry hosts from --private-registry.
@@ -265,18 +290,25 @@ func (s *Start) Components() []component.Component {
 	if iface == "" {
 		iface = nodeIP.String()
 	}
+	// New pods of namespaces with a policy are held until their policies
+	// are in place, on kasa's own pod network.
+	policyNamespaces := ""
+	if !n.Cluster.DisableNetworkPolicy && n.Cluster.FlannelBackend != "none" {
+		policyNamespaces = datadir.MachineRun().PolicyNamespaces()
+	}
 	var network []component.Component
 	if n.Cluster.FlannelBackend != "none" {
 		network = append(network, &Flannel{
-			NodeName:    node,
-			Kubeconfig:  np.Kubeconfig("kubelet"),
-			ClusterCIDR: n.Cluster.ClusterCIDR,
-			Backend:     n.Cluster.FlannelBackend,
-			Iface:       iface,
-			RunDir:      datadir.MachineRun().Flannel(),
-			ConfDir:     s.ctrd.CNIConfDir,
-			IPAMDir:     np.CNINetworks(),
-			Sysctl:      sysctl.Write,
+			PolicyNamespaces: policyNamespaces,
+			NodeName:         node,
+			Kubeconfig:       np.Kubeconfig("kubelet"),
+			ClusterCIDR:      n.Cluster.ClusterCIDR,
+			Backend:          n.Cluster.FlannelBackend,
+			Iface:            iface,
+			RunDir:           datadir.MachineRun().Flannel(),
+			ConfDir:          s.ctrd.CNIConfDir,
+			IPAMDir:          np.CNINetworks(),
+			Sysctl:           sysctl.Write,
 			PodCIDR: func(ctx context.Context) error {
 				n, err := client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 				if err != nil {
@@ -335,12 +367,36 @@ func (s *Start) Components() []component.Component {
 			Args:        a.KubeProxyArgs,
 		},
 	}
+	guard := &netguard.Guard{ServiceCIDR: mustPrefix(n.Cluster.ServiceCIDR), Hold: policyNamespaces != "",
+		Log: n.Log.With("component", "network-guard")}
+	if n.Cluster.FlannelBackend != "none" {
+		guard.ClusterCIDR = mustPrefix(n.Cluster.ClusterCIDR)
+	}
+	network = append(network, guard)
+	if !n.Cluster.DisableNetworkPolicy {
+		network = append(network, &NetworkPolicy{
+			NodeName:         node,
+			Kubeconfig:       np.Kubeconfig("kube-proxy"),
+			ServiceCIDR:      n.Cluster.ServiceCIDR,
+			NodePortRange:    cmp.Or(n.Cluster.NodePortRange, config.DefaultNodePortRange),
+			PolicyNamespaces: policyNamespaces,
+			Log:              n.Log.With("component", "network-policy"),
+		})
+	}
 	if s.storage != "" {
 		components = append(components, &LocalPath{NodeName: node, Dir: s.storage, Client: client})
 	}
-	// The pod network comes after the kubelet (which registers the node that
-	// flannel leases for) and before kube-proxy.
+	// The pod network, its guard and the policies come after the kubelet
+	// (which registers the node that flannel leases for) and before
+	// kube-proxy.
 	return slices.Insert(components, 3, network...)
+}
+
+// mustPrefix parses a network of the cluster's settings, which the server
+// validated; an invalid one is the zero Prefix.
+func mustPrefix(s string) netip.Prefix {
+	p, _ := netip.ParsePrefix(s)
+	return p.Masked()
 }
 
 func clientFor(kubeconfig string) (kubernetes.Interface, error) {

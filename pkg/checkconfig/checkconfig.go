@@ -46,6 +46,9 @@ type Host struct {
 	LookPath func(string) (string, error)
 	// Ports are TCP ports that must be free.
 	Ports []int
+	// NFTables, when set, lists this host's nftables tables: the check that
+	// the kernel has nf_tables (the cluster network's guard needs it).
+	NFTables func() error
 }
 
 func (h Host) path(p string) string { return filepath.Join(h.Root, p) }
@@ -74,6 +77,15 @@ func Run(h Host) []Result {
 	out = append(out, h.cgroups())
 	out = append(out, h.program("iptables", "iptables (kube-proxy, the kubelet, the CNI plugins)",
 		"install it: apt-get install iptables"))
+	out = append(out, h.sysctlDir("net/netfilter", "conntrack (kube-proxy, network policy)",
+		"load the nf_conntrack kernel module (modprobe nf_conntrack)"))
+	out = append(out, h.warnOnly(h.present("/sys/module/ip_set", "ip_set (network policy)",
+		"load the ip_set kernel module (modprobe ip_set), or start the servers with --disable-network-policy")))
+	out = append(out, h.warnOnly(h.program("ipset", "ipset (network policy)",
+		"install it: apt-get install ipset, or start the servers with --disable-network-policy")))
+	if h.NFTables != nil {
+		out = append(out, h.nftables())
+	}
 	out = append(out, h.swap())
 	out = append(out, h.ports()...)
 	return out
@@ -119,10 +131,15 @@ func (h Host) filesystem(fs, name, fix string) Result {
 }
 
 func (h Host) sysctlDir(dir, name, fix string) Result {
-	if h.exists(filepath.Join("/proc/sys", dir)) {
+	return h.present(filepath.Join("/proc/sys", dir), name, fix)
+}
+
+// present fails unless the path p exists.
+func (h Host) present(p, name, fix string) Result {
+	if h.exists(p) {
 		return Result{Name: name, Level: OK, Detail: "available"}
 	}
-	return Result{Name: name, Level: Fail, Detail: "/proc/sys/" + dir + " does not exist", Fix: fix}
+	return Result{Name: name, Level: Fail, Detail: p + " does not exist", Fix: fix}
 }
 
 // CgroupV1 reports whether the host has cgroup v1 (no unified hierarchy at
@@ -164,6 +181,23 @@ func (h Host) program(prog, name, fix string) Result {
 		return Result{Name: name, Level: Fail, Detail: prog + " is not installed", Fix: fix}
 	}
 	return Result{Name: name, Level: OK, Detail: p}
+}
+
+// warnOnly makes a failure of r a warning: what it checks is needed by a
+// part that can be turned off.
+func (h Host) warnOnly(r Result) Result {
+	if r.Level == Fail {
+		r.Level = Warn
+	}
+	return r
+}
+
+func (h Host) nftables() Result {
+	name := "nf_tables (the cluster network's guard)"
+	if err := h.NFTables(); err != nil {
+		return Result{Name: name, Level: Fail, Detail: err.Error(), Fix: "use a kernel with CONFIG_NF_TABLES, CONFIG_NFT_REJECT and CONFIG_NFT_COUNTER"}
+	}
+	return Result{Name: name, Level: OK, Detail: "available"}
 }
 
 func (h Host) swap() Result {

@@ -34,10 +34,17 @@ const noSwap = "Filename\tType\tSize\tUsed\tPriority\n"
 
 func TestHealthyHost(t *testing.T) {
 	h := fakeHost(t, "nodev\tsysfs\nnodev\toverlay\n", noSwap, "/proc/sys/net/bridge", "/proc/sys/net/ipv4",
+		"/proc/sys/net/netfilter", "/sys/module/ip_set",
 		"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/devices")
+	h.NFTables = func() error { return nil }
 	res := Run(h)
 	if err := Failed(res); err != nil {
 		t.Fatalf("a healthy host failed: %v", err)
+	}
+	for _, r := range res {
+		if r.Level != OK && r.Name != "cgroups" {
+			t.Errorf("a healthy host: %+v", r)
+		}
 	}
 	var cg Result
 	for _, r := range res {
@@ -58,13 +65,23 @@ func TestMissingFeatures(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.LookPath = func(string) (string, error) { return "", errors.New("not found") }
-	err := Failed(Run(h))
+	h.NFTables = func() error { return errors.New("protocol not supported") }
+	res := Run(h)
+	err := Failed(res)
 	if err == nil {
 		t.Fatal("a broken host passed")
 	}
-	for _, want := range []string{"overlay", "modprobe br_netfilter", "memory, pids", "apt-get install iptables", "swapoff"} {
+	for _, want := range []string{"overlay", "modprobe br_netfilter", "memory, pids", "apt-get install iptables", "swapoff",
+		"modprobe nf_conntrack", "CONFIG_NF_TABLES"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	// What only the network policy needs warns: --disable-network-policy
+	// runs without it.
+	for _, r := range res {
+		if strings.HasSuffix(r.Name, "(network policy)") && (r.Level != Warn || !strings.Contains(r.Fix, "--disable-network-policy")) {
+			t.Errorf("%+v, want a warning naming --disable-network-policy", r)
 		}
 	}
 }

@@ -72,6 +72,7 @@ type ServerOptions struct {
 	WriteKubeconfig      string
 	WriteKubeconfigMode  string
 	DisableAgent         bool
+	DisableNetworkPolicy bool
 	Disable              []string
 	Debug                bool
 	Verbosity            int
@@ -129,6 +130,7 @@ func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.WriteKubeconfigMode, "write-kubeconfig-mode", DefaultKubeconfigMode, "file mode of the admin kubeconfig, in octal")
 	EnvAlias(fs, "write-kubeconfig-mode", "KASA_KUBECONFIG_MODE")
 	fs.BoolVar(&o.DisableAgent, "disable-agent", false, "run the control plane only, without a node")
+	fs.BoolVar(&o.DisableNetworkPolicy, "disable-network-policy", false, "enforce no NetworkPolicy on any node (they are enforced by default)")
 	fs.StringSliceVar(&o.Disable, "disable", nil, "packaged components not to deploy: "+addons.Names())
 	fs.BoolVar(&o.Debug, "debug", false, "log at debug level")
 	fs.IntVarP(&o.Verbosity, "v", "v", 0, "log verbosity of the Kubernetes components")
@@ -176,9 +178,11 @@ type Server struct {
 	WriteKubeconfig     string
 	WriteKubeconfigMode os.FileMode
 	DisableAgent        bool
-	Disable             addons.Set
-	Debug               bool
-	Verbosity           int
+	// DisableNetworkPolicy: no node enforces NetworkPolicies.
+	DisableNetworkPolicy bool
+	Disable              addons.Set
+	Debug                bool
+	Verbosity            int
 	// Agent is this machine's node; nil with --disable-agent.
 	Agent *Agent
 }
@@ -230,16 +234,17 @@ type Host struct {
 // names the setting at fault and what a valid value looks like.
 func (o *ServerOptions) Complete(h Host) (*Server, error) {
 	s := &Server{
-		HTTPSPort:      o.HTTPSPort,
-		TLSSANs:        o.TLSSANs,
-		ClusterDomain:  o.ClusterDomain,
-		NodePortRange:  o.NodePortRange,
-		APIServerArgs:  o.APIServerArgs,
-		ControllerArgs: o.ControllerManagerArg,
-		SchedulerArgs:  o.SchedulerArgs,
-		DisableAgent:   o.DisableAgent,
-		Debug:          o.Debug,
-		Verbosity:      o.Verbosity,
+		HTTPSPort:            o.HTTPSPort,
+		TLSSANs:              o.TLSSANs,
+		ClusterDomain:        o.ClusterDomain,
+		NodePortRange:        o.NodePortRange,
+		APIServerArgs:        o.APIServerArgs,
+		ControllerArgs:       o.ControllerManagerArg,
+		SchedulerArgs:        o.SchedulerArgs,
+		DisableAgent:         o.DisableAgent,
+		DisableNetworkPolicy: o.DisableNetworkPolicy,
+		Debug:                o.Debug,
+		Verbosity:            o.Verbosity,
 		Datastore: Datastore{
 			Endpoint: Secret(o.DatastoreEndpoint),
 			CAFile:   o.DatastoreCAFile,

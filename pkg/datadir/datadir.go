@@ -192,6 +192,13 @@ func (r Run) ContainerdSocket() string { return r.join("containerd", "containerd
 // Flannel is flannel's folder: net-conf.json and subnet.env.
 func (r Run) Flannel() string { return r.join("flannel") }
 
+// PolicyNamespaces lists the namespaces that have a NetworkPolicy, one
+// per line, for the CNI plugin kasa-hold.
+func (r Run) PolicyNamespaces() string { return r.join("netpol", "namespaces") }
+
+// CNIBin holds the CNI plugins of kasa's own binary (links to it).
+func (r Run) CNIBin() string { return r.join("cni-bin") }
+
 func join(root string, elem []string) string {
 	return filepath.Join(append([]string{root}, elem...)...)
 }

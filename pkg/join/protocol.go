@@ -72,6 +72,11 @@ type Cluster struct {
 	ClusterDomain  string `json:"clusterDomain"`
 	FlannelBackend string `json:"flannelBackend"`
 	LocalStorage   bool   `json:"localStorage"`
+	// NodePortRange is the NodePort services' ports (low-high); a server
+	// of an earlier kasa sends none, meaning the default.
+	NodePortRange string `json:"nodePortRange,omitempty"`
+	// DisableNetworkPolicy: the nodes do not enforce NetworkPolicies.
+	DisableNetworkPolicy bool `json:"disableNetworkPolicy,omitempty"`
 }
 
 // Refusal is the body of a refused join: a message for the operator.

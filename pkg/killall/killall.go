@@ -2,8 +2,10 @@
 // undoes what it changed outside its data dir, leaving the data in place:
 // kasa's processes, containerd, the shims and every pod's processes; the
 // mounts; the pod network's interfaces; the iptables chains and rules of
-// Kubernetes, flannel and the CNI plugins; the kubelet's cgroups; and the
-// kernel settings kasa changed, restored to what they were.
+// Kubernetes, flannel, the CNI plugins and the network policy controller,
+// and its ipsets; the cluster network's guard (nftables table and route);
+// the kubelet's cgroups; and the kernel settings kasa changed, restored to
+// what they were.
 package killall
 
 import (
@@ -24,6 +26,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/kasa-io/kasa/pkg/datadir"
+	"github.com/kasa-io/kasa/pkg/netguard"
 	"github.com/kasa-io/kasa/pkg/sysctl"
 )
 
@@ -55,6 +58,8 @@ func Run(o Options) error {
 	step("unmount", unmountAll(o))
 	step("network interfaces", deleteInterfaces())
 	step("iptables", cleanIptables())
+	step("ipsets", destroyIPSets())
+	step("network guard", netguard.Remove())
 	step("cgroups", removeCgroups())
 	step("kernel settings", sysctl.Restore(layout.Agent().SysctlsBefore(), sysctl.Write))
 	step("run dir", os.RemoveAll(o.RunDir))
@@ -382,6 +387,36 @@ func cleanIptables() error {
 			for _, t := range empty {
 				_ = exec.Command("nft", "delete", "table", family.nft, t).Run()
 			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// OurIPSet reports whether an ipset is the network policy controller's
+// (kube-router names its sets KUBE-SRC-, KUBE-DST-, with inet6: before
+// them for IPv6).
+func OurIPSet(name string) bool {
+	name = strings.TrimPrefix(name, "inet6:")
+	return strings.HasPrefix(name, "KUBE-SRC-") || strings.HasPrefix(name, "KUBE-DST-")
+}
+
+// destroyIPSets destroys the network policy controller's ipsets; the
+// iptables rules that used them must be gone first.
+func destroyIPSets() error {
+	if _, err := exec.LookPath("ipset"); err != nil {
+		return nil
+	}
+	out, err := exec.Command("ipset", "list", "-n").Output()
+	if err != nil {
+		return fmt.Errorf("ipset list: %w", err)
+	}
+	var errs []error
+	for _, name := range strings.Fields(string(out)) {
+		if !OurIPSet(name) {
+			continue
+		}
+		if b, err := exec.Command("ipset", "destroy", name).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("ipset destroy %s: %w: %s", name, err, bytes.TrimSpace(b)))
 		}
 	}
 	return errors.Join(errs...)

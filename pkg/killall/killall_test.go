@@ -52,3 +52,14 @@ func TestUnescape(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+func TestOurIPSet(t *testing.T) {
+	for name, want := range map[string]bool{
+		"KUBE-SRC-ABCDEF": true, "KUBE-DST-ABCDEF": true, "inet6:KUBE-DST-ABCDEF": true,
+		"KUBE-CLUSTER-IP": false, "docker-ips": false, "kube-router-pod-subnets": false,
+	} {
+		if OurIPSet(name) != want {
+			t.Errorf("OurIPSet(%q) = %v", name, !want)
+		}
+	}
+}

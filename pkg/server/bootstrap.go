@@ -44,12 +44,13 @@ func sharedSettings(cfg *config.Server) map[string]string {
 		names[i] = string(a)
 	}
 	return map[string]string{
-		"cluster-cidr":    cfg.ClusterCIDR.String(),
-		"service-cidr":    cfg.ServiceCIDR.String(),
-		"cluster-dns":     cfg.ClusterDNS.String(),
-		"cluster-domain":  cfg.ClusterDomain,
-		"flannel-backend": cfg.FlannelBackend,
-		"disable":         strings.Join(names, ","),
+		"cluster-cidr":           cfg.ClusterCIDR.String(),
+		"service-cidr":           cfg.ServiceCIDR.String(),
+		"cluster-dns":            cfg.ClusterDNS.String(),
+		"cluster-domain":         cfg.ClusterDomain,
+		"flannel-backend":        cfg.FlannelBackend,
+		"disable":                strings.Join(names, ","),
+		"disable-network-policy": strconv.FormatBool(cfg.DisableNetworkPolicy),
 		// Every server writes Secrets as the others read them.
 		"secrets-encryption":          strconv.FormatBool(cfg.SecretsEncryption),
 		"secrets-encryption-provider": cfg.SecretsProvider,

@@ -11,11 +11,13 @@ import (
 // agents, and this server's own node runs with the same value.
 func clusterSettings(cfg *config.Server) join.Cluster {
 	return join.Cluster{
-		ClusterCIDR:    cfg.ClusterCIDR.String(),
-		ServiceCIDR:    cfg.ServiceCIDR.String(),
-		ClusterDNS:     cfg.ClusterDNS.String(),
-		ClusterDomain:  cfg.ClusterDomain,
-		FlannelBackend: cfg.FlannelBackend,
-		LocalStorage:   !cfg.Disable.Has(addons.LocalStorage),
+		ClusterCIDR:          cfg.ClusterCIDR.String(),
+		ServiceCIDR:          cfg.ServiceCIDR.String(),
+		ClusterDNS:           cfg.ClusterDNS.String(),
+		ClusterDomain:        cfg.ClusterDomain,
+		FlannelBackend:       cfg.FlannelBackend,
+		LocalStorage:         !cfg.Disable.Has(addons.LocalStorage),
+		NodePortRange:        cfg.NodePortRange,
+		DisableNetworkPolicy: cfg.DisableNetworkPolicy,
 	}
 }

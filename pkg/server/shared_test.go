@@ -19,7 +19,7 @@ func TestSharedSettings(t *testing.T) {
 	(&config.ServerOptions{}).AddFlags(fs)
 	got := sharedSettings(serverConfig(t, "--cluster-cidr", "10.244.0.0/16", "--service-cidr", "10.96.0.0/16",
 		"--cluster-domain", "corp.example", "--flannel-backend", "host-gw", "--disable", "traefik,coredns",
-		"--secrets-encryption-provider", "aesgcm"))
+		"--secrets-encryption-provider", "aesgcm", "--disable-network-policy"))
 	want := map[string]string{
 		"cluster-cidr":                "10.244.0.0/16",
 		"service-cidr":                "10.96.0.0/16",
@@ -27,6 +27,7 @@ func TestSharedSettings(t *testing.T) {
 		"cluster-domain":              "corp.example",
 		"flannel-backend":             "host-gw",
 		"disable":                     "coredns,traefik",
+		"disable-network-policy":      "true",
 		"secrets-encryption":          "true",
 		"secrets-encryption-provider": "aesgcm",
 	}
@@ -39,10 +40,11 @@ func TestSharedSettings(t *testing.T) {
 		}
 	}
 	if other := sharedSettings(serverConfig(t, "--disable", "coredns", "--disable", "traefik", "--cluster-cidr", "10.244.0.0/16",
-		"--service-cidr", "10.96.0.0/16", "--cluster-domain", "corp.example", "--flannel-backend", "host-gw", "--secrets-encryption-provider=aesgcm")); !maps.Equal(other, got) {
+		"--service-cidr", "10.96.0.0/16", "--cluster-domain", "corp.example", "--flannel-backend", "host-gw", "--secrets-encryption-provider=aesgcm", "--disable-network-policy=true")); !maps.Equal(other, got) {
 		t.Errorf("the same settings given otherwise: %v, want %v", other, got)
 	}
-	if d := sharedSettings(serverConfig(t)); d["disable"] != "" || d["cluster-dns"] != "10.43.0.10" || d["flannel-backend"] != "vxlan" {
+	if d := sharedSettings(serverConfig(t)); d["disable"] != "" || d["cluster-dns"] != "10.43.0.10" || d["flannel-backend"] != "vxlan" ||
+		d["disable-network-policy"] != "false" {
 		t.Errorf("defaults: %v", d)
 	}
 }

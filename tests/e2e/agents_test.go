@@ -518,6 +518,12 @@ func TestE2EAgents(t *testing.T) {
 	// first listings has expired, each has been replaced, and the
 	// kubelets, kube-proxy, the control plane, metrics-server and the
 	// admin kubeconfig work on with the new ones, without a restart.
+	// NetworkPolicies enforced on the three nodes (vxlan), in the time the
+	// first certificates take to expire.
+	t.Run("network policy", func(t *testing.T) {
+		cl.networkPolicies(t, []string{"srv", "ag1", "ag2"})
+	})
+
 	t.Run("certificates renewed in place", func(t *testing.T) {
 		var gone time.Time
 		for _, in := range firstCerts {
@@ -1041,4 +1047,7 @@ func TestE2EAgentsHostGW(t *testing.T) {
 		}
 	}
 	cl.crossNode(ctx, pods)
+	t.Run("network policy", func(t *testing.T) {
+		cl.networkPolicies(t, []string{"srv", "ag1"})
+	})
 }

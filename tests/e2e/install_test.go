@@ -305,6 +305,16 @@ func checkHostClean(t *testing.T, h *hosts.Host) {
 			t.Errorf("host %s: iptables still has %s: %s", h.Name, chain, lineWith(rules, chain))
 		}
 	}
+	// The network policy controller's ipsets, the guard's table and route.
+	if out := mustExec(t, h, "ipset", "list", "-n"); strings.Contains(out, "KUBE-") {
+		t.Errorf("host %s: ipsets left: %s", h.Name, lineWith(out, "KUBE-"))
+	}
+	if _, _, err := h.Exec(ctx, "nft", "list", "table", "ip", "kasa"); err == nil {
+		t.Errorf("host %s: the nftables table ip kasa is still there", h.Name)
+	}
+	if out := mustExec(t, h, "ip", "route", "show", "proto", "107"); strings.TrimSpace(out) != "" {
+		t.Errorf("host %s: the guard's route is still there: %s", h.Name, out)
+	}
 	if out := mustExec(t, h, "systemctl", "list-units", "--all", "--no-legend", "kasa.service", "kasa-agent.service"); strings.TrimSpace(out) != "" {
 		t.Errorf("host %s: units left:\n%s", h.Name, out)
 	}

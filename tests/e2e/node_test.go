@@ -511,7 +511,9 @@ func countProcs(comm string) int {
 
 // assertClean checks what issue 3 lists: no kasa, containerd or shim
 // processes; no cni0, flannel.1 or pod veths; no KUBE-, FLANNEL- or CNI-
-// chains; nothing mounted under the data dir or /run/kasa.
+// chains; nothing mounted under the data dir or /run/kasa; and (issue 17)
+// no ipset of the network policy controller, nor the guard's table and
+// route.
 func assertClean(t *testing.T, dataDir string) {
 	t.Helper()
 	if pids := processesUnder(dataDir); len(pids) > 0 {
@@ -544,6 +546,15 @@ func assertClean(t *testing.T, dataDir string) {
 				t.Errorf("%s still shows %s chains", save, chain)
 			}
 		}
+	}
+	if out, err := exec.Command("ipset", "list", "-n").Output(); err != nil || strings.Contains(string(out), "KUBE-") {
+		t.Errorf("ipsets of the network policy controller left (%v): %s", err, lineWith(string(out), "KUBE-"))
+	}
+	if err := exec.Command("nft", "list", "table", "ip", "kasa").Run(); err == nil {
+		t.Error("the nftables table ip kasa is still there")
+	}
+	if out, err := exec.Command("ip", "route", "show", "proto", "107").Output(); err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Errorf("the guard's route is still there (%v): %s", err, out)
 	}
 	if _, err := os.Stat("/run/kasa"); err == nil {
 		t.Error("/run/kasa still exists")

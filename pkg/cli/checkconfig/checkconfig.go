@@ -2,9 +2,12 @@
 package checkconfig
 
 import (
+	"os"
+
 	"github.com/spf13/cobra"
 
 	"github.com/kasa-io/kasa/pkg/checkconfig"
+	"github.com/kasa-io/kasa/pkg/netguard"
 )
 
 // NewCommand returns `kasa check-config`.
@@ -14,7 +17,12 @@ func NewCommand() *cobra.Command {
 		Short: "Check that this host can run a kasa node, and say what to fix",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			results := checkconfig.Run(checkconfig.Host{Ports: []int{6443, 10250}})
+			host := checkconfig.Host{Ports: []int{6443, 10250}}
+			// Reading nftables needs root, as a node does.
+			if os.Geteuid() == 0 {
+				host.NFTables = netguard.Available
+			}
+			results := checkconfig.Run(host)
 			checkconfig.Print(cmd.OutOrStdout(), results)
 			return checkconfig.Failed(results)
 		},

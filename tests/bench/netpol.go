@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kasa-io/kasa/tests/harness"
+)
+
+// benchNetpol measures, on the node of s, the latency of 1,000 requests
+// from one pod to another (each on a new connection, so that each first
+// packet goes through the node's rules) with no policy and with 100
+// policies selecting the server pod; then the idle memory of the node
+// without the network policy controller, against rss (the node's idle
+// memory with it).
+func benchNetpol(s *harness.Server, c kubernetes.Interface, idle time.Duration, rss int, add func(name, value, target string)) error {
+	ctx := context.Background()
+	pod := func(name string, labels map[string]string) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+			Spec: corev1.PodSpec{
+				TerminationGracePeriodSeconds: new(int64),
+				Containers: []corev1.Container{{Name: "web", Image: harness.TestImage,
+					ImagePullPolicy: corev1.PullNever, Args: []string{"serve", ":8080"}}},
+			},
+		}
+	}
+	pods := c.CoreV1().Pods("default")
+	for _, p := range []*corev1.Pod{pod("np-server", map[string]string{"bench": "np-server"}), pod("np-client", map[string]string{"bench": "np-client"})} {
+		if _, err := pods.Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		_ = pods.DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}, metav1.ListOptions{LabelSelector: "bench in (np-server,np-client)"})
+		_ = c.NetworkingV1().NetworkPolicies("default").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "bench=np"})
+	}()
+	var serverIP string
+	if _, err := until(2*time.Minute, func() error {
+		for _, name := range []string{"np-server", "np-client"} {
+			p, err := pods.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
+				return fmt.Errorf("%s is %s", name, p.Status.Phase)
+			}
+			if name == "np-server" {
+				serverIP = p.Status.PodIP
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	requests := func() (string, error) {
+		out, code, err := s.Run("kubectl", "--kubeconfig", s.Kubeconfig(), "exec", "np-client", "--", "/testimage", "bench", "1000", "http://"+serverIP+":8080/")
+		if err == nil && code != 0 {
+			err = fmt.Errorf("exit %d", code)
+		}
+		if err != nil {
+			return "", fmt.Errorf("bench in np-client: %w: %s", err, out)
+		}
+		var p50, p99 string
+		if _, err := fmt.Sscanf(strings.TrimSpace(out), "p50 %s p99 %s", &p50, &p99); err != nil {
+			return "", fmt.Errorf("bench in np-client printed %q", out)
+		}
+		return fmt.Sprintf("p50 %s ms, p99 %s ms", p50, p99), nil
+	}
+	before, err := requests()
+	if err != nil {
+		return err
+	}
+	add("network policy: 1,000 pod-to-pod HTTP requests, new connection each, no policy", before, "")
+	// How soon a policy applied while traffic flows takes effect, and how
+	// soon traffic is back once it is deleted: the client probes every
+	// 50 ms and prints the (shared) clock when the outcome changes.
+	deny := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "np-deny", Labels: map[string]string{"bench": "np"}},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"bench": "np-server"}},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+		},
+	}
+	policies := c.NetworkingV1().NetworkPolicies("default")
+	for _, step := range []struct {
+		name string
+		do   func() error
+	}{
+		{"a default-deny policy applied while requests flow: refused after", func() error {
+			_, err := policies.Create(ctx, deny, metav1.CreateOptions{})
+			return err
+		}},
+		{"the policy deleted: requests answered again after", func() error {
+			return policies.Delete(ctx, deny.Name, metav1.DeleteOptions{})
+		}},
+	} {
+		took, err := watchChange(s, "tcp:"+serverIP+":8080", step.do)
+		if err != nil {
+			return fmt.Errorf("%s: %w", step.name, err)
+		}
+		add("network policy: "+step.name, fmt.Sprintf("%.2f s", took.Seconds()), "< 5 s")
+	}
+
+	// 100 policies select the server; the last one lets the client in.
+	for i := range 100 {
+		from := fmt.Sprintf("client-%d", i)
+		if i == 99 {
+			from = "np-client"
+		}
+		p := &networkingv1.NetworkPolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("np-%03d", i), Labels: map[string]string{"bench": "np"}},
+			Spec: networkingv1.NetworkPolicySpec{
+				PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"bench": "np-server"}},
+				Ingress: []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{
+					PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"bench": from}}}}}},
+			},
+		}
+		if _, err := c.NetworkingV1().NetworkPolicies("default").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+	}
+	// Time for the controller to write them all.
+	time.Sleep(15 * time.Second)
+	with, err := requests()
+	if err != nil {
+		return err
+	}
+	add("network policy: the same with 100 policies selecting the server pod", with, "")
+
+	// The idle memory without the controller, after a restart as rss was.
+	s.ExtraArgs = append(s.ExtraArgs, "--disable-network-policy")
+	defer func() { s.ExtraArgs = s.ExtraArgs[:len(s.ExtraArgs)-1] }()
+	if _, err := s.Stop(20 * time.Second); err != nil {
+		return err
+	}
+	if err := s.Start(); err != nil {
+		return err
+	}
+	if err := s.WaitReady(2 * time.Minute); err != nil {
+		return err
+	}
+	if _, err := until(2*time.Minute, func() error { return readySince(ctx, c, s.Started) }); err != nil {
+		return err
+	}
+	if wait := idle - time.Since(s.Started); wait > 0 {
+		time.Sleep(wait)
+	}
+	without, _, err := rssOf(s.PID(), s.DataDir)
+	if err != nil {
+		return err
+	}
+	add(fmt.Sprintf("network policy: the controller's extra idle memory on a node (sum of RSS %s after a restart, with and without)", idle),
+		fmt.Sprintf("%d MiB (%d MiB with, %d MiB without)", (rss-without)/1024, rss/1024, without/1024), "")
+	// And back, for what follows.
+	if _, err := s.Stop(20 * time.Second); err != nil {
+		return err
+	}
+	s.ExtraArgs = s.ExtraArgs[:len(s.ExtraArgs)-1]
+	if err := s.Start(); err != nil {
+		return err
+	}
+	if err := s.WaitReady(2 * time.Minute); err != nil {
+		return err
+	}
+	_, err = until(2*time.Minute, func() error { return readySince(ctx, c, s.Started) })
+	return err
+}
+
+// watchChange runs the test image's watch of target in np-client, does
+// change once the watch has begun, and returns the time from change to
+// the outcome the watch saw change.
+func watchChange(s *harness.Server, target string, change func() error) (time.Duration, error) {
+	type result struct {
+		out  string
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, code, err := s.Run("kubectl", "--kubeconfig", s.Kubeconfig(), "exec", "np-client", "--", "/testimage", "watch", target)
+		done <- result{out, code, err}
+	}()
+	// The watch's first probe is done well within this.
+	time.Sleep(3 * time.Second)
+	start := time.Now()
+	if err := change(); err != nil {
+		return 0, err
+	}
+	r := <-done
+	if r.err == nil && r.code != 0 {
+		r.err = fmt.Errorf("exit %d", r.code)
+	}
+	if r.err != nil {
+		return 0, fmt.Errorf("watch in np-client: %w: %s", r.err, r.out)
+	}
+	var before, after string
+	var at int64
+	if _, err := fmt.Sscanf(strings.TrimSpace(r.out), "%s %s %d", &before, &after, &at); err != nil {
+		return 0, fmt.Errorf("watch in np-client printed %q", r.out)
+	}
+	return time.Unix(0, at).Sub(start), nil
+}
