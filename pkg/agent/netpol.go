@@ -138,7 +138,7 @@ func (p *NetworkPolicy) Run(ctx context.Context, ready func()) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.releaseHeld(stop)
+			p.releaseHeld(stop, npc.RequestFullSync)
 		}()
 	}
 	wg.Add(1)
@@ -203,11 +203,18 @@ func (p *NetworkPolicy) keepNamespaces(policies cache.SharedIndexInformer, stop 
 const releaseEvery = 200 * time.Millisecond
 
 // releaseHeld lets go, until stop, each pod address that kasa-hold holds
-// once the controller's rules name it: the controller writes a pod's
-// rules in one iptables-restore, so one rule of its shows them all.
-func (p *NetworkPolicy) releaseHeld(stop <-chan struct{}) {
+// once two of the controller's writes have named it. One is not enough:
+// a write reads the policies' pods before it lists the node's own, so a
+// pod whose address came in between gets its chain without its policies
+// until the next write. Each write names a pod's chain anew (its name
+// holds the write's version), so a second chain name for the address
+// shows a write that began after the first had ended, and that one read
+// the policies' pods with the address in them. resync asks for a write
+// when a held address is named the first time.
+func (p *NetworkPolicy) releaseHeld(stop <-chan struct{}, resync func()) {
 	t := time.NewTicker(releaseEvery)
 	defer t.Stop()
+	first := map[netip.Addr]string{}
 	for {
 		select {
 		case <-stop:
@@ -216,6 +223,7 @@ func (p *NetworkPolicy) releaseHeld(stop <-chan struct{}) {
 		}
 		held, err := netguard.Held()
 		if err != nil || len(held) == 0 {
+			clear(first)
 			continue
 		}
 		out, err := exec.Command("iptables-save", "-t", "filter").Output()
@@ -223,34 +231,56 @@ func (p *NetworkPolicy) releaseHeld(stop <-chan struct{}) {
 			p.Log.Warn("cannot read the policy rules to let held pods go", "err", err)
 			continue
 		}
-		ruled := podsRuled(string(out))
+		chains := podChains(string(out))
 		var ready []netip.Addr
+		asked := false
 		for _, a := range held {
-			if ruled[a] {
+			c, ok := chains[a]
+			switch {
+			case !ok:
+			case first[a] == "":
+				first[a] = c
+				if !asked {
+					resync()
+					asked = true
+				}
+			case first[a] != c:
 				ready = append(ready, a)
 			}
 		}
 		if err := netguard.Release(ready); err != nil {
 			p.Log.Warn("cannot let held pods go", "err", err)
 		}
+		for a := range first {
+			if !slices.Contains(held, a) || slices.Contains(ready, a) {
+				delete(first, a)
+			}
+		}
 	}
 }
 
-// podsRuled are the pod addresses that kube-router's forward chain sends
-// to a pod's own chain, in iptables-save output.
-func podsRuled(save string) map[netip.Addr]bool {
-	out := map[netip.Addr]bool{}
+// podChains maps each pod address that kube-router's forward chain sends
+// to a pod's own chain, in iptables-save output, to that chain's name.
+func podChains(save string) map[netip.Addr]string {
+	out := map[netip.Addr]string{}
 	for _, line := range strings.Split(save, "\n") {
-		if !strings.HasPrefix(line, "-A KUBE-ROUTER-FORWARD ") || !strings.Contains(line, "-j KUBE-POD-FW-") {
+		if !strings.HasPrefix(line, "-A KUBE-ROUTER-FORWARD ") {
 			continue
 		}
 		f := strings.Fields(line)
+		chain := ""
+		if i := slices.Index(f, "-j"); i >= 0 && i+1 < len(f) && strings.HasPrefix(f[i+1], "KUBE-POD-FW-") {
+			chain = f[i+1]
+		}
+		if chain == "" {
+			continue
+		}
 		for i := 0; i+1 < len(f); i++ {
 			if f[i] != "-d" && f[i] != "-s" {
 				continue
 			}
 			if pfx, err := netip.ParsePrefix(f[i+1]); err == nil && pfx.Bits() == 32 {
-				out[pfx.Addr()] = true
+				out[pfx.Addr()] = chain
 			}
 		}
 	}

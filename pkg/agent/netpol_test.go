@@ -2,14 +2,15 @@ package agent
 
 import (
 	"errors"
+	"maps"
 	"net/netip"
 	"strings"
 	"testing"
 )
 
-// TestPodsRuled: the pods kube-router's forward chain sends to their own
-// chains, from iptables-save output; nothing else counts.
-func TestPodsRuled(t *testing.T) {
+// TestPodChains: the pods kube-router's forward chain sends to their own
+// chains, from iptables-save output, with the chain; nothing else counts.
+func TestPodChains(t *testing.T) {
 	save := `*filter
 :KUBE-ROUTER-FORWARD - [0:0]
 -A KUBE-ROUTER-FORWARD -d 10.42.1.7/32 -m comment --comment "rule to jump traffic destined to POD name:a namespace: x to chain KUBE-POD-FW-ABC" -j KUBE-POD-FW-ABC
@@ -19,14 +20,10 @@ func TestPodsRuled(t *testing.T) {
 -A KUBE-ROUTER-FORWARD -d 10.42.0.0/16 -j KUBE-POD-FW-JKL
 COMMIT
 `
-	got := podsRuled(save)
-	for _, a := range []string{"10.42.1.7", "10.42.1.8"} {
-		if !got[netip.MustParseAddr(a)] {
-			t.Errorf("%s not ruled", a)
-		}
-	}
-	if len(got) != 2 {
-		t.Errorf("ruled: %v", got)
+	got := podChains(save)
+	want := map[netip.Addr]string{netip.MustParseAddr("10.42.1.7"): "KUBE-POD-FW-ABC", netip.MustParseAddr("10.42.1.8"): "KUBE-POD-FW-DEF"}
+	if !maps.Equal(got, want) {
+		t.Errorf("chains: %v, want %v", got, want)
 	}
 }
 

@@ -36,10 +36,12 @@ func main() {
 	agents := flag.Bool("agents", os.Geteuid() == 0, "also measure an agent joining a server, on test hosts (needs root and Docker: make host-image)")
 	pods := flag.Int("pods", 50, "pods for the pod start latency")
 	churn := flag.Duration("churn", 10*time.Minute, "how long the day-two figures' churn runs (0: no snapshot and churn figures)")
+	catalog := flag.Bool("catalog", true, "with -node, also measure the app catalog on the node")
 	servers := flag.Bool("servers", true, "also measure the control plane on MariaDB (scripts/install-deps.sh installs it) and three servers on it")
 	var env envList
 	flag.Var(&env, "env", "NAME=VALUE for the server's environment, for experiments (repeatable)")
 	flag.Parse()
+	skipCatalog = !*catalog
 	if err := run(*idle, *starts, *creates, *profile, env, *controlPlane, *node, *agents, *pods, *servers, *churn); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -47,6 +49,9 @@ func main() {
 }
 
 type row struct{ name, value, target string }
+
+// skipCatalog leaves the app catalog's figures out of the node's (-catalog=false).
+var skipCatalog bool
 
 type envList []string
 

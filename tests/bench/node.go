@@ -150,6 +150,9 @@ func benchNode(bin string, idle time.Duration, pods int, add func(name, value, t
 	if err := benchNetpol(s, c, idle, rss, add); err != nil {
 		return fmt.Errorf("network policy: %w", err)
 	}
+	if skipCatalog {
+		return nil
+	}
 	return benchCatalog(s, add)
 }
 
