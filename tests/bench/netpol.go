@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,10 +18,10 @@ import (
 // benchNetpol measures, on the node of s, the latency of 1,000 requests
 // from one pod to another (each on a new connection, so that each first
 // packet goes through the node's rules) with no policy and with 100
-// policies selecting the server pod; then the idle memory of the node
-// without the network policy controller, against rss (the node's idle
-// memory with it).
-func benchNetpol(s *harness.Server, c kubernetes.Interface, idle time.Duration, rss int, add func(name, value, target string)) error {
+// policies selecting the server pod; how soon a policy takes effect and
+// goes; then the node's idle memory with the controller and without, and
+// its pod starts without (the node's own figures are with it).
+func benchNetpol(s *harness.Server, c kubernetes.Interface, idle time.Duration, add func(name, value, target string)) error {
 	ctx := context.Background()
 	pod := func(name string, labels map[string]string) *corev1.Pod {
 		return &corev1.Pod{
@@ -135,48 +136,62 @@ func benchNetpol(s *harness.Server, c kubernetes.Interface, idle time.Duration, 
 	}
 	add("network policy: the same with 100 policies selecting the server pod", with, "")
 
-	// The idle memory without the controller, after a restart as rss was.
-	s.ExtraArgs = append(s.ExtraArgs, "--disable-network-policy")
-	defer func() { s.ExtraArgs = s.ExtraArgs[:len(s.ExtraArgs)-1] }()
-	if _, err := s.Stop(20 * time.Second); err != nil {
+	// The node's idle memory and its pod starts with the controller and
+	// without, each after a restart of its own.
+	restart := func(args ...string) error {
+		if _, err := s.Stop(20 * time.Second); err != nil {
+			return err
+		}
+		s.ExtraArgs = args
+		if err := s.Start(); err != nil {
+			return err
+		}
+		if err := s.WaitReady(2 * time.Minute); err != nil {
+			return err
+		}
+		_, err := until(2*time.Minute, func() error { return readySince(ctx, c, s.Started) })
 		return err
 	}
-	if err := s.Start(); err != nil {
+	base := s.ExtraArgs
+	defer func() { s.ExtraArgs = base }()
+	idleRSS := func() (int, error) {
+		if wait := idle - time.Since(s.Started); wait > 0 {
+			time.Sleep(wait)
+		}
+		rss, _, err := rssOf(s.PID(), s.DataDir)
+		return rss, err
+	}
+	if err := restart(base...); err != nil {
 		return err
 	}
-	if err := s.WaitReady(2 * time.Minute); err != nil {
-		return err
-	}
-	if _, err := until(2*time.Minute, func() error { return readySince(ctx, c, s.Started) }); err != nil {
-		return err
-	}
-	if wait := idle - time.Since(s.Started); wait > 0 {
-		time.Sleep(wait)
-	}
-	without, _, err := rssOf(s.PID(), s.DataDir)
+	rssWith, err := idleRSS()
 	if err != nil {
 		return err
 	}
-	add(fmt.Sprintf("network policy: the controller's extra idle memory on a node (sum of RSS %s after a restart, with and without)", idle),
-		fmt.Sprintf("%d MiB (%d MiB with, %d MiB without)", (rss-without)/1024, rss/1024, without/1024), "")
+	if err := restart(append(slices.Clone(base), "--disable-network-policy")...); err != nil {
+		return err
+	}
+	rssWithout, err := idleRSS()
+	if err != nil {
+		return err
+	}
+	add(fmt.Sprintf("network policy: the node's idle memory %s after a restart, with the controller and without (sum of RSS)", idle),
+		fmt.Sprintf("%d MiB with, %d MiB without (%+d MiB)", rssWith/1024, rssWithout/1024, (rssWith-rssWithout)/1024), "")
+	for _, inFlight := range []int{1, 50} {
+		p50, p99, err := podStartLatency(ctx, c, 50, inFlight)
+		if err != nil {
+			return err
+		}
+		add(fmt.Sprintf("network policy: without the controller (--disable-network-policy), 50 pods started %d at a time", inFlight),
+			fmt.Sprintf("p50 %s, p99 %s", secs(p50), secs(p99)), "")
+	}
 	// And back, for what follows.
-	if _, err := s.Stop(20 * time.Second); err != nil {
-		return err
-	}
-	s.ExtraArgs = s.ExtraArgs[:len(s.ExtraArgs)-1]
-	if err := s.Start(); err != nil {
-		return err
-	}
-	if err := s.WaitReady(2 * time.Minute); err != nil {
-		return err
-	}
-	_, err = until(2*time.Minute, func() error { return readySince(ctx, c, s.Started) })
-	return err
+	return restart(base...)
 }
 
 // watchChange runs the test image's watch of target in np-client, does
 // change once the watch has begun, and returns the time from change to
-// the outcome the watch saw change.
+// the moment the watch saw the target turn ok or stop being ok.
 func watchChange(s *harness.Server, target string, change func() error) (time.Duration, error) {
 	type result struct {
 		out  string

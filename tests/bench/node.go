@@ -147,7 +147,7 @@ func benchNode(bin string, idle time.Duration, pods int, add func(name, value, t
 		return err
 	}
 	add(fmt.Sprintf("node: pod start, create to Running, %d pods created at once", pods), fmt.Sprintf("p50 %s, p99 %s", secs(p50), secs(p99)), "")
-	if err := benchNetpol(s, c, idle, rss, add); err != nil {
+	if err := benchNetpol(s, c, idle, add); err != nil {
 		return fmt.Errorf("network policy: %w", err)
 	}
 	if skipCatalog {

@@ -10,8 +10,8 @@
 //	                          "TARGET ok|refused|timeout|error ..." each
 //	testimage bench N URL     GET URL N times, each on a new connection, and
 //	                          print "p50 <ms> p99 <ms>"
-//	testimage watch TARGET    probe TARGET every 50 ms until the outcome
-//	                          changes, for a minute at most, and print
+//	testimage watch TARGET    probe TARGET every 50 ms until it turns ok or
+//	                          stops being ok, for a minute at most, and print
 //	                          "<before> <after> <unix time in ns>"
 //	testimage write FILE TEXT write TEXT to FILE
 //	testimage cat FILE        print FILE
@@ -122,9 +122,11 @@ func main() {
 			fmt.Fprintln(os.Stderr, "usage: testimage watch TARGET")
 			os.Exit(2)
 		}
+		// ok or not: refused and timeout are one outcome (the kernel
+		// rate-limits the ICMP errors behind refused).
 		first := probe(args[1])
 		for end := time.Now().Add(time.Minute); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-			if now := probe(args[1]); now != first {
+			if now := probe(args[1]); (now == "ok") != (first == "ok") {
 				fmt.Println(first, now, time.Now().UnixNano())
 				return
 			}
