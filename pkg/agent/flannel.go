@@ -140,11 +140,6 @@ func (f *Flannel) Run(ctx context.Context, ready func()) error {
 	}
 	ready()
 	<-ctx.Done()
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-	}
+	waitGroup(&wg, 5*time.Second)
 	return nil
 }

@@ -48,7 +48,8 @@ type NetworkPolicy struct {
 	NodePortRange string
 	// PolicyNamespaces, when set, is the file where the namespaces that
 	// have a policy are kept for the CNI plugin kasa-hold; the pods that
-	// plugin holds are let go once the controller's rules name them.
+	// plugin holds are let go once two of the controller's writes have
+	// named them (releaseHeld).
 	PolicyNamespaces string
 	Log              *slog.Logger
 }
