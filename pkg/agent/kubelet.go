@@ -14,8 +14,8 @@ import (
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 	kubeletapp "k8s.io/kubernetes/cmd/kubelet/app"
 	kubeletoptions "k8s.io/kubernetes/cmd/kubelet/app/options"
+	kubeletconfig "k8s.io/kubernetes/pkg/kubelet/apis/config"
 	kubeletvalidation "k8s.io/kubernetes/pkg/kubelet/apis/config/validation"
-	"k8s.io/kubernetes/pkg/kubelet/eviction"
 	"k8s.io/kubernetes/pkg/kubelet/kubeletconfig/configfiles"
 	utilfs "k8s.io/kubernetes/pkg/util/filesystem"
 	"k8s.io/utils/ptr"
@@ -64,6 +64,19 @@ var _ component.Component = (*Kubelet)(nil)
 // Name implements component.Component.
 func (k *Kubelet) Name() string { return "kubelet" }
 
+// evictionHard is the kubelet's hard eviction thresholds on every node
+// (--kubelet-arg=eviction-hard=... replaces them all): a new map each
+// time, as the kubelet's flags write into it.
+func evictionHard() map[string]string {
+	return map[string]string{
+		"memory.available":   "100Mi",
+		"nodefs.available":   "5%",
+		"nodefs.inodesFree":  "5%",
+		"imagefs.available":  "5%",
+		"imagefs.inodesFree": "5%",
+	}
+}
+
 // Configuration returns the KubeletConfiguration kasa writes.
 func (c KubeletConfig) Configuration() *kubeletv1beta1.KubeletConfiguration {
 	kc := &kubeletv1beta1.KubeletConfiguration{
@@ -92,6 +105,11 @@ func (c KubeletConfig) Configuration() *kubeletv1beta1.KubeletConfiguration {
 		// below what a small node needs.
 		ImageGCHighThresholdPercent: ptr.To[int32](90),
 		ImageGCLowThresholdPercent:  ptr.To[int32](80),
+		// Small disks, as k3s sizes them: upstream's 10% (nodefs) and
+		// 15% (imagefs) free are gigabytes on a home server's disk, and a
+		// node under disk pressure takes no pods at all.
+		EvictionHard:           evictionHard(),
+		EvictionMinimumReclaim: map[string]string{"imagefs.available": "10%", "nodefs.available": "10%"},
 	}
 	if c.CgroupV1 {
 		kc.FailCgroupV1 = ptr.To(false)
@@ -99,26 +117,23 @@ func (c KubeletConfig) Configuration() *kubeletv1beta1.KubeletConfiguration {
 	return kc
 }
 
-// Run implements component.Component.
-func (k *Kubelet) Run(ctx context.Context, ready func()) error {
-	c := k.Config
+// load writes kasa's configuration file and reads it back as the kubelet
+// would, with the user's --kubelet-arg flags over it.
+func (c KubeletConfig) load(ctx context.Context) (*kubeletoptions.KubeletFlags, *kubeletconfig.KubeletConfiguration, error) {
 	data, err := yaml.Marshal(c.Configuration())
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := fileutil.WriteFile(c.ConfigFile, data, 0o600); err != nil {
-		return err
+		return nil, nil, err
 	}
 	loader, err := configfiles.NewFsLoader(&utilfs.DefaultFs{}, c.ConfigFile)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	kc, err := loader.Load(ctx)
 	if err != nil {
-		return fmt.Errorf("load %s: %w", c.ConfigFile, err)
-	}
-	if kc.EvictionHard == nil {
-		kc.EvictionHard = eviction.DefaultEvictionHard
+		return nil, nil, fmt.Errorf("load %s: %w", c.ConfigFile, err)
 	}
 
 	flags := kubeletoptions.NewKubeletFlags()
@@ -137,16 +152,26 @@ func (k *Kubelet) Run(ctx context.Context, ready func()) error {
 	flags.AddFlags(fs)
 	kubeletoptions.AddKubeletConfigFlags(fs, kc)
 	if err := fs.Parse(dashed(c.Args)); err != nil {
-		return fmt.Errorf("flags: %w (check --kubelet-arg)", err)
+		return nil, nil, fmt.Errorf("flags: %w (check --kubelet-arg)", err)
 	}
 	if err := kubeletoptions.ValidateKubeletFlags(flags); err != nil {
-		return fmt.Errorf("flags: %w (check --kubelet-arg and --node-label)", err)
+		return nil, nil, fmt.Errorf("flags: %w (check --kubelet-arg and --node-label)", err)
 	}
 	if err := utilfeature.DefaultMutableFeatureGate.SetFromMap(kc.FeatureGates); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := kubeletvalidation.ValidateKubeletConfiguration(kc, utilfeature.DefaultFeatureGate); err != nil {
-		return fmt.Errorf("configuration: %w", err)
+		return nil, nil, fmt.Errorf("configuration: %w", err)
+	}
+	return flags, kc, nil
+}
+
+// Run implements component.Component.
+func (k *Kubelet) Run(ctx context.Context, ready func()) error {
+	c := k.Config
+	flags, kc, err := c.load(ctx)
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(c.RootDir, 0o700); err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"syscall"
 	"testing"
@@ -28,7 +29,23 @@ import (
 // finds no route; a held address gets nothing; once removed, table, set
 // and route are gone and the same connections leave.
 func TestE2EGuardRules(t *testing.T) {
-	runtime.LockOSThread() // the namespace is this thread's; it is never unlocked, so it ends with the test
+	// The namespace is this thread's only. The thread goes back to the
+	// host's namespace at the end: a locked thread that exits is the
+	// process's main thread now and then, which Go keeps, and /proc/self/net
+	// would show the test's namespace to every later test.
+	runtime.LockOSThread()
+	host, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		defer host.Close()
+		if err := unix.Setns(int(host.Fd()), unix.CLONE_NEWNET); err != nil {
+			t.Errorf("back to the host's network namespace: %v", err)
+			return // the thread stays locked, and ends with the test
+		}
+		runtime.UnlockOSThread()
+	})
 	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 		t.Fatal(err)
 	}

@@ -111,8 +111,10 @@ func ListeningTCP(pid int) ([]string, error) {
 		}
 	}
 	var addrs []string
-	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		f, err := os.Open(table)
+	// The process's own network namespace: /proc/net is the test
+	// process's, whose main thread a test may have moved elsewhere.
+	for _, table := range []string{"tcp", "tcp6"} {
+		f, err := os.Open(filepath.Join("/proc", strconv.Itoa(pid), "net", table))
 		if err != nil {
 			return nil, err
 		}
