@@ -28,7 +28,7 @@ LDFLAGS := -s -w \
 # No -trimpath: it has its own build cache, and tests share this one.
 export CGO_ENABLED := 1
 
-.PHONY: all build bundle test-images host-image unit integration e2e test check lint tidy-check fresh-check bench clean
+.PHONY: all build bundle test-images host-image kwok unit integration e2e test check lint tidy-check fresh-check bench bench-scale clean
 
 all: build
 
@@ -50,8 +50,13 @@ unit:
 	$(GO) test -short ./...
 
 # Tests that run the built binary as real processes (no root needed).
-integration: build
-	KASA_BIN=$(CURDIR)/$(BIN)/kasa $(GO) test -tags integration -count=1 -timeout 20m ./tests/integration/...
+# The scale test's simulated nodes are kwok's (kwok below).
+integration: build kwok
+	KASA_BIN=$(CURDIR)/$(BIN)/kasa KASA_KWOK=$(CURDIR)/build/tools/kwok $(GO) test -tags integration -count=1 -timeout 25m ./tests/integration/...
+
+# kwok's controller and its stages, from its Go module (scripts/build-kwok.sh).
+kwok:
+	scripts/build-kwok.sh build/tools
 
 # End-to-end suites: the real binary, as root, on this machine.
 # The multi-host tests run hosts as Docker containers (tests/harness/hosts);
@@ -86,6 +91,12 @@ test: check unit integration e2e
 bench: build test-images host-image
 	KASA_BIN=$(CURDIR)/$(BIN)/kasa KASA_TEST_IMAGES=$(CURDIR)/build/test-images $(GO) run ./tests/bench; \
 	rc=$$?; scripts/build-host-image.sh --stop-docker; exit $$rc
+
+# One server under 100, 300 and 500 simulated nodes with 30 pods each
+# (tests/benchscale); writes its table into docs/benchmarks.md and its plot
+# into docs/bench-scale.svg. About 25 minutes.
+bench-scale: build kwok
+	KASA_BIN=$(CURDIR)/$(BIN)/kasa KASA_KWOK=$(CURDIR)/build/tools/kwok $(GO) run ./tests/benchscale
 
 clean:
 	rm -rf $(BIN) build
