@@ -7,7 +7,7 @@
 #   scripts/build-kwok.sh [OUTDIR]      OUTDIR defaults to build/tools
 #
 # OUTDIR/kwok is the program, OUTDIR/kwok-stages.yaml its --config. A stamp
-# (the version) keeps an unchanged build.
+# (the version and this script's hash) keeps an unchanged build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,12 +17,13 @@ out=${1:-build/tools}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
-if [ -x "$out/kwok" ] && [ -f "$out/kwok-stages.yaml" ] && [ "$(cat "$out/kwok.stamp" 2>/dev/null)" = "$version" ]; then
+stamp="$version $(sha256sum scripts/build-kwok.sh | cut -d' ' -f1)"
+if [ -x "$out/kwok" ] && [ -f "$out/kwok-stages.yaml" ] && [ "$(cat "$out/kwok.stamp" 2>/dev/null)" = "$stamp" ]; then
 	exit 0
 fi
 
-# Its own go.mod, not kasa's: kwok is built as its maintainers pin it.
-go mod download sigs.k8s.io/kwok@"$version"
+# Its own go.mod, not kasa's: kwok is built as its maintainers pin it. The
+# download fetches the module's source into the module cache if need be.
 src=$(go mod download -json sigs.k8s.io/kwok@"$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 [ -d "$src" ] || { echo "build-kwok: the module's source of sigs.k8s.io/kwok@$version is not in the module cache" >&2; exit 1; }
 CGO_ENABLED=0 GOBIN="$out" go install sigs.k8s.io/kwok/cmd/kwok@"$version"
@@ -42,5 +43,5 @@ stages=(
 	done
 } > "$out/kwok-stages.yaml.tmp"
 mv "$out/kwok-stages.yaml.tmp" "$out/kwok-stages.yaml"
-echo "$version" > "$out/kwok.stamp"
+echo "$stamp" > "$out/kwok.stamp"
 echo "kwok $version in $out"

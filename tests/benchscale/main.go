@@ -21,9 +21,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/tests/harness"
 )
 
@@ -124,15 +126,10 @@ func run(counts []int, perNode int, rest time.Duration) ([]step, error) {
 // figures.
 func measure(ctx context.Context, s *harness.Server, cs kubernetes.Interface, k *harness.Kwok, prev, n, perNode int, rest time.Duration) (step, error) {
 	st := step{Nodes: n, Pods: n * perNode}
-	before, err := scrape(ctx, cs)
+	before, err := read(ctx, s, cs)
 	if err != nil {
 		return st, err
 	}
-	cpu0, err := cpuSeconds(s.PID())
-	if err != nil {
-		return st, err
-	}
-	t0 := time.Now()
 	probeCtx, stopProbe := context.WithCancel(ctx)
 	probeDone := make(chan struct{})
 	go func() { defer close(probeDone); probe(probeCtx, cs) }()
@@ -146,7 +143,7 @@ func measure(ctx context.Context, s *harness.Server, cs kubernetes.Interface, k 
 		ns := namespace(i)
 		if i%10 == 0 || i == prev {
 			_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-			if err != nil && !strings.Contains(err.Error(), "already exists") {
+			if err != nil && !apierrors.IsAlreadyExists(err) {
 				return st, err
 			}
 		}
@@ -157,7 +154,7 @@ func measure(ctx context.Context, s *harness.Server, cs kubernetes.Interface, k 
 	}
 	// Every pod Running, counted from the Deployments' status (a list of
 	// every pod at each poll would be most of the load).
-	deadline := t0.Add(20 * time.Minute)
+	deadline := before.at.Add(20 * time.Minute)
 	for {
 		if !k.Running() {
 			return st, fmt.Errorf("kwok ended (its log: %s)", k.Log)
@@ -174,7 +171,7 @@ func measure(ctx context.Context, s *harness.Server, cs kubernetes.Interface, k 
 		}
 		time.Sleep(2 * time.Second)
 	}
-	st.Ramp = time.Since(t0)
+	st.Ramp = time.Since(before.at)
 	// Once per step, the whole check: bound to a simulated node, Running.
 	running, total, notYet, err := harness.KwokPods(ctx, cs, "")
 	if err != nil {
@@ -184,25 +181,51 @@ func measure(ctx context.Context, s *harness.Server, cs kubernetes.Interface, k 
 		return st, fmt.Errorf("%d of %d pods Running on simulated nodes, want %d: %v", running, total, st.Pods, notYet)
 	}
 	time.Sleep(rest)
-	after, err := scrape(ctx, cs)
+	after, err := read(ctx, s, cs)
 	if err != nil {
 		return st, err
 	}
-	cpu1, err := cpuSeconds(s.PID())
-	if err != nil {
-		return st, err
-	}
-	st.CPU = (cpu1 - cpu0) / time.Since(t0).Seconds()
-	d := after.minus(before)
+	st.CPU = (after.cpu - before.cpu) / after.at.Sub(before.at).Seconds()
+	d := after.requests.minus(before.requests)
 	st.Get, st.List, st.Write = d.quantiles(isGet), d.quantiles(isList), d.quantiles(isWrite)
 	st.Requests = d.count(func(string) bool { return true })
-	rss, hwm, err := memory(s.PID())
+	rss, err := harness.StatusKiB(s.PID(), "VmRSS")
 	if err != nil {
 		return st, err
 	}
-	st.RSSMiB, st.HWMMiB = rss, hwm
+	hwm, err := harness.StatusKiB(s.PID(), "VmHWM")
+	if err != nil {
+		return st, err
+	}
+	st.RSSMiB, st.HWMMiB = float64(rss)/1024, float64(hwm)/1024
 	st.DBMiB = dbSize(s.DataDir)
 	return st, nil
+}
+
+// reading is the server's request histograms and CPU time at one moment.
+type reading struct {
+	at       time.Time
+	requests histograms
+	cpu      float64 // seconds of user and system time
+}
+
+func read(ctx context.Context, s *harness.Server, cs kubernetes.Interface) (reading, error) {
+	r := reading{at: time.Now()}
+	var err error
+	if r.requests, err = scrape(ctx, cs); err != nil {
+		return r, err
+	}
+	f, err := harness.ProcStat(s.PID())
+	if err != nil {
+		return r, fmt.Errorf("the server's CPU time: %w", err)
+	}
+	if len(f) < 13 {
+		return r, fmt.Errorf("the server's CPU time: %d fields in its stat", len(f))
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	r.cpu = (utime + stime) / 100 // USER_HZ
+	return r, nil
 }
 
 func namespace(node int) string { return fmt.Sprintf("scale-%03d", node/10) }
@@ -228,7 +251,7 @@ func probe(ctx context.Context, cs kubernetes.Interface) {
 }
 
 func readyReplicas(ctx context.Context, cs kubernetes.Interface) (int, error) {
-	ds, err := cs.AppsV1().Deployments("").List(ctx, metav1.ListOptions{LabelSelector: ""})
+	ds, err := cs.AppsV1().Deployments("").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return 0, err
 	}
@@ -241,49 +264,10 @@ func readyReplicas(ctx context.Context, cs kubernetes.Interface) (int, error) {
 	return n, nil
 }
 
-// cpuSeconds is the process's user and system time.
-func cpuSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// After the command's closing parenthesis: fields 14 and 15 (utime,
-	// stime) are the 12th and 13th.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	u, _ := strconv.ParseFloat(f[11], 64)
-	sy, _ := strconv.ParseFloat(f[12], 64)
-	return (u + sy) / 100, nil // USER_HZ
-}
-
-// memory is the process's VmRSS and VmHWM in MiB.
-func memory(pid int) (rss, hwm float64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		kib, _ := strconv.ParseFloat(f[1], 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = kib / 1024
-		case "VmHWM:":
-			hwm = kib / 1024
-		}
-	}
-	return rss, hwm, nil
-}
-
 // dbSize is the SQLite datastore's size with its write-ahead log.
 func dbSize(dataDir string) float64 {
 	var total int64
-	matches, _ := filepath.Glob(filepath.Join(dataDir, "server", "db", "state.db*"))
+	matches, _ := filepath.Glob(datadir.New(dataDir).Server().SQLite() + "*")
 	for _, m := range matches {
 		if fi, err := os.Stat(m); err == nil {
 			total += fi.Size()

@@ -138,20 +138,11 @@ func ListeningTCP(pid int) ([]string, error) {
 
 // parentOf returns pid's parent, or 0.
 func parentOf(pid int) int {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
+	f, err := ProcStat(pid)
+	if err != nil || len(f) < 2 {
 		return 0
 	}
-	// pid (comm) state ppid ...; comm may hold spaces.
-	_, rest, ok := strings.Cut(string(b), ") ")
-	fields := strings.Fields(rest)
-	if !ok || len(fields) < 2 {
-		return 0
-	}
-	ppid, err := strconv.Atoi(fields[1])
-	if err != nil {
-		return 0
-	}
+	ppid, _ := strconv.Atoi(f[1])
 	return ppid
 }
 
