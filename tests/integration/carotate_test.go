@@ -288,11 +288,8 @@ func TestIntegrationSharedCARotation(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := second.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := second.WaitReady(readyTimeout); err != nil {
-		t.Fatalf("the second server after the rotation: %v\n%s", err, second.LogTail(30))
+	if err := startReady(t, second); err != nil {
+		t.Fatalf("the second server after the rotation: %v", err)
 	}
 	for _, name := range []string{"ca.crt", "ca.key", "client-ca.crt", "client-ca.key", "ca-cross.crt", "../token"} {
 		if !bytes.Equal(tlsFile(first, name), tlsFile(second, name)) {
@@ -353,5 +350,29 @@ func TestIntegrationSharedCARotation(t *testing.T) {
 		if _, err := client(t, s).CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{}); err != nil {
 			t.Errorf("%s: its admin kubeconfig after --finish: %v", s.DataDir, err)
 		}
+	}
+}
+
+// upstreamStartFatal is the API server's exit when its service IP repair
+// finds its informers unsynced 60 s after the start (kubernetes#141220,
+// open): the storage answered late, and a server under systemd is
+// started again.
+const upstreamStartFatal = `PostStartHook "start-service-ip-repair-controllers" failed`
+
+// startReady starts a stopped server and waits until it is ready. It
+// starts it once more, as systemd's Restart=always would, only when the
+// API server gave up in the upstream start-up race above; the test says
+// so in its log.
+func startReady(t *testing.T, s *harness.Server) error {
+	t.Helper()
+	for try := 1; ; try++ {
+		if err := s.Start(); err != nil {
+			return err
+		}
+		err := s.WaitReady(readyTimeout)
+		if err == nil || try == 2 || s.Running() || !strings.Contains(s.LogTail(200), upstreamStartFatal) {
+			return err
+		}
+		t.Logf("%s: the API server exited in the upstream start-up race, started again: %v", s.DataDir, err)
 	}
 }
