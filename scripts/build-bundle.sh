@@ -87,6 +87,11 @@ build cni "$CNI_PLUGINS_VERSION" env CGO_ENABLED=0 GOBIN="$gobin" go install -ld
 	"github.com/containernetworking/plugins/plugins/main/loopback@$CNI_PLUGINS_VERSION" \
 	"github.com/containernetworking/plugins/plugins/ipam/host-local@$CNI_PLUGINS_VERSION" \
 	"github.com/containernetworking/plugins/plugins/meta/portmap@$CNI_PLUGINS_VERSION"
+# kasa's own CNI plugin, a small program of its own (cmd/kasa-hold says
+# why); its stamp is the hash of the packages it is built from.
+hold_sum=$(go list -deps -f '{{if not .Standard}}{{range .GoFiles}}{{$.Dir}}/{{.}} {{end}}{{end}}' ./cmd/kasa-hold |
+	xargs cat go.sum | sha256sum | cut -d' ' -f1)
+build kasa-hold "$hold_sum" env CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$gobin/kasa-hold" ./cmd/kasa-hold
 # containerd runs as kasa's child from its own, much smaller binary: every
 # process of the 200 MB kasa binary maps most of it (docs/benchmarks.md).
 build containerd "$CONTAINERD_VERSION" env CGO_ENABLED=0 GOBIN="$gobin" go install \

@@ -18,7 +18,6 @@ import (
 	"github.com/kasa-io/kasa/pkg/cli/kubectl"
 	"github.com/kasa-io/kasa/pkg/cli/root"
 	clitools "github.com/kasa-io/kasa/pkg/cli/tools"
-	"github.com/kasa-io/kasa/pkg/netguard"
 )
 
 // tools are the programs this binary becomes when called by their name.
@@ -26,8 +25,6 @@ var tools = map[string]func(args []string) error{
 	"kubectl": func(args []string) error { return kubectl.Run(kubectl.OSEnv(), args) },
 	"crictl":  bundled("crictl"),
 	"ctr":     bundled("ctr"),
-	// kasa's CNI plugin, chained by the node's CNI configuration.
-	netguard.HoldPlugin: func([]string) error { return netguard.CNIPlugin(os.Stdin, os.Stdout, os.Getenv) },
 }
 
 func bundled(name string) func([]string) error {

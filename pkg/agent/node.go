@@ -237,32 +237,9 @@ func (s *Start) containerd(context.Context) error {
 		Log:                 s.n.Log,
 		Output:              prefixed(os.Stderr, "containerd: "),
 	}
-	// kasa's own CNI plugin, a link to this binary.
-	s.ctrd.KasaCNIDir = run.CNIBin()
-	if err := linkPlugin(s.ctrd.KasaCNIDir, netguard.HoldPlugin); err != nil {
-		return err
-	}
 	var err error
 	s.proc, err = s.ctrd.Process()
 	return err
-}
-
-// linkPlugin makes dir/name a link to this binary, which acts as the CNI
-// plugin name when called so.
-func linkPlugin(dir, name string) error {
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	tmp := filepath.Join(dir, "."+name)
-	_ = os.Remove(tmp)
-	if err := os.Symlink(exe, tmp); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(dir, name))
 }
 
 // registries writes containerd's registry hosts from --private-registry.

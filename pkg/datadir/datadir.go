@@ -196,9 +196,6 @@ func (r Run) Flannel() string { return r.join("flannel") }
 // per line, for the CNI plugin kasa-hold.
 func (r Run) PolicyNamespaces() string { return r.join("netpol", "namespaces") }
 
-// CNIBin holds the CNI plugins of kasa's own binary (links to it).
-func (r Run) CNIBin() string { return r.join("cni-bin") }
-
 func join(root string, elem []string) string {
 	return filepath.Join(append([]string{root}, elem...)...)
 }

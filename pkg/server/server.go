@@ -47,6 +47,9 @@ type Options struct {
 	// Env is the base environment of child processes (containerd): kasa's
 	// own, without its KASA_* settings.
 	Env []string
+	// FixedGOGC is set when the user gave GOGC: the collector's pace then
+	// stays theirs (memory.PaceGC is not started).
+	FixedGOGC bool
 }
 
 // Run starts the control plane described by cfg and blocks until ctx is
@@ -77,6 +80,9 @@ func Run(ctx context.Context, cfg *config.Server, o Options) error {
 	}
 	return m.Run(ctx, st.components, func() {
 		memory.ReleaseLater(ctx, 10*time.Second, log)
+		if !o.FixedGOGC {
+			memory.PaceGC(ctx, log)
+		}
 		if o.OnReady != nil {
 			o.OnReady()
 		}

@@ -12,7 +12,6 @@ import (
 	"os"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -37,8 +36,9 @@ func main() {
 	churn := flag.Duration("churn", 10*time.Minute, "how long the day-two figures' churn runs (0: no snapshot and churn figures)")
 	catalog := flag.Bool("catalog", true, "with -node, also measure the app catalog on the node")
 	servers := flag.Bool("servers", true, "also measure the control plane on MariaDB (scripts/install-deps.sh installs it) and three servers on it")
-	var env envList
+	var env harness.Strings
 	flag.Var(&env, "env", "NAME=VALUE for the server's environment, for experiments (repeatable)")
+	flag.Var(&serverArgs, "server-arg", "an extra flag for the control plane's kasa server, such as --kube-apiserver-arg=audit-log-mode=batch, for experiments (repeatable)")
 	flag.Parse()
 	skipCatalog = !*catalog
 	if err := run(*idle, *starts, *creates, *profile, env, *controlPlane, *node, *agents, *pods, *servers, *churn); err != nil {
@@ -52,10 +52,8 @@ type row struct{ name, value, target string }
 // skipCatalog leaves the app catalog's figures out of the node's (-catalog=false).
 var skipCatalog bool
 
-type envList []string
-
-func (e *envList) String() string     { return strings.Join(*e, " ") }
-func (e *envList) Set(v string) error { *e = append(*e, v); return nil }
+// serverArgs are extra flags for the control plane's servers (-server-arg).
+var serverArgs harness.Strings
 
 func run(idle time.Duration, starts, creates int, profile string, env []string, controlPlane, node, agents bool, pods int, servers bool, churn time.Duration) error {
 	bin, err := harness.Binary()
@@ -128,8 +126,9 @@ func benchControlPlane(bin string, idle time.Duration, starts, creates int, prof
 			return err
 		}
 		srv.Env = env
+		srv.ExtraArgs = slices.Clone(serverArgs)
 		if profile != "" {
-			srv.ExtraArgs = []string{"--kube-apiserver-arg", "profiling=true"}
+			srv.ExtraArgs = append(srv.ExtraArgs, "--kube-apiserver-arg", "profiling=true")
 		}
 		d, err := timeStart(srv)
 		if err != nil {

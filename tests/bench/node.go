@@ -142,11 +142,32 @@ func benchNode(bin string, idle time.Duration, pods int, add func(name, value, t
 		return err
 	}
 	add(fmt.Sprintf("node: pod start, create to Running, %d pods one after another", pods), fmt.Sprintf("p50 %s, p99 %s", secs(p50), secs(p99)), "p99 < 2 s")
+	nodes, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("the bench's node: %w", err)
+	}
+	if len(nodes.Items) != 1 {
+		return fmt.Errorf("the bench's node: %d nodes, want 1", len(nodes.Items))
+	}
+	node := nodes.Items[0].Name
+	stagesBefore, err := readStageTimes(ctx, c, node)
+	if err != nil {
+		return err
+	}
 	p50, p99, err = podStartLatency(ctx, c, pods, pods)
 	if err != nil {
 		return err
 	}
-	add(fmt.Sprintf("node: pod start, create to Running, %d pods created at once", pods), fmt.Sprintf("p50 %s, p99 %s", secs(p50), secs(p99)), "")
+	add(fmt.Sprintf("node: pod start, create to Running, %d pods created at once", pods), fmt.Sprintf("p50 %s, p99 %s", secs(p50), secs(p99)), "p99 < 4 s")
+	stagesAfter, err := readStageTimes(ctx, c, node)
+	if err != nil {
+		return err
+	}
+	stages, err := stagesAfter.since(stagesBefore)
+	if err != nil {
+		return err
+	}
+	add(fmt.Sprintf("node: %d pods at once, where the time goes (the kubelet's metrics, mean per call, count)", pods), stages, "")
 	if err := benchNetpol(s, c, idle, add); err != nil {
 		return fmt.Errorf("network policy: %w", err)
 	}

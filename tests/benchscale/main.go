@@ -35,6 +35,9 @@ func main() {
 	rest := flag.Duration("steady", time.Minute, "how long the cluster runs at rest at each step before its figures are read")
 	doc := flag.String("doc", "docs/benchmarks.md", "the file whose scale section gets the table ('' prints it only)")
 	plot := flag.String("svg", "docs/bench-scale.svg", "where the plot goes ('' writes none)")
+	flag.Var(&opts.serverArgs, "server-arg", "an extra flag for kasa server, such as --kube-controller-manager-arg=kube-api-qps=50 (repeatable)")
+	flag.Var(&opts.env, "env", "an extra NAME=value in the server's environment, such as GOMEMLIMIT=1200MiB (repeatable)")
+	flag.StringVar(&opts.profiles, "profile", "", "a folder for the server's CPU profile of 30 s in each ramp and its heap profile at the end of each step")
 	flag.Parse()
 	var counts []int
 	for _, f := range strings.Split(*steps, ",") {
@@ -56,6 +59,14 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// options are the flags that change the server or what is recorded.
+type options struct {
+	serverArgs, env harness.Strings
+	profiles        string
+}
+
+var opts options
 
 // step is what one node count measured.
 type step struct {
@@ -84,6 +95,15 @@ func run(counts []int, perNode int, rest time.Duration) ([]step, error) {
 		return nil, err
 	}
 	defer s.Close()
+	s.ExtraArgs, s.Env = opts.serverArgs, opts.env
+	if opts.profiles != "" {
+		// kasa's components share one process: the API server's
+		// profiles are the whole server's.
+		s.ExtraArgs = append(s.ExtraArgs, "--kube-apiserver-arg=profiling=true")
+		if err := os.MkdirAll(opts.profiles, 0o755); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.Start(); err != nil {
 		return nil, err
 	}
@@ -135,6 +155,16 @@ func measure(ctx context.Context, s *harness.Server, cs kubernetes.Interface, k 
 	go func() { defer close(probeDone); probe(probeCtx, cs) }()
 	defer func() { stopProbe(); <-probeDone }()
 
+	if opts.profiles != "" {
+		// The CPU profile covers 30 s from a minute into the ramp.
+		go func() {
+			select {
+			case <-probeCtx.Done():
+			case <-time.After(time.Minute):
+				saveProfile(probeCtx, cs, "profile", "seconds=30", fmt.Sprintf("cpu-%d.pprof", n))
+			}
+		}()
+	}
 	if err := harness.CreateKwokNodes(ctx, cs, prev, n, 16); err != nil {
 		return st, err
 	}
@@ -189,6 +219,11 @@ func measure(ctx context.Context, s *harness.Server, cs kubernetes.Interface, k 
 	d := after.requests.minus(before.requests)
 	st.Get, st.List, st.Write = d.quantiles(isGet), d.quantiles(isList), d.quantiles(isWrite)
 	st.Requests = d.count(func(string) bool { return true })
+	logf("%d nodes, the slowest mutating requests: %s", n, strings.Join(d.worst(isWrite, 6), "; "))
+	logf("%d nodes, the slowest LISTs: %s", n, strings.Join(d.worst(isList, 4), "; "))
+	if opts.profiles != "" {
+		saveProfile(ctx, cs, "heap", "gc=1", fmt.Sprintf("heap-%d.pprof", n))
+	}
 	rss, err := harness.StatusKiB(s.PID(), "VmRSS")
 	if err != nil {
 		return st, err
@@ -226,6 +261,22 @@ func read(ctx context.Context, s *harness.Server, cs kubernetes.Interface) (read
 	stime, _ := strconv.ParseFloat(f[12], 64)
 	r.cpu = (utime + stime) / 100 // USER_HZ
 	return r, nil
+}
+
+// saveProfile writes one of the server's pprof profiles into the profile
+// folder; a failure is logged, not fatal (the figures still count).
+func saveProfile(ctx context.Context, cs kubernetes.Interface, kind, query, name string) {
+	param, value, _ := strings.Cut(query, "=")
+	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/"+kind).SetHeader("Accept", "application/octet-stream").
+		Timeout(2*time.Minute).Param(param, value).DoRaw(ctx)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(opts.profiles, name), raw, 0o644)
+	}
+	if err != nil {
+		logf("profile %s: %v", name, err)
+		return
+	}
+	logf("profile %s: %d bytes", name, len(raw))
 }
 
 func namespace(node int) string { return fmt.Sprintf("scale-%03d", node/10) }

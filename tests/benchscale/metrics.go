@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"sort"
 	"strconv"
@@ -11,8 +12,9 @@ import (
 )
 
 // histograms is apiserver_request_duration_seconds as the API server's
-// /metrics shows it: per verb, each bucket's upper bound and cumulative
-// count, summed over resources, scopes and components.
+// /metrics shows it: per verb and resource ("PATCH pods/status"), each
+// bucket's upper bound and cumulative count, summed over scopes and
+// components.
 type histograms map[string]map[float64]float64
 
 // scrape reads the API server's request latency histograms.
@@ -43,16 +45,20 @@ func parse(text string) histograms {
 		if err != nil || verb == "" || le == "" {
 			continue
 		}
+		key := verb + " " + label(labels, "resource")
+		if sub := label(labels, "subresource"); sub != "" {
+			key += "/" + sub
+		}
 		bound := math.Inf(1)
 		if le != "+Inf" {
 			if bound, err = strconv.ParseFloat(le, 64); err != nil {
 				continue
 			}
 		}
-		if h[verb] == nil {
-			h[verb] = map[float64]float64{}
+		if h[key] == nil {
+			h[key] = map[float64]float64{}
 		}
-		h[verb][bound] += count
+		h[key][bound] += count
 	}
 	return h
 }
@@ -70,10 +76,10 @@ func label(labels, name string) string {
 // minus is what was counted between an earlier scrape and this one.
 func (h histograms) minus(earlier histograms) histograms {
 	d := histograms{}
-	for verb, buckets := range h {
-		d[verb] = map[float64]float64{}
+	for key, buckets := range h {
+		d[key] = map[float64]float64{}
 		for b, c := range buckets {
-			d[verb][b] = c - earlier[verb][b]
+			d[key][b] = c - earlier[key][b]
 		}
 	}
 	return d
@@ -93,8 +99,8 @@ func isWrite(v string) bool {
 // merged sums the buckets of the verbs that class takes.
 func (h histograms) merged(class func(string) bool) (bounds []float64, counts []float64) {
 	sum := map[float64]float64{}
-	for verb, buckets := range h {
-		if class(verb) {
+	for key, buckets := range h {
+		if verb, _, _ := strings.Cut(key, " "); class(verb) {
 			for b, c := range buckets {
 				sum[b] += c
 			}
@@ -116,6 +122,29 @@ func (h histograms) count(class func(string) bool) int {
 		return 0
 	}
 	return int(counts[len(counts)-1])
+}
+
+// worst is the n kinds of request of the class ("PATCH pods/status") with
+// the highest p99, each with its count: where a class's latency comes from.
+func (h histograms) worst(class func(string) bool, n int) []string {
+	type kind struct {
+		key   string
+		p99   float64
+		count int
+	}
+	var kinds []kind
+	for key := range h {
+		one := histograms{key: h[key]}
+		if c := one.count(class); c > 0 {
+			kinds = append(kinds, kind{key, one.quantiles(class).P99, c})
+		}
+	}
+	sort.Slice(kinds, func(i, j int) bool { return kinds[i].p99 > kinds[j].p99 })
+	var out []string
+	for i := 0; i < len(kinds) && i < n; i++ {
+		out = append(out, fmt.Sprintf("%s p99 %.3f s (%d)", kinds[i].key, kinds[i].p99, kinds[i].count))
+	}
+	return out
 }
 
 func (h histograms) quantiles(class func(string) bool) latency {

@@ -39,6 +39,12 @@ func TestQuantiles(t *testing.T) {
 	if n := h.count(func(string) bool { return true }); n != 127 {
 		t.Errorf("%d requests, want 127", n)
 	}
+	if w := h.worst(isWrite, 3); len(w) != 1 || w[0] != "POST nodes p99 1.000 s (20)" {
+		t.Errorf("worst mutating: %q", w)
+	}
+	if w := h.worst(isList, 3); len(w) != 1 || !strings.HasPrefix(w[0], "LIST pods p99 ") {
+		t.Errorf("worst LIST: %q", w)
+	}
 	d := h.minus(parse(sample))
 	if n := d.count(isList); n != 0 {
 		t.Errorf("after taking the same scrape off: %d", n)

@@ -31,8 +31,6 @@ const PauseImage = "kasa.local/pause:3.10.2"
 type Config struct {
 	// BinDir holds containerd, containerd-shim-runc-v2, runc and the CNI plugins.
 	BinDir string
-	// KasaCNIDir, when set, holds kasa's own CNI plugins (links to kasa).
-	KasaCNIDir string
 	// Root is containerd's persistent state (<data-dir>/agent/containerd).
 	Root string
 	// RunDir holds the socket and the volatile state (/run/kasa/containerd).
@@ -80,7 +78,7 @@ state = "{{.RunDir}}/state"
   restrict_oom_score_adj = {{.RestrictOOMScoreAdj}}
   enable_selinux = false
   [plugins.'io.containerd.cri.v1.runtime'.cni]
-    bin_dirs = ["{{.BinDir}}"{{if .KasaCNIDir}}, "{{.KasaCNIDir}}"{{end}}]
+    bin_dirs = ["{{.BinDir}}"]
     conf_dir = "{{.CNIConfDir}}"
   [plugins.'io.containerd.cri.v1.runtime'.containerd]
     default_runtime_name = "runc"

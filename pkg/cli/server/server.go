@@ -17,7 +17,8 @@ import (
 func NewCommand() *cobra.Command {
 	return newCommand(hostinfo.Read, func(cmd *cobra.Command, cfg *config.Server) error {
 		log := logging.Setup(cmd.ErrOrStderr(), cfg.Debug, cfg.Verbosity)
-		return server.Run(cmd.Context(), cfg, server.Options{Log: log, Env: agentcli.ChildEnv()})
+		_, gogc := os.LookupEnv("GOGC")
+		return server.Run(cmd.Context(), cfg, server.Options{Log: log, Env: agentcli.ChildEnv(), FixedGOGC: gogc})
 	})
 }
 
