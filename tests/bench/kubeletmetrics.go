@@ -11,20 +11,19 @@ import (
 )
 
 // stageTimes are the sums and counts of the node's timing histograms,
-// read through the API server's proxy to the kubelet's /metrics. kasa's
-// components share one process and one metrics registry, so the client
-// rate limiter's waits are every in-process client's.
+// read through the API server's proxy to the kubelet's /metrics.
 type stageTimes map[string]struct{ sum, count float64 }
 
 // The stages of a pod start, each a histogram and the label that names
-// the stage (empty: every series of the histogram).
+// the stage (empty: every series of the histogram). The pod workers' syncs
+// include those that remove the pods after the burst (podStartLatency
+// deletes them before it returns).
 var podStages = []struct{ name, metric, label string }{
 	{"sandbox (runc, CNI)", "kubelet_runtime_operations_duration_seconds", `operation_type="run_podsandbox"`},
 	{"create container", "kubelet_runtime_operations_duration_seconds", `operation_type="create_container"`},
 	{"start container", "kubelet_runtime_operations_duration_seconds", `operation_type="start_container"`},
 	{"pod worker sync", "kubelet_pod_worker_duration_seconds", `operation_type="sync"`},
 	{"pod start as the kubelet sees it", "kubelet_pod_start_sli_duration_seconds", ""},
-	{"API client rate limiter wait", "rest_client_rate_limiter_duration_seconds", ""},
 }
 
 func readStageTimes(ctx context.Context, c kubernetes.Interface, node string) (stageTimes, error) {

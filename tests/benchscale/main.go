@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -95,7 +96,7 @@ func run(counts []int, perNode int, rest time.Duration) ([]step, error) {
 		return nil, err
 	}
 	defer s.Close()
-	s.ExtraArgs, s.Env = opts.serverArgs, opts.env
+	s.ExtraArgs, s.Env = slices.Clone(opts.serverArgs), opts.env
 	if opts.profiles != "" {
 		// kasa's components share one process: the API server's
 		// profiles are the whole server's.
