@@ -28,7 +28,7 @@ LDFLAGS := -s -w \
 # No -trimpath: it has its own build cache, and tests share this one.
 export CGO_ENABLED := 1
 
-.PHONY: all build bundle test-images host-image kwok unit integration e2e test check lint tidy-check fresh-check bench bench-scale clean
+.PHONY: all build bundle test-images host-image kwok unit integration e2e test-release test check lint tidy-check fresh-check bench bench-scale release clean
 
 all: build
 
@@ -63,9 +63,14 @@ kwok:
 # the dockerd that the image script started is stopped again afterwards.
 # They take about 38 minutes on 2 cores; the timeout leaves room for a slower
 # machine (CI's last failure ran into 40 minutes while one test waited).
-e2e: build test-images host-image
-	KASA_BIN=$(CURDIR)/$(BIN)/kasa KASA_TEST_IMAGES=$(CURDIR)/build/test-images $(GO) test -tags e2e -count=1 -timeout 55m ./tests/e2e/...; \
+e2e: build test-images host-image test-release
+	KASA_BIN=$(CURDIR)/$(BIN)/kasa KASA_TEST_IMAGES=$(CURDIR)/build/test-images KASA_TEST_DIST=$(CURDIR)/build/test-dist $(GO) test -tags e2e -count=1 -timeout 55m ./tests/e2e/...; \
 	rc=$$?; scripts/build-host-image.sh --stop-docker; exit $$rc
+
+# A release of this build for the suites (install.sh from a web server):
+# made as make release makes one, at a fast compression level.
+test-release: build
+	LDFLAGS='$(LDFLAGS)' scripts/release.sh --version v0.0.0-test --out build/test-dist --level 3 $(shell $(GO) env GOARCH)
 
 host-image:
 	scripts/build-host-image.sh
@@ -99,6 +104,11 @@ bench: build test-images host-image
 # into docs/bench-scale.svg. About 25 minutes.
 bench-scale: build kwok
 	KASA_BIN=$(CURDIR)/$(BIN)/kasa KASA_KWOK=$(CURDIR)/build/tools/kwok $(GO) run ./tests/benchscale
+
+# The release for this machine's architecture into dist/VERSION/
+# (scripts/release.sh): make release VERSION=v0.1.0.
+release: build
+	LDFLAGS='$(LDFLAGS)' scripts/release.sh --version $(VERSION) $(shell $(GO) env GOARCH)
 
 clean:
 	rm -rf $(BIN) build

@@ -2,14 +2,16 @@
 # kasa's node installer: installs kasa on the machine it runs on, as a
 # systemd service, with an uninstall script.
 #
-#   curl -sfL https://HOST/install.sh | sh -                   a server
+#   curl -sfL https://HOST/install.sh | INSTALL_KASA_RELEASE_URL=https://HOST/kasa sh -   a server
 #   curl -sfL https://HOST/install.sh | KASA_URL=https://SERVER:6443 KASA_TOKEN=K10... sh -   an agent
 #   sh install.sh [server|agent] [FLAGS...]                      flags go to kasa
 #
 # Settings, as k3s users know them, with KASA names:
-#   INSTALL_KASA_DOWNLOAD_URL    where to download the binary; URL.sha256 holds its sha256
-#   INSTALL_KASA_VERSION         refused for now: no release of kasa is published yet, so
-#                                there is no default download; give the URL or the binary
+#   INSTALL_KASA_RELEASE_URL     where kasa's releases are (what make release writes to dist/):
+#                                BASE/latest names the newest, BASE/VERSION/kasa-ARCH is the
+#                                artifact, BASE/VERSION/sha256sum-ARCH.txt holds its sha256
+#   INSTALL_KASA_VERSION         the release to install (v0.1.0); the newest when not given
+#   INSTALL_KASA_DOWNLOAD_URL    one binary to download instead; URL.sha256 holds its sha256
 #   INSTALL_KASA_SKIP_DOWNLOAD   true: use INSTALL_KASA_BINARY, or the kasa already in the bin dir
 #   INSTALL_KASA_BINARY          a kasa binary on this machine to install (implies no download)
 #   INSTALL_KASA_SHA256          the binary's expected sha256 (checked whatever its source)
@@ -274,6 +276,31 @@ download() {
 	fi
 }
 
+# release_url sets url to the artifact of INSTALL_KASA_VERSION (else the
+# newest) for this machine's architecture, and INSTALL_KASA_SHA256 (unless
+# given) from the release's sha256sum file.
+release_url() {
+	base=${INSTALL_KASA_RELEASE_URL%/}
+	version=${INSTALL_KASA_VERSION:-}
+	if [ -z "$version" ]; then
+		download "$base/latest" "$TMP/latest" || fatal "could not read the newest version from $base/latest: is INSTALL_KASA_RELEASE_URL right? Or give INSTALL_KASA_VERSION"
+		version=$(head -n 1 "$TMP/latest" | tr -d ' \r')
+	fi
+	case $version in
+	v[0-9]*) ;;
+	*) fatal "INSTALL_KASA_VERSION $version: a version looks like v0.1.0" ;;
+	esac
+	case $version in *[!A-Za-z0-9.+_-]*) fatal "INSTALL_KASA_VERSION $version: letters, digits and . + _ - only" ;; esac
+	url=$base/$version/kasa-$ARCH
+	if [ -z "${INSTALL_KASA_SHA256:-}" ]; then
+		download "$base/$version/sha256sum-$ARCH.txt" "$TMP/sha256sum.txt" ||
+			fatal "could not download $base/$version/sha256sum-$ARCH.txt: is there a release $version for $ARCH?"
+		INSTALL_KASA_SHA256=$(awk -v f="kasa-$ARCH" '$2 == f || $2 == "*" f { print $1 }' "$TMP/sha256sum.txt")
+		[ -n "$INSTALL_KASA_SHA256" ] || fatal "sha256sum-$ARCH.txt of $version has no line for kasa-$ARCH"
+	fi
+	info "release $version for $ARCH"
+}
+
 # get_binary leaves the binary to install in $NEW_BIN.
 get_binary() {
 	if [ -n "${INSTALL_KASA_BINARY:-}" ]; then
@@ -283,10 +310,15 @@ get_binary() {
 		[ -x "$BIN_DIR/kasa" ] || fatal "INSTALL_KASA_SKIP_DOWNLOAD is set but $BIN_DIR/kasa is not there: put it there or give INSTALL_KASA_BINARY"
 		NEW_BIN=$BIN_DIR/kasa
 	else
-		[ -z "${INSTALL_KASA_VERSION:-}" ] || fatal "INSTALL_KASA_VERSION: no release of kasa is published yet, so there is no version to download; give INSTALL_KASA_BINARY or INSTALL_KASA_DOWNLOAD_URL"
 		url=${INSTALL_KASA_DOWNLOAD_URL:-}
-		# No release is published yet: nothing to download by default.
-		[ -n "$url" ] || fatal "no release of kasa is published to download yet: give INSTALL_KASA_BINARY=/path/to/kasa (a binary you built or copied here) or INSTALL_KASA_DOWNLOAD_URL=https://HOST/kasa (with kasa.sha256 beside it)"
+		if [ -n "${INSTALL_KASA_RELEASE_URL:-}" ]; then
+			[ -z "$url" ] || fatal "INSTALL_KASA_RELEASE_URL and INSTALL_KASA_DOWNLOAD_URL are both set: give one of them"
+			release_url
+		fi
+		[ -z "${INSTALL_KASA_VERSION:-}" ] || [ -n "${INSTALL_KASA_RELEASE_URL:-}" ] ||
+			fatal "INSTALL_KASA_VERSION needs INSTALL_KASA_RELEASE_URL, the address of kasa's releases (what make release writes to dist/)"
+		# No release host is built in: nothing to download by default.
+		[ -n "$url" ] || fatal "nothing to download: give INSTALL_KASA_RELEASE_URL=https://HOST/PATH (kasa's releases, as make release writes them to dist/), INSTALL_KASA_BINARY=/path/to/kasa (a binary you built or copied here) or INSTALL_KASA_DOWNLOAD_URL=https://HOST/kasa (with kasa.sha256 beside it)"
 		info "downloading $url"
 		download "$url" "$TMP/kasa" || fatal "could not download $url"
 		chmod 0755 "$TMP/kasa"

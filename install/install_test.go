@@ -14,6 +14,7 @@ import (
 
 	"github.com/kasa-io/kasa/install"
 	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/settings"
 )
 
 // functions writes install.sh without its last line (main "$@") into a
@@ -229,8 +230,8 @@ func TestFlagLists(t *testing.T) {
 			}
 			for _, n := range names {
 				switch {
-				case config.IsSensitive(f):
-					secrets = append(secrets, n+"="+config.EnvNames(f)[0])
+				case settings.IsSensitive(f):
+					secrets = append(secrets, n+"="+settings.EnvNames(f)[0])
 					if fs == agent {
 						agentSecrets = append(agentSecrets, n)
 					}

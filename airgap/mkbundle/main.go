@@ -1,11 +1,21 @@
-// Command mkbundle packs a folder into the payload format of package bundle,
-// which the Makefile appends to the kasa binary.
+// Command mkbundle makes the payload of package bundle, which the Makefile
+// appends to the kasa program and the release appends to the launcher.
+//
+//	mkbundle -o OUT -C DIR            pack and compress DIR (quickly) into OUT
+//	mkbundle -tar -C DIR              write DIR's tar stream to standard output
+//	mkbundle -seal -o OUT             read a zstd stream of that tar from standard
+//	                                  input and write it with its trailer to OUT
+//
+// The release compresses with the zstd program between -tar and -seal, at
+// levels that Go's encoder does not reach (scripts/release.sh).
 package main
 
 import (
+	"bufio"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/kasa-io/kasa/pkg/bundle"
@@ -21,20 +31,41 @@ func main() {
 func run() error {
 	out := flag.String("o", "", "payload file to write")
 	dir := flag.String("C", "", "folder to pack")
+	tarOnly := flag.Bool("tar", false, "write the folder's tar stream to standard output, uncompressed")
+	seal := flag.Bool("seal", false, "read a zstd stream from standard input and write it with the trailer to -o")
 	flag.Parse()
-	if *out == "" || *dir == "" {
-		return errors.New("usage: mkbundle -o OUT -C DIR")
+	switch {
+	case *tarOnly && *dir != "" && *out == "" && !*seal:
+		w := bufio.NewWriterSize(os.Stdout, 1<<20)
+		if err := bundle.Pack(w, *dir); err != nil {
+			return err
+		}
+		return w.Flush()
+	case *seal && *out != "" && *dir == "" && !*tarOnly:
+		return writeFile(*out, func(w io.Writer) error { return bundle.Seal(w, bufio.NewReaderSize(os.Stdin, 1<<20)) })
+	case *out != "" && *dir != "" && !*tarOnly && !*seal:
+		return writeFile(*out, func(w io.Writer) error { return bundle.Write(w, *dir) })
 	}
-	f, err := os.Create(*out + ".tmp")
+	return errors.New("usage: mkbundle -o OUT -C DIR | -tar -C DIR | -seal -o OUT")
+}
+
+// writeFile writes out through a temporary file, renamed into place whole.
+func writeFile(out string, write func(io.Writer) error) error {
+	f, err := os.Create(out + ".tmp")
 	if err != nil {
 		return err
 	}
-	if err := bundle.Write(f, *dir); err != nil {
-		f.Close()
+	w := bufio.NewWriterSize(f, 1<<20)
+	err = write(w)
+	if err == nil {
+		err = w.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(out + ".tmp")
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(*out+".tmp", *out)
+	return os.Rename(out+".tmp", out)
 }

@@ -147,17 +147,14 @@ func (s *Start) checkHost(context.Context) error {
 	return nil
 }
 
-// unpack unpacks the binaries and images appended to kasa's executable.
+// unpack finds the binaries and images of kasa's bundle, unpacking them
+// from kasa's executable when it carries them.
 func (s *Start) unpack(context.Context) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	payload, err := bundle.Find(exe)
-	if err != nil {
-		return err
-	}
-	s.bundle, err = payload.Unpack(s.n.DataDir)
+	s.bundle, err = bundle.Locate(exe, s.n.DataDir)
 	return err
 }
 

@@ -35,6 +35,11 @@ const (
 	doneMarker        = ".complete"
 )
 
+// ArtifactEnv names the release artifact that a kasa program was unpacked
+// from: the launcher (cmd/kasa-launcher) sets it, and kasa up uploads that
+// file rather than the program.
+const ArtifactEnv = "KASA_ARTIFACT"
+
 // ErrNoBundle is returned for a binary built without its payload (a plain
 // `go build`); `make` appends it.
 var ErrNoBundle = errors.New("this kasa binary carries no bundle of runc, CNI plugins and system images: build it with make")
@@ -75,15 +80,29 @@ func Find(file string) (*Payload, error) {
 	return &Payload{File: file, Offset: st.Size() - trailerSize - n, Length: n, Hash: hex.EncodeToString(t[:sha256.Size])}, nil
 }
 
-// Write packs the files under dir into w as a payload with its trailer.
+// Write packs the files under dir into w as a payload with its trailer,
+// compressed as the everyday build wants it: quickly.
 func Write(w io.Writer, dir string) error {
 	var compressed bytes.Buffer
 	zw, err := zstd.NewWriter(&compressed, zstd.WithEncoderLevel(zstd.SpeedBetterCompression))
 	if err != nil {
 		return err
 	}
-	tw := tar.NewWriter(zw)
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	if err := Pack(zw, dir); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return Seal(w, &compressed)
+}
+
+// Pack writes the files under dir to w as the payload's tar stream, before
+// compression: the same files make the same bytes, whatever their times
+// and owners.
+func Pack(w io.Writer, dir string) error {
+	tw := tar.NewWriter(w)
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || p == dir {
 			return err
 		}
@@ -119,20 +138,25 @@ func Write(w io.Writer, dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := tw.Close(); err != nil {
+	return tw.Close()
+}
+
+// Seal copies a zstd stream of Pack's tar (compressed by any zstd encoder:
+// the release's is the zstd program at its highest levels) to w and
+// appends the trailer that Find reads.
+func Seal(w io.Writer, zst io.Reader) error {
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(w, h), zst)
+	if err != nil {
 		return err
 	}
-	if err := zw.Close(); err != nil {
-		return err
+	if n == 0 {
+		return errors.New("the compressed payload is empty")
 	}
-	sum := sha256.Sum256(compressed.Bytes())
 	trailer := make([]byte, 0, trailerSize)
-	trailer = append(trailer, sum[:]...)
-	trailer = binary.LittleEndian.AppendUint64(trailer, uint64(compressed.Len()))
+	trailer = h.Sum(trailer)
+	trailer = binary.LittleEndian.AppendUint64(trailer, uint64(n))
 	trailer = append(trailer, magic...)
-	if _, err := w.Write(compressed.Bytes()); err != nil {
-		return err
-	}
 	_, err = w.Write(trailer)
 	return err
 }
@@ -140,10 +164,12 @@ func Write(w io.Writer, dir string) error {
 // Unpack extracts the payload into its folder of the data dir
 // (datadir.Layout.Bundle: <dataDir>/data/<hash>/) unless an earlier start
 // did, and returns that folder. Extraction goes to a temporary folder
-// first, so a crash never leaves a half-written bundle in use.
+// first and is renamed into place whole, so a crash never leaves a
+// half-written bundle in use, and of two processes unpacking at once the
+// second finds the first one's folder and leaves it alone.
 func (p *Payload) Unpack(dataDir string) (string, error) {
 	dest := datadir.New(dataDir).Bundle(p.Hash)
-	if _, err := os.Stat(filepath.Join(dest, doneMarker)); err == nil {
+	if Complete(dest) {
 		return dest, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
@@ -160,11 +186,48 @@ func (p *Payload) Unpack(dataDir string) (string, error) {
 	if err := os.WriteFile(filepath.Join(tmp, doneMarker), []byte(p.Hash+"\n"), 0o644); err != nil {
 		return "", err
 	}
-	_ = os.RemoveAll(dest) // an incomplete earlier attempt
-	if err := os.Rename(tmp, dest); err != nil {
+	if err := os.Chmod(tmp, 0o755); err != nil {
 		return "", err
 	}
-	return dest, os.Chmod(dest, 0o755)
+	if err := os.Rename(tmp, dest); err != nil {
+		if Complete(dest) {
+			return dest, nil // another process unpacked it meanwhile
+		}
+		// A folder without its marker: left by a kasa that did not
+		// rename whole. Nothing runs from it.
+		if rerr := os.RemoveAll(dest); rerr != nil {
+			return "", rerr
+		}
+		if err := os.Rename(tmp, dest); err != nil {
+			return "", err
+		}
+	}
+	return dest, nil
+}
+
+// Complete reports whether dir holds a whole unpacked bundle.
+func Complete(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, doneMarker))
+	return err == nil
+}
+
+// Locate returns the folder of the bundle that belongs to the program exe.
+// A kasa that `make` built carries its bundle: it is unpacked into the data
+// dir (Unpack). The program of a release artifact carries none: the
+// artifact's launcher (cmd/kasa-launcher) unpacked it with the bundle
+// around it, as <folder>/bin/kasa, and <folder> is the bundle.
+func Locate(exe, dataDir string) (string, error) {
+	p, err := Find(exe)
+	if err == nil {
+		return p.Unpack(dataDir)
+	}
+	if !errors.Is(err, ErrNoBundle) {
+		return "", err
+	}
+	if dir := filepath.Dir(filepath.Dir(exe)); filepath.Base(filepath.Dir(exe)) == "bin" && Complete(dir) {
+		return dir, nil
+	}
+	return "", err
 }
 
 func (p *Payload) extract(dir string) error {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/kasa-io/kasa/pkg/datadir"
 )
 
@@ -95,5 +97,85 @@ func TestWriteIsReproducible(t *testing.T) {
 	must(t, Write(&b, src))
 	if !bytes.Equal(a.Bytes(), b.Bytes()) {
 		t.Fatal("the payload depends on file times")
+	}
+}
+
+// A payload compressed by another zstd encoder and sealed unpacks the same,
+// and the program of an unpacked release finds the folder around it.
+func TestSealAndLocate(t *testing.T) {
+	src := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(src, "bin"), 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "bin", "kasa"), []byte("program"), 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "bin", "runc"), []byte("runc"), 0o755))
+	var tarball bytes.Buffer
+	must(t, Pack(&tarball, src))
+	var zst bytes.Buffer
+	zw, err := zstd.NewWriter(&zst, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithWindowSize(1<<20))
+	must(t, err)
+	_, err = zw.Write(tarball.Bytes())
+	must(t, err)
+	must(t, zw.Close())
+	launcher := filepath.Join(t.TempDir(), "kasa")
+	var art bytes.Buffer
+	art.WriteString("\x7fELF the launcher")
+	must(t, Seal(&art, &zst))
+	must(t, os.WriteFile(launcher, art.Bytes(), 0o755))
+	p, err := Find(launcher)
+	must(t, err)
+	data := t.TempDir()
+	dir, err := p.Unpack(data)
+	must(t, err)
+	prog := filepath.Join(dir, "bin", "kasa")
+	if got, _ := os.ReadFile(prog); string(got) != "program" {
+		t.Fatalf("unpacked program = %q", got)
+	}
+	// The unpacked program carries no bundle: Locate finds its folder.
+	got, err := Locate(prog, t.TempDir())
+	must(t, err)
+	if got != dir {
+		t.Errorf("Locate(%s) = %s, want %s", prog, got, dir)
+	}
+	// A program that is neither: no bundle, and no folder marked whole.
+	must(t, os.Remove(filepath.Join(dir, doneMarker)))
+	if _, err := Locate(prog, t.TempDir()); !errors.Is(err, ErrNoBundle) {
+		t.Errorf("Locate without the marker: %v, want ErrNoBundle", err)
+	}
+	// A kasa that carries its bundle is unpacked into the data dir.
+	if got, err := Locate(launcher, data); err != nil || got != dir {
+		t.Errorf("Locate(launcher) = %s, %v", got, err)
+	}
+	if err := Seal(&art, bytes.NewReader(nil)); err == nil {
+		t.Error("an empty stream was sealed")
+	}
+}
+
+// Two processes that unpack at once both end with the one whole folder.
+func TestUnpackRace(t *testing.T) {
+	src := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(src, "f"), bytes.Repeat([]byte("y"), 1<<16), 0o644))
+	var buf bytes.Buffer
+	must(t, Write(&buf, src))
+	exe := filepath.Join(t.TempDir(), "kasa")
+	must(t, os.WriteFile(exe, buf.Bytes(), 0o755))
+	p, err := Find(exe)
+	must(t, err)
+	data := t.TempDir()
+	errs := make(chan error, 4)
+	dirs := make(chan string, 4)
+	for range 4 {
+		go func() {
+			d, err := p.Unpack(data)
+			errs <- err
+			dirs <- d
+		}()
+	}
+	for range 4 {
+		must(t, <-errs)
+		if d := <-dirs; !Complete(d) {
+			t.Errorf("%s is not whole", d)
+		}
+	}
+	if entries, _ := os.ReadDir(datadir.New(data).Bundles()); len(entries) != 1 {
+		t.Errorf("the data folder holds %d entries, want the one bundle", len(entries))
 	}
 }

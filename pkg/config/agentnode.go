@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+
+	"github.com/kasa-io/kasa/pkg/settings"
 )
 
 // DefaultLBServerPort is where an agent's local load balancer listens, as
@@ -31,13 +33,13 @@ type AgentNodeOptions struct {
 
 // AddFlags defines the agent's flags, with k3s's names, on fs.
 func (o *AgentNodeOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVarP(&o.ConfigFile, ConfigFlag, "c", DefaultConfigFile, "config file (keys are flag names); files in <config>.d/*.yaml are read after it")
-	EnvAlias(fs, ConfigFlag, "KASA_CONFIG_FILE")
-	fs.StringVarP(&o.DataDir, "data-dir", "d", DefaultDataDir, "folder for kasa's state")
+	fs.StringVarP(&o.ConfigFile, settings.ConfigFlag, "c", settings.DefaultConfigFile, "config file (keys are flag names); files in <config>.d/*.yaml are read after it")
+	settings.EnvAlias(fs, settings.ConfigFlag, "KASA_CONFIG_FILE")
+	fs.StringVarP(&o.DataDir, "data-dir", "d", settings.DefaultDataDir, "folder for kasa's state")
 	fs.StringVarP(&o.Server, "server", "s", "", "a server of the cluster to join, as https://HOST:6443")
-	EnvAlias(fs, "server", "KASA_URL")
+	settings.EnvAlias(fs, "server", "KASA_URL")
 	fs.StringVarP(&o.Token, "token", "t", "", "join token (K10<ca-hash>::<user>:<secret>); needed until the node has joined")
-	Sensitive(fs, "token")
+	settings.Sensitive(fs, "token")
 	fs.StringVar(&o.TokenFile, "token-file", "", "file holding the join token")
 	fs.StringVar(&o.NodeName, "node-name", "", "node name (default: the host name)")
 	fs.StringSliceVar(&o.NodeIPs, "node-ip", nil, "IP address of this node (default: the address of the default route's interface)")
@@ -64,7 +66,7 @@ type AgentNode struct {
 func (o *AgentNodeOptions) Complete(h Host) (*AgentNode, error) {
 	a := &AgentNode{LBServerPort: o.LBServerPort, Debug: o.Debug, Verbosity: o.Verbosity}
 	var err error
-	if a.DataDir, err = absPath("--data-dir", o.DataDir); err != nil {
+	if a.DataDir, err = settings.AbsPath("--data-dir", o.DataDir); err != nil {
 		return nil, err
 	}
 	if o.Server == "" {

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/spf13/pflag"
+
+	"github.com/kasa-io/kasa/pkg/settings"
 )
 
 func agentFlags(t *testing.T, env map[string]string, args ...string) *AgentNodeOptions {
@@ -17,7 +19,7 @@ func agentFlags(t *testing.T, env map[string]string, args ...string) *AgentNodeO
 		t.Fatal(err)
 	}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	if err := Resolve(fs, Sources{LookupEnv: lookup}); err != nil {
+	if err := settings.Resolve(fs, settings.Sources{LookupEnv: lookup}); err != nil {
 		t.Fatal(err)
 	}
 	return o

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/spf13/pflag"
+
+	"github.com/kasa-io/kasa/pkg/settings"
 )
 
 // newFlags returns the server's flag set parsed from args.
@@ -22,8 +24,8 @@ func newFlags(t *testing.T, args ...string) (*ServerOptions, *pflag.FlagSet) {
 	return o, fs
 }
 
-func env(vars map[string]string) Sources {
-	return Sources{LookupEnv: func(k string) (string, bool) { v, ok := vars[k]; return v, ok }}
+func env(vars map[string]string) settings.Sources {
+	return settings.Sources{LookupEnv: func(k string) (string, bool) { v, ok := vars[k]; return v, ok }}
 }
 
 func writeFile(t *testing.T, path, content string) string {
@@ -57,7 +59,7 @@ func TestPrecedence(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o, fs := newFlags(t, tt.args...)
-			err := Resolve(fs, env(tt.env))
+			err := settings.Resolve(fs, env(tt.env))
 			if tt.wantPort == 0 {
 				if err == nil || !strings.Contains(err.Error(), "none.yaml") {
 					t.Fatalf("want an error naming the missing file, got %v", err)
@@ -77,13 +79,13 @@ func TestPrecedence(t *testing.T) {
 func TestDefaultConfigFileMissingIsFine(t *testing.T) {
 	o, fs := newFlags(t)
 	// Stand in for /etc/kasa/config.yaml without marking the flag as given.
-	if err := fs.Lookup(ConfigFlag).Value.Set(filepath.Join(t.TempDir(), "config.yaml")); err != nil {
+	if err := fs.Lookup(settings.ConfigFlag).Value.Set(filepath.Join(t.TempDir(), "config.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	if err := Resolve(fs, env(nil)); err != nil {
+	if err := settings.Resolve(fs, env(nil)); err != nil {
 		t.Fatal(err)
 	}
-	if o.HTTPSPort != DefaultHTTPSPort || o.DataDir != DefaultDataDir {
+	if o.HTTPSPort != DefaultHTTPSPort || o.DataDir != settings.DefaultDataDir {
 		t.Fatalf("defaults changed: %+v", o)
 	}
 }
@@ -91,7 +93,7 @@ func TestDefaultConfigFileMissingIsFine(t *testing.T) {
 func TestEnvAliases(t *testing.T) {
 	empty := writeFile(t, filepath.Join(t.TempDir(), "empty.yaml"), "")
 	o, fs := newFlags(t)
-	err := Resolve(fs, env(map[string]string{
+	err := settings.Resolve(fs, env(map[string]string{
 		"KASA_CONFIG_FILE":       empty,
 		"KASA_KUBECONFIG_OUTPUT": "/tmp/k.yaml",
 		"KASA_KUBECONFIG_MODE":   "0644",
@@ -112,7 +114,7 @@ func TestDropInsAndLists(t *testing.T) {
 	writeFile(t, file+".d/10-some.yaml", "tls-san+:\n  - b.example\nhttps-listen-port: 7443\n")
 	writeFile(t, file+".d/30-ignored.txt", "not: yaml: at all")
 	o, fs := newFlags(t, "--config", file)
-	if err := Resolve(fs, env(nil)); err != nil {
+	if err := settings.Resolve(fs, env(nil)); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(o.TLSSANs, ","); got != "a.example,b.example,c.example" {
@@ -123,7 +125,7 @@ func TestDropInsAndLists(t *testing.T) {
 	}
 	// The command line replaces a list from the files.
 	o, fs = newFlags(t, "--config", file, "--tls-san", "z.example")
-	if err := Resolve(fs, env(nil)); err != nil {
+	if err := settings.Resolve(fs, env(nil)); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(o.TLSSANs, ","); got != "z.example" {
@@ -149,12 +151,12 @@ func TestConfigFileErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			file := writeFile(t, filepath.Join(dir, tt.name, "bad.yaml"), tt.content)
 			_, fs := newFlags(t, "--config", file)
-			err := Resolve(fs, env(nil))
+			err := settings.Resolve(fs, env(nil))
 			if err == nil {
 				t.Fatal("want an error")
 			}
-			if !errors.Is(err, ErrConfig) {
-				t.Errorf("error %q does not wrap ErrConfig", err)
+			if !errors.Is(err, settings.ErrConfig) {
+				t.Errorf("error %q does not wrap settings.ErrConfig", err)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {
@@ -171,8 +173,8 @@ func TestConfigFileErrors(t *testing.T) {
 func TestSensitiveValuesAreNotEchoed(t *testing.T) {
 	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
 	fs.Int("secret-number", 0, "")
-	Sensitive(fs, "secret-number")
-	err := Resolve(fs, env(map[string]string{"KASA_SECRET_NUMBER": "hunter2"}))
+	settings.Sensitive(fs, "secret-number")
+	err := settings.Resolve(fs, env(map[string]string{"KASA_SECRET_NUMBER": "hunter2"}))
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("want an error that hides the value, got %v", err)
 	}
@@ -181,7 +183,7 @@ func TestSensitiveValuesAreNotEchoed(t *testing.T) {
 func TestEmptyFile(t *testing.T) {
 	file := writeFile(t, filepath.Join(t.TempDir(), "c.yaml"), "# only a comment\n")
 	_, fs := newFlags(t, "--config", file)
-	if err := Resolve(fs, env(nil)); err != nil {
+	if err := settings.Resolve(fs, env(nil)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/kasa-io/kasa/pkg/settings"
 
 	"github.com/kasa-io/kasa/pkg/addons"
 	"github.com/kasa-io/kasa/pkg/secretsencrypt"
@@ -20,7 +21,6 @@ import (
 
 // Defaults shared with k3s, so that a k3s user finds the same numbers.
 const (
-	DefaultDataDir        = "/var/lib/kasa"
 	DefaultKubeconfig     = "/etc/kasa/kasa.yaml"
 	DefaultHTTPSPort      = 6443
 	DefaultClusterCIDR    = "10.42.0.0/16"
@@ -82,15 +82,15 @@ type ServerOptions struct {
 
 // AddFlags defines the server's flags, with k3s's names, on fs.
 func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVarP(&o.ConfigFile, ConfigFlag, "c", DefaultConfigFile, "config file (keys are flag names); files in <config>.d/*.yaml are read after it")
-	EnvAlias(fs, ConfigFlag, "KASA_CONFIG_FILE")
-	fs.StringVarP(&o.DataDir, "data-dir", "d", DefaultDataDir, "folder for kasa's state")
+	fs.StringVarP(&o.ConfigFile, settings.ConfigFlag, "c", settings.DefaultConfigFile, "config file (keys are flag names); files in <config>.d/*.yaml are read after it")
+	settings.EnvAlias(fs, settings.ConfigFlag, "KASA_CONFIG_FILE")
+	fs.StringVarP(&o.DataDir, "data-dir", "d", settings.DefaultDataDir, "folder for kasa's state")
 	fs.StringVarP(&o.Token, "token", "t", "", "shared secret that nodes use to join, of 16 characters or more; set on first start, generated when empty")
-	Sensitive(fs, "token")
+	settings.Sensitive(fs, "token")
 	fs.StringVar(&o.TokenFile, "token-file", "", "file holding the token")
 	fs.StringVarP(&o.Server, "server", "s", "", "a server of the cluster to join, as https://HOST:6443: this server then shares that cluster's --datastore-endpoint, and is refused when the datastore holds no cluster or another one")
 	fs.StringVar(&o.AgentToken, "agent-token", "", "shared secret that joins agents only, of 16 characters or more; set on first start (default: agents join with the server token)")
-	Sensitive(fs, "agent-token")
+	settings.Sensitive(fs, "agent-token")
 	fs.StringVar(&o.FlannelBackend, "flannel-backend", "vxlan", "pod network backend of every node: "+strings.Join(flannelBackends, ", "))
 	fs.StringVar(&o.AgentTokenFile, "agent-token-file", "", "file holding the agent token")
 	fs.BoolVar(&o.SecretsEncryption, "secrets-encryption", true, "encrypt Secrets at rest, with a key in the server folder (=false writes them in plaintext; keys made before stay, to read)")
@@ -107,7 +107,7 @@ func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.TestDBCheckInterval, "test-db-check-interval", 0, "for tests only: how often the server checks its SQLite datastore (default 5m)")
 	_ = fs.MarkHidden("test-db-check-interval")
 	fs.StringVar(&o.DatastoreEndpoint, "datastore-endpoint", "", "kine datastore: empty for SQLite in the data dir, or a mysql:// or postgres:// DSN")
-	Sensitive(fs, "datastore-endpoint")
+	settings.Sensitive(fs, "datastore-endpoint")
 	fs.StringVar(&o.DatastoreCAFile, "datastore-cafile", "", "TLS CA file for the datastore")
 	fs.StringVar(&o.DatastoreCertFile, "datastore-certfile", "", "TLS client certificate for the datastore")
 	fs.StringVar(&o.DatastoreKeyFile, "datastore-keyfile", "", "TLS client key for the datastore")
@@ -126,9 +126,9 @@ func (o *ServerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&o.ControllerManagerArg, "kube-controller-manager-arg", nil, "extra kube-controller-manager flag, as name=value (repeatable)")
 	fs.StringArrayVar(&o.SchedulerArgs, "kube-scheduler-arg", nil, "extra kube-scheduler flag, as name=value (repeatable)")
 	fs.StringVarP(&o.WriteKubeconfig, "write-kubeconfig", "o", DefaultKubeconfig, "where to write the admin kubeconfig")
-	EnvAlias(fs, "write-kubeconfig", "KASA_KUBECONFIG_OUTPUT")
+	settings.EnvAlias(fs, "write-kubeconfig", "KASA_KUBECONFIG_OUTPUT")
 	fs.StringVar(&o.WriteKubeconfigMode, "write-kubeconfig-mode", DefaultKubeconfigMode, "file mode of the admin kubeconfig, in octal")
-	EnvAlias(fs, "write-kubeconfig-mode", "KASA_KUBECONFIG_MODE")
+	settings.EnvAlias(fs, "write-kubeconfig-mode", "KASA_KUBECONFIG_MODE")
 	fs.BoolVar(&o.DisableAgent, "disable-agent", false, "run the control plane only, without a node")
 	fs.BoolVar(&o.DisableNetworkPolicy, "disable-network-policy", false, "enforce no NetworkPolicy on any node (they are enforced by default)")
 	fs.StringSliceVar(&o.Disable, "disable", nil, "packaged components not to deploy: "+addons.Names())
@@ -253,10 +253,10 @@ func (o *ServerOptions) Complete(h Host) (*Server, error) {
 		},
 	}
 	var err error
-	if s.DataDir, err = absPath("--data-dir", o.DataDir); err != nil {
+	if s.DataDir, err = settings.AbsPath("--data-dir", o.DataDir); err != nil {
 		return nil, err
 	}
-	if s.WriteKubeconfig, err = absPath("--write-kubeconfig", o.WriteKubeconfig); err != nil {
+	if s.WriteKubeconfig, err = settings.AbsPath("--write-kubeconfig", o.WriteKubeconfig); err != nil {
 		return nil, err
 	}
 	mode, err := strconv.ParseUint(o.WriteKubeconfigMode, 8, 32)
@@ -377,17 +377,6 @@ func (o *ServerOptions) Complete(h Host) (*Server, error) {
 	return s, nil
 }
 
-func absPath(flag, p string) (string, error) {
-	if p == "" {
-		return "", fmt.Errorf("%s is empty: give a path", flag)
-	}
-	a, err := filepath.Abs(p)
-	if err != nil {
-		return "", fmt.Errorf("invalid %s %q: %w", flag, p, err)
-	}
-	return a, nil
-}
-
 // readToken reads the token given by flag or by flag-file.
 func readToken(flag, token, file string, h Host) (Secret, error) {
 	if token != "" && file != "" {
@@ -461,7 +450,7 @@ func (o *ServerOptions) completeSnapshots(s *Server) error {
 	case o.ClusterReset && external:
 		return errors.New("--cluster-reset: snapshots are of the SQLite datastore, and this server's is --datastore-endpoint: restore that database with its own tools")
 	case o.ClusterReset:
-		path, err := absPath("--cluster-reset-restore-path", o.ClusterResetRestore)
+		path, err := settings.AbsPath("--cluster-reset-restore-path", o.ClusterResetRestore)
 		if err != nil {
 			return err
 		}
@@ -475,7 +464,7 @@ func (o *ServerOptions) completeSnapshots(s *Server) error {
 	}
 	s.Snapshots = Snapshots{Disabled: o.DisableSnapshots || external, Cron: o.SnapshotCron, Retention: o.SnapshotRetention, Compress: o.SnapshotCompress}
 	if o.SnapshotDir != "" {
-		dir, err := absPath("--db-snapshot-dir", o.SnapshotDir)
+		dir, err := settings.AbsPath("--db-snapshot-dir", o.SnapshotDir)
 		if err != nil {
 			return err
 		}

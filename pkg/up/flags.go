@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/settings"
 )
 
 // secretFlag is a flag of a host's install flags whose value is a secret:
@@ -55,7 +56,7 @@ func splitSecrets(role string, flags []string) (rest []string, secrets []secretF
 			case len(a) > 1 && a[0] == '-':
 				f = set.ShorthandLookup(a[1:2])
 			}
-			if f != nil && config.IsSensitive(f) {
+			if f != nil && settings.IsSensitive(f) {
 				return true
 			}
 		}
@@ -78,7 +79,7 @@ func splitSecrets(role string, flags []string) (rest []string, secrets []secretF
 			given = "--" + name
 			f = fs.Lookup(name)
 			if f == nil {
-				if o := other.Lookup(name); o != nil && config.IsSensitive(o) {
+				if o := other.Lookup(name); o != nil && settings.IsSensitive(o) {
 					return nil, nil, fmt.Errorf("kasa %s has no %s flag", role, given)
 				}
 			}
@@ -94,7 +95,7 @@ func splitSecrets(role string, flags []string) (rest []string, secrets []secretF
 			rest = append(rest, a)
 			continue
 		}
-		if !config.IsSensitive(f) {
+		if !settings.IsSensitive(f) {
 			rest = append(rest, a)
 			if !hasValue && i+1 < len(flags) && !secret(flags[i+1]) {
 				i++
@@ -109,7 +110,7 @@ func splitSecrets(role string, flags []string) (rest []string, secrets []secretF
 			i++
 			value = flags[i]
 		}
-		secrets = append(secrets, secretFlag{Flag: given, Var: config.EnvNames(f)[0], Value: value})
+		secrets = append(secrets, secretFlag{Flag: given, Var: settings.EnvNames(f)[0], Value: value})
 	}
 	return rest, secrets, nil
 }

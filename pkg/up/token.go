@@ -12,9 +12,9 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/pkg/fileutil"
+	"github.com/kasa-io/kasa/pkg/settings"
 	"github.com/kasa-io/kasa/pkg/token"
 )
 
@@ -186,7 +186,7 @@ func checkTokenSettings(h *Host) error {
 // installedDataDir is the data dir of the kasa installed on h: the one its
 // install flags give, else kasa's default.
 func installedDataDir(h *Host) string {
-	dir := config.DefaultDataDir
+	dir := settings.DefaultDataDir
 	for i, f := range h.InstallFlags {
 		switch name, value, ok := strings.Cut(f, "="); {
 		case ok && (name == "--data-dir" || name == "-d"):

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -126,9 +127,10 @@ func TestE2EInstall(t *testing.T) {
 		{[]string{"env", "PATH=/tmp/uname-Darwin:/usr/sbin:/usr/bin:/sbin:/bin", "sh", "/tmp/install.sh"}, "kasa runs on Linux; this is Darwin"},
 		{[]string{"env", "PATH=/tmp/no-systemctl", "/bin/sh", "/tmp/install.sh"}, "needs systemd as the init system"},
 		{[]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "/tmp/install.sh"}, "run the installer as root"},
-		// No release is published yet: no default download, no version.
-		{[]string{"sh", "/tmp/install.sh"}, "no release of kasa is published to download yet"},
-		{[]string{"env", "INSTALL_KASA_VERSION=v1.0.0", "sh", "/tmp/install.sh"}, "INSTALL_KASA_VERSION: no release of kasa is published yet"},
+		// No release host is built in: no default download, and a
+		// version needs the address of the releases.
+		{[]string{"sh", "/tmp/install.sh"}, "nothing to download: give INSTALL_KASA_RELEASE_URL"},
+		{[]string{"env", "INSTALL_KASA_VERSION=v1.0.0", "sh", "/tmp/install.sh"}, "INSTALL_KASA_VERSION needs INSTALL_KASA_RELEASE_URL"},
 	} {
 		out, stderr, err := srv.Exec(ctx, bad.cmd...)
 		if err == nil || !strings.Contains(out+stderr, bad.want) {
@@ -185,25 +187,44 @@ func TestE2EInstall(t *testing.T) {
 	}
 	checkHostClean(t, ag)
 
-	curlInstall := func(binURL string) (string, error) {
+	// The agent from a release as make release writes it (the Makefile's
+	// e2e target makes one of this build in $KASA_TEST_DIST), served as
+	// dist/ is: only the address and the version are given.
+	curlInstall := func(env string) (string, error) {
 		// The token as a flag, in sh quotes inside sh quotes.
-		cmd := fmt.Sprintf("curl -sfL %s/install.sh | KASA_URL=https://srv:6443 INSTALL_KASA_DOWNLOAD_URL=%s INSTALL_KASA_EXEC=%s sh -",
-			web, binURL, shQuote("--data-dir "+inHostDataDir+" --resolv-conf "+hosts.PodResolvConf+" -t "+shQuote(tok)))
+		cmd := fmt.Sprintf("curl -sfL %s/install.sh | KASA_URL=https://srv:6443 %s INSTALL_KASA_EXEC=%s sh -",
+			web, env, shQuote("--data-dir "+inHostDataDir+" --resolv-conf "+hosts.PodResolvConf+" -t "+shQuote(tok)))
 		out, stderr, err := ag.Exec(ctx, "sh", "-c", cmd)
 		return out + stderr, err
 	}
-	out, err = curlInstall(web + "/tampered/kasa")
-	if err == nil || !strings.Contains(out, "refusing to install it") {
-		t.Errorf("a binary that does not match its sha256: %v\n%s", err, out)
+	version := harness.TestDistVersion(t)
+	for _, bad := range []struct{ env, want string }{
+		// A binary that does not match its sha256; then a release
+		// artifact changed after its sha256sum file was written.
+		{"INSTALL_KASA_DOWNLOAD_URL=" + web + "/tampered/kasa", "refusing to install it"},
+		{"INSTALL_KASA_RELEASE_URL=" + web + "/tampered-releases INSTALL_KASA_VERSION=" + version, "refusing to install it"},
+		{"INSTALL_KASA_RELEASE_URL=" + web + "/releases INSTALL_KASA_VERSION=v9.9.9", "is there a release v9.9.9 for " + runtime.GOARCH},
+		{"INSTALL_KASA_RELEASE_URL=" + web + "/releases INSTALL_KASA_VERSION=v1/../../etc", "letters, digits and . + _ - only"},
+	} {
+		out, err = curlInstall(bad.env)
+		if err == nil || !strings.Contains(out, bad.want) {
+			t.Errorf("%s: %v, want %q in\n%s", bad.env, err, bad.want, out)
+		}
+		if _, _, err := ag.Exec(ctx, "test", "-e", "/usr/local/bin/kasa"); err == nil {
+			t.Fatalf("%s: a binary was installed", bad.env)
+		}
 	}
-	if _, _, err := ag.Exec(ctx, "test", "-e", "/usr/local/bin/kasa"); err == nil {
-		t.Error("the tampered binary was installed")
-	}
-	out, err = curlInstall(web + "/kasa")
-	if err != nil || !strings.Contains(out, "starting kasa-agent") || !strings.Contains(out, "downloading") {
-		t.Fatalf("install the agent: %v\n%s", err, out)
+	// The newest release (BASE/latest), for this host's architecture.
+	out, err = curlInstall("INSTALL_KASA_RELEASE_URL=" + web + "/releases")
+	if err != nil || !strings.Contains(out, "starting kasa-agent") || !strings.Contains(out, "release "+version+" for "+runtime.GOARCH) {
+		t.Fatalf("install the agent from the release: %v\n%s", err, out)
 	}
 	waitFor(t, 3*time.Minute, "nodes srv and ag Ready", func() error { return nodesReady(ctx, cl.c, "ag", "srv") })
+	// What runs is the release's kasa, unpacked by its launcher into
+	// the agent's data dir (the launcher replaced itself by it).
+	if exe := mustExec(t, ag, "sh", "-c", "readlink /proc/$(systemctl show -p MainPID --value kasa-agent)/exe"); !strings.HasPrefix(exe, inHostDataDir+"/data/") {
+		t.Errorf("kasa-agent runs %q, not the program unpacked into the data dir", exe)
+	}
 	if unit := mustExec(t, ag, "cat", "/etc/systemd/system/kasa-agent.service"); !strings.Contains(unit, "ExecStart=/usr/local/bin/kasa agent ") {
 		t.Errorf("kasa-agent.service:\n%s", unit)
 	}
@@ -348,6 +369,25 @@ func serveInstall(t *testing.T, addr, script string) string {
 	mux.HandleFunc("/tampered/kasa.sha256", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s  kasa\n", strings.Repeat("0", 64))
 	})
+	// The release of this build, and a copy of it whose artifact was
+	// changed after its sha256sum file was written.
+	dist := harness.TestDist(t)
+	mux.Handle("/releases/", http.StripPrefix("/releases/", http.FileServer(http.Dir(dist))))
+	tampered := t.TempDir()
+	version := harness.TestDistVersion(t)
+	artifact := "kasa-" + runtime.GOARCH
+	if err := os.CopyFS(tampered, os.DirFS(dist)); err != nil {
+		t.Fatal(err)
+	}
+	f, err = os.OpenFile(filepath.Join(tampered, version, artifact), os.O_WRONLY|os.O_APPEND, 0)
+	if err == nil {
+		_, err = f.WriteString("#")
+		f.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux.Handle("/tampered-releases/", http.StripPrefix("/tampered-releases/", http.FileServer(http.Dir(tampered))))
 	l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
 	if err != nil {
 		t.Fatal(err)

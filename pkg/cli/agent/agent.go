@@ -12,6 +12,7 @@ import (
 	"github.com/kasa-io/kasa/pkg/cli/hostinfo"
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/logging"
+	"github.com/kasa-io/kasa/pkg/settings"
 )
 
 // NewCommand returns `kasa agent`.
@@ -40,7 +41,7 @@ later starts use the node's certificates.
   kasa agent --server https://SERVER:6443 --token K10...`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := config.Resolve(cmd.Flags(), config.Sources{LookupEnv: os.LookupEnv}); err != nil {
+			if err := settings.Resolve(cmd.Flags(), settings.Sources{LookupEnv: os.LookupEnv}); err != nil {
 				return err
 			}
 			cfg, err := o.Complete(host())

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/settings"
 )
 
 // cleanEnv unsets every KASA_* variable for the test, so that the
@@ -96,7 +97,7 @@ node-ip: 192.0.2.30,2001:db8::30
 			}},
 		{"host defaults", nil, []string{"--server", "https://10.0.0.1:6443"}, func(a *config.AgentNode) bool {
 			return a.NodeName == "worker-1" && slices.Equal(a.NodeIPs, []netip.Addr{netip.MustParseAddr("192.0.2.20")}) &&
-				a.DataDir == config.DefaultDataDir && a.Token == "" && a.Agent.PrivateRegistry == "/etc/kasa/registries.yaml"
+				a.DataDir == settings.DefaultDataDir && a.Token == "" && a.Agent.PrivateRegistry == "/etc/kasa/registries.yaml"
 		}},
 		{"environment", map[string]string{"KASA_URL": "https://env.example:6443", "KASA_TOKEN": "env-s3cret-0123456789",
 			"KASA_NODE_LABEL": "a=b", "KASA_LB_SERVER_PORT": "7445", "KASA_DATA_DIR": "/srv/env"}, nil,
@@ -182,7 +183,7 @@ func TestBadSettings(t *testing.T) {
 			if strings.Contains(err.Error(), "s3cret") {
 				t.Errorf("the secret in %q", err)
 			}
-			if errors.Is(err, config.ErrConfig) != tt.config {
+			if errors.Is(err, settings.ErrConfig) != tt.config {
 				t.Errorf("%q: config file error %v, want %v", err, !tt.config, tt.config)
 			}
 		})

@@ -21,10 +21,10 @@ import (
 
 	"github.com/kasa-io/kasa/pkg/agent"
 	"github.com/kasa-io/kasa/pkg/cli/output"
-	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/pkg/pki"
 	"github.com/kasa-io/kasa/pkg/server"
+	"github.com/kasa-io/kasa/pkg/settings"
 )
 
 // NewCommand returns `kasa certificate`.
@@ -64,7 +64,7 @@ func checkCommand() *cobra.Command {
 			return output.Print(cmd.OutOrStdout(), format, infos, func(w io.Writer) { printTable(w, dir, infos, now) })
 		},
 	}
-	dataDir = config.BindDataDir(cmd.Flags(), os.LookupEnv)
+	dataDir = settings.BindDataDir(cmd.Flags(), os.LookupEnv)
 	output.Bind(cmd, &format)
 	return cmd
 }
@@ -157,7 +157,7 @@ does on its own when they are due. The running components read the new files wit
 			return rotate(cmd, dir, names)
 		},
 	}
-	dataDir = config.BindDataDir(cmd.Flags(), os.LookupEnv)
+	dataDir = settings.BindDataDir(cmd.Flags(), os.LookupEnv)
 	cmd.Flags().StringSliceVarP(&names, "service", "s", nil, "renew only these: "+strings.Join(serviceNames(), ", ")+" (default: all)")
 	return cmd
 }
@@ -300,7 +300,7 @@ one of them (the others take the new CAs from the datastore within 10 s).`,
 			return nil
 		},
 	}
-	dataDir = config.BindDataDir(cmd.Flags(), os.LookupEnv)
+	dataDir = settings.BindDataDir(cmd.Flags(), os.LookupEnv)
 	cmd.Flags().BoolVar(&finish, "finish", false, "drop the old CAs, once every node took the new ones")
 	cmd.Flags().BoolVar(&force, "force", false, "with --finish: do not check that every node took the new CAs")
 	cmd.Flags().DurationVar(&wait, "wait", 2*time.Minute, "how long to wait for the running server to issue its certificates under the new CAs")

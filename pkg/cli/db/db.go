@@ -16,9 +16,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kasa-io/kasa/pkg/cli/output"
-	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/pkg/server"
+	"github.com/kasa-io/kasa/pkg/settings"
 	"github.com/kasa-io/kasa/pkg/snapshot"
 )
 
@@ -50,7 +50,7 @@ type where struct {
 }
 
 func (w *where) bind(cmd *cobra.Command) {
-	w.dataDir = config.BindDataDir(cmd.Flags(), os.LookupEnv)
+	w.dataDir = settings.BindDataDir(cmd.Flags(), os.LookupEnv)
 	cmd.Flags().StringVar(&w.dir, "dir", "", "folder of the snapshots (default: <data-dir>/server/db/snapshots)")
 }
 
@@ -248,7 +248,7 @@ the minute before, so a lag far above 1000 plus 2 minutes of writes means compac
 			})
 		},
 	}
-	dataDir = config.BindDataDir(cmd.Flags(), os.LookupEnv)
+	dataDir = settings.BindDataDir(cmd.Flags(), os.LookupEnv)
 	output.Bind(cmd, &format)
 	return cmd
 }

@@ -6,10 +6,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/pkg/killall"
 	"github.com/kasa-io/kasa/pkg/logging"
+	"github.com/kasa-io/kasa/pkg/settings"
 )
 
 // NewCommand returns `kasa killall`.
@@ -34,13 +34,13 @@ func NewCommand() *cobra.Command {
 // server and agent do (--data-dir, KASA_DATA_DIR, the config files'
 // data-dir, whose other keys it ignores) and hands it to run.
 func newCommand(run func(cmd *cobra.Command, dataDir string) error) *cobra.Command {
-	o := &config.DataDirOptions{}
+	o := &settings.DataDirOptions{}
 	cmd := &cobra.Command{
 		Use:   "killall",
 		Short: "Stop kasa, containerd and every pod on this machine and undo their network changes; data stays",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := config.Resolve(cmd.Flags(), config.Sources{LookupEnv: os.LookupEnv, IgnoreUnknownKeys: true}); err != nil {
+			if err := settings.Resolve(cmd.Flags(), settings.Sources{LookupEnv: os.LookupEnv, IgnoreUnknownKeys: true}); err != nil {
 				return err
 			}
 			dataDir, err := o.Complete()

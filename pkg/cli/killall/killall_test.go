@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/settings"
 )
 
 // configFile writes a config file and returns its path.
@@ -46,7 +46,7 @@ func TestDataDir(t *testing.T) {
 		want string // the data dir; else the error
 		err  string
 	}{
-		{name: "default", want: config.DefaultDataDir},
+		{name: "default", want: settings.DefaultDataDir},
 		{name: "flag", args: []string{"--data-dir", "/srv/flag"}, want: "/srv/flag"},
 		{name: "short flag", args: []string{"-d", "/srv/flag"}, want: "/srv/flag"},
 		{name: "relative", args: []string{"-d", "state"}, want: filepath.Join(wd, "state")},

@@ -18,6 +18,7 @@ import (
 	"github.com/kasa-io/kasa/pkg/cli/token"
 	"github.com/kasa-io/kasa/pkg/cli/tools"
 	upcli "github.com/kasa-io/kasa/pkg/cli/up"
+	versioncmd "github.com/kasa-io/kasa/pkg/cli/version"
 	"github.com/kasa-io/kasa/pkg/version"
 )
 
@@ -45,6 +46,7 @@ func NewCommand() *cobra.Command {
 		secretsencrypt.NewCommand(),
 		db.NewCommand(),
 		certificate.NewCommand(),
+		versioncmd.NewCommand(),
 	)
 	cmd.AddCommand(apps.NewCommands(env.Kubeconfig())...)
 	cmd.AddCommand(upcli.NewCommands()...)

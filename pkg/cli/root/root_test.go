@@ -33,7 +33,7 @@ func newRoot(t *testing.T) *cobra.Command {
 func TestCommandTree(t *testing.T) {
 	want := map[string][]string{
 		"kasa": {"agent", "apps", "certificate", "check-config", "crictl", "ctr", "db", "down", "info", "install", "killall", "kubectl",
-			"list", "secrets-encrypt", "server", "status", "token", "uninstall", "up", "upgrade"},
+			"list", "secrets-encrypt", "server", "status", "token", "uninstall", "up", "upgrade", "version"},
 		"kasa token":           {"create", "delete", "list", "rotate"},
 		"kasa secrets-encrypt": {"rotate-keys", "status"},
 		"kasa db":              {"snapshot", "status"},

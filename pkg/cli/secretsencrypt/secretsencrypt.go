@@ -14,10 +14,10 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kasa-io/kasa/pkg/bootstrap"
-	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/datadir"
 	"github.com/kasa-io/kasa/pkg/datastore"
 	"github.com/kasa-io/kasa/pkg/secretsencrypt"
+	"github.com/kasa-io/kasa/pkg/settings"
 )
 
 // NewCommand returns `kasa secrets-encrypt`.
@@ -40,7 +40,7 @@ type server struct {
 }
 
 func (s *server) bind(cmd *cobra.Command) {
-	s.dataDir = config.BindDataDir(cmd.Flags(), os.LookupEnv)
+	s.dataDir = settings.BindDataDir(cmd.Flags(), os.LookupEnv)
 }
 
 // connect reaches the running server of the data dir; done closes it.

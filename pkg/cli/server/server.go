@@ -11,6 +11,7 @@ import (
 	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/logging"
 	"github.com/kasa-io/kasa/pkg/server"
+	"github.com/kasa-io/kasa/pkg/settings"
 )
 
 // NewCommand returns `kasa server`.
@@ -32,7 +33,7 @@ func newCommand(host func() config.Host, run func(*cobra.Command, *config.Server
 		Short: "Run a Kubernetes control plane (and, by default, a node) on this machine",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := config.Resolve(cmd.Flags(), config.Sources{LookupEnv: os.LookupEnv}); err != nil {
+			if err := settings.Resolve(cmd.Flags(), settings.Sources{LookupEnv: os.LookupEnv}); err != nil {
 				return err
 			}
 			cfg, err := o.Complete(host())

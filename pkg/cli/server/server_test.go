@@ -14,6 +14,7 @@ import (
 
 	"github.com/kasa-io/kasa/pkg/addons"
 	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/settings"
 )
 
 // cleanEnv unsets every KASA_* variable for the test, so that the
@@ -92,7 +93,7 @@ token-file: `+tokenFile+`
 		check func(*config.Server) bool
 	}{
 		{"defaults", nil, nil, func(s *config.Server) bool {
-			return s.DataDir == config.DefaultDataDir && s.HTTPSPort == 6443 && s.ClusterDomain == "cluster.local" &&
+			return s.DataDir == settings.DefaultDataDir && s.HTTPSPort == 6443 && s.ClusterDomain == "cluster.local" &&
 				s.NodeName == "node-1" && s.AdvertiseAddress == netip.MustParseAddr("192.0.2.10") &&
 				s.WriteKubeconfig == config.DefaultKubeconfig && s.WriteKubeconfigMode == 0o600 && s.Agent != nil && s.Token == "" && len(s.Disable) == 0
 		}},
@@ -153,7 +154,7 @@ func TestBadSettings(t *testing.T) {
 		file   string
 		args   []string
 		want   []string
-		config bool // an error of the config file (config.ErrConfig)
+		config bool // an error of the config file (settings.ErrConfig)
 	}{
 		{name: "flag", args: []string{"--https-listen-port", "70000"}, want: []string{"invalid --https-listen-port 70000"}},
 		{name: "flag not a number", args: []string{"--https-listen-port", "port"}, want: []string{"--https-listen-port"}},
@@ -191,7 +192,7 @@ func TestBadSettings(t *testing.T) {
 			if strings.Contains(err.Error(), "s3cret") {
 				t.Errorf("the secret in %q", err)
 			}
-			if errors.Is(err, config.ErrConfig) != tt.config {
+			if errors.Is(err, settings.ErrConfig) != tt.config {
 				t.Errorf("%q: config file error %v, want %v", err, !tt.config, tt.config)
 			}
 		})

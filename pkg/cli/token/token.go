@@ -11,10 +11,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
-	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/kubeconfig"
+	"github.com/kasa-io/kasa/pkg/settings"
 	"github.com/kasa-io/kasa/pkg/tokenadmin"
 )
 
@@ -177,21 +176,15 @@ file) is rewritten too. The new token is printed.`,
 	c.bind(cmd)
 	cmd.Flags().BoolVar(&o.Agent, "agent", false, "rotate the agent token instead of the server token")
 	cmd.Flags().StringVar(&o.Secret, "new-token", "", "the new secret, of 16 characters or more (default: a random one)")
-	config.Sensitive(cmd.Flags(), "new-token")
+	settings.Sensitive(cmd.Flags(), "new-token")
 	// The data dir is found as every command finds it: --data-dir, else
 	// KASA_DATA_DIR, else data-dir in the config file, else the default.
-	var dirs config.DataDirOptions
-	settings := pflag.NewFlagSet("settings", pflag.ContinueOnError)
-	dirs.AddFlags(settings)
-	cmd.Flags().AddFlagSet(settings)
+	resolveDataDir := settings.BindDataDir(cmd.Flags(), os.LookupEnv)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := o.Complete(); err != nil {
 			return fmt.Errorf("invalid --new-token: %w", err)
 		}
-		if err := config.Resolve(settings, config.Sources{LookupEnv: os.LookupEnv, IgnoreUnknownKeys: true}); err != nil {
-			return err
-		}
-		dataDir, err := dirs.Complete()
+		dataDir, err := resolveDataDir()
 		if err != nil {
 			return err
 		}
@@ -206,7 +199,7 @@ file) is rewritten too. The new token is printed.`,
 		}
 		fmt.Fprintln(cmd.OutOrStdout(), r.Token.String())
 		if r.File == "" {
-			fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s does not exist, so no token file was rewritten: the token above is the only copy of the new secret. On a server, rotate again with its data dir (--data-dir, KASA_DATA_DIR or data-dir in %s)\n", r.ServerDir, dirs.ConfigFile)
+			fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s does not exist, so no token file was rewritten: the token above is the only copy of the new secret. On a server, rotate again with its data dir (--data-dir, KASA_DATA_DIR or data-dir in the config file)\n", r.ServerDir)
 		}
 		return nil
 	}

@@ -13,8 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/kubeconfig"
+	"github.com/kasa-io/kasa/pkg/settings"
 	"github.com/kasa-io/kasa/pkg/token"
 	"github.com/kasa-io/kasa/pkg/tokenadmin"
 )
@@ -147,7 +147,7 @@ func TestRotateNoServerDir(t *testing.T) {
 // stops rotate before the cluster is asked anything.
 func TestRotateBadConfig(t *testing.T) {
 	_, _, err := rotateIn(t, nil, "--config", filepath.Join(t.TempDir(), "missing.yaml"))
-	if !errors.Is(err, config.ErrConfig) {
+	if !errors.Is(err, settings.ErrConfig) {
 		t.Errorf("rotate with a missing --config: %v", err)
 	}
 }

@@ -5,7 +5,7 @@
 // Every argument is the tool's, so kasa reads none of its own flags there:
 // the data dir, where the bundle is unpacked, comes from KASA_DATA_DIR, else
 // the config files' data-dir (KASA_CONFIG_FILE, or /etc/kasa/config.yaml and
-// config.yaml.d), else /var/lib/kasa (config.ResolveDataDir).
+// config.yaml.d), else /var/lib/kasa (settings.ResolveDataDir).
 package tools
 
 import (
@@ -18,8 +18,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kasa-io/kasa/pkg/bundle"
-	"github.com/kasa-io/kasa/pkg/config"
 	"github.com/kasa-io/kasa/pkg/datadir"
+	"github.com/kasa-io/kasa/pkg/settings"
 )
 
 // Tool is one bundled program and the environment that points it at kasa.
@@ -72,8 +72,8 @@ func NewCommand(t Tool) *cobra.Command {
 		Use:   t.Name + " [args]",
 		Short: t.Short,
 		Long: t.Short + ".\n\nEvery argument is " + t.Name + "'s: kasa takes its data dir, where the tool is unpacked, " +
-			"from KASA_DATA_DIR, else from data-dir in the config file (KASA_CONFIG_FILE, or " + config.DefaultConfigFile +
-			" and its config.yaml.d), else " + config.DefaultDataDir + ".",
+			"from KASA_DATA_DIR, else from data-dir in the config file (KASA_CONFIG_FILE, or " + settings.DefaultConfigFile +
+			" and its config.yaml.d), else " + settings.DefaultDataDir + ".",
 		DisableFlagParsing: true,
 		RunE: func(_ *cobra.Command, args []string) error {
 			return Exec(t, args)
@@ -82,10 +82,10 @@ func NewCommand(t Tool) *cobra.Command {
 }
 
 // Exec replaces this process by the tool, with args. The data dir, where
-// the bundle is unpacked, is the node's (config.ResolveDataDir: the
+// the bundle is unpacked, is the node's (settings.ResolveDataDir: the
 // environment and the config files, never args).
 func Exec(t Tool, args []string) error {
-	dataDir, err := config.ResolveDataDir(config.Sources{LookupEnv: os.LookupEnv})
+	dataDir, err := settings.ResolveDataDir(settings.Sources{LookupEnv: os.LookupEnv})
 	if err != nil {
 		return fmt.Errorf("%s: %w", t.Name, err)
 	}
@@ -93,11 +93,7 @@ func Exec(t Tool, args []string) error {
 	if err != nil {
 		return err
 	}
-	p, err := bundle.Find(exe)
-	if err != nil {
-		return err
-	}
-	dir, err := p.Unpack(dataDir)
+	dir, err := bundle.Locate(exe, dataDir)
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return fmt.Errorf("%s: cannot unpack kasa's tools into %s: run as root", t.Name, dataDir)

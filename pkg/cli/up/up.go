@@ -14,7 +14,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/bundle"
+	"github.com/kasa-io/kasa/pkg/settings"
 	"github.com/kasa-io/kasa/pkg/up"
 	"github.com/kasa-io/kasa/pkg/version"
 )
@@ -125,7 +126,7 @@ func (f *flags) options(cmd *cobra.Command) (up.Options, error) {
 	if err != nil {
 		return up.Options{}, err
 	}
-	bin, err := os.Executable()
+	bin, err := artifact()
 	if err != nil {
 		return up.Options{}, err
 	}
@@ -212,7 +213,7 @@ Running it again checks each host and changes only what differs.
 		},
 	}
 	uf.bind(upCmd, true)
-	config.Sensitive(upCmd.Flags(), "sudo-password-stdin")
+	settings.Sensitive(upCmd.Flags(), "sudo-password-stdin")
 	downCmd := &cobra.Command{
 		Use:   "down",
 		Short: "Uninstall kasa from every host of a cluster (agents first) and remove its context",
@@ -252,4 +253,14 @@ func summary(w io.Writer, results []up.Result, took time.Duration) error {
 		return fmt.Errorf("%d of %d hosts failed; run again to pick up from there", failed, len(results))
 	}
 	return nil
+}
+
+// artifact is the file that kasa up uploads: the release artifact that
+// started this kasa (its launcher says which in KASA_ARTIFACT), else the
+// program itself, which `make` builds with its bundle.
+func artifact() (string, error) {
+	if a := os.Getenv(bundle.ArtifactEnv); a != "" {
+		return a, nil
+	}
+	return os.Executable()
 }

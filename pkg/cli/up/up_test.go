@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kasa-io/kasa/pkg/config"
+	"github.com/kasa-io/kasa/pkg/settings"
 	"github.com/kasa-io/kasa/pkg/up"
 	"github.com/kasa-io/kasa/pkg/version"
 )
@@ -252,7 +252,7 @@ func TestCommands(t *testing.T) {
 	if upCmd.Flags().Lookup("host") != nil || downCmd.Flags().Lookup("host") == nil {
 		t.Error("--host: want it on kasa down alone")
 	}
-	if !config.IsSensitive(upCmd.Flags().Lookup("sudo-password-stdin")) {
+	if !settings.IsSensitive(upCmd.Flags().Lookup("sudo-password-stdin")) {
 		t.Error("--sudo-password-stdin is not marked sensitive")
 	}
 

@@ -1,7 +1,8 @@
-package config
+package settings
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -55,4 +56,19 @@ func TestResolveDataDir(t *testing.T) {
 	if _, err := ResolveDataDir(env(map[string]string{"KASA_CONFIG_FILE": bad})); !errors.Is(err, ErrConfig) {
 		t.Errorf("a malformed file: %v, want ErrConfig", err)
 	}
+}
+
+func env(vars map[string]string) Sources {
+	return Sources{LookupEnv: func(k string) (string, bool) { v, ok := vars[k]; return v, ok }}
+}
+
+func writeFile(t *testing.T, path, content string) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -1,4 +1,4 @@
-package config
+package settings
 
 import "github.com/spf13/pflag"
 
@@ -21,7 +21,7 @@ func (o *DataDirOptions) AddFlags(fs *pflag.FlagSet) {
 // Complete returns the data dir, made absolute as the server and agent
 // make theirs.
 func (o *DataDirOptions) Complete() (string, error) {
-	return absPath("--data-dir", o.DataDir)
+	return AbsPath("--data-dir", o.DataDir)
 }
 
 // ResolveDataDir returns the data dir from src and the config files alone,

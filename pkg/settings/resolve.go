@@ -1,5 +1,8 @@
-// Package config is the one path from flags, KASA_* environment variables and
-// config files to kasa's typed, validated settings.
+// Package settings is the one path from KASA_* environment variables and
+// config files to the flags of kasa's commands, and the one rule for finding
+// the data dir. Package config types and validates what it resolves; this
+// package needs nothing but pflag and YAML, so that the release's launcher
+// (cmd/kasa-launcher) finds the data dir exactly as kasa does.
 //
 // Every setting is a flag. A flag that was not given on the command line takes
 // its value from the environment (KASA_<FLAG_NAME>, plus any alias such as
@@ -7,7 +10,7 @@
 // /etc/kasa/config.yaml.d/*.yaml in name order, keys being flag names), else
 // keeps its default. Resolve applies that order to a parsed pflag.FlagSet;
 // the Complete methods of the options types then validate and type the values.
-package config
+package settings
 
 import (
 	"errors"
@@ -20,6 +23,10 @@ import (
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 )
+
+// DefaultDataDir is the data dir when nothing names another (k3s's is
+// /var/lib/rancher/k3s).
+const DefaultDataDir = "/var/lib/kasa"
 
 // DefaultConfigFile is read when --config and KASA_CONFIG_FILE are not given.
 const DefaultConfigFile = "/etc/kasa/config.yaml"
@@ -261,4 +268,16 @@ func nodeStrings(n *yaml.Node) ([]string, error) {
 
 func cleanYAMLError(err error) error {
 	return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
+}
+
+// AbsPath makes the path given by flag absolute; an empty one is an error.
+func AbsPath(flag, p string) (string, error) {
+	if p == "" {
+		return "", fmt.Errorf("%s is empty: give a path", flag)
+	}
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("invalid %s %q: %w", flag, p, err)
+	}
+	return a, nil
 }
