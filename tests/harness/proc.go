@@ -29,10 +29,20 @@ func StatusKiB(pid int, key string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
+	n, err := StatusFieldKiB(string(b), key)
+	if err != nil {
+		return 0, fmt.Errorf("pid %d: %w", pid, err)
+	}
+	return n, nil
+}
+
+// StatusFieldKiB reads one kB figure from the text of a /proc/PID/status
+// (read here, or in a test host).
+func StatusFieldKiB(status, key string) (int, error) {
+	for _, line := range strings.Split(status, "\n") {
 		if v, ok := strings.CutPrefix(line, key+":"); ok {
 			return strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
 		}
 	}
-	return 0, fmt.Errorf("no %s for pid %d", key, pid)
+	return 0, fmt.Errorf("no %s in its status", key)
 }
