@@ -35,13 +35,14 @@ func main() {
 	pods := flag.Int("pods", 50, "pods for the pod start latency")
 	churn := flag.Duration("churn", 10*time.Minute, "how long the day-two figures' churn runs (0: no snapshot and churn figures)")
 	catalog := flag.Bool("catalog", true, "with -node, also measure the app catalog on the node")
+	release := flag.String("release", "", "also measure this release folder (dist/VERSION, as make release writes it): its sizes and a cold start from it")
 	servers := flag.Bool("servers", true, "also measure the control plane on MariaDB (scripts/install-deps.sh installs it) and three servers on it")
 	var env harness.Strings
 	flag.Var(&env, "env", "NAME=VALUE for the server's environment, for experiments (repeatable)")
 	flag.Var(&serverArgs, "server-arg", "an extra flag for the control plane's kasa server, such as --kube-apiserver-arg=audit-log-mode=batch, for experiments (repeatable)")
 	flag.Parse()
 	skipCatalog = !*catalog
-	if err := run(*idle, *starts, *creates, *profile, env, *controlPlane, *node, *agents, *pods, *servers, *churn); err != nil {
+	if err := run(*idle, *starts, *creates, *profile, env, *controlPlane, *node, *agents, *pods, *servers, *churn, *release); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -55,7 +56,7 @@ var skipCatalog bool
 // serverArgs are extra flags for the control plane's servers (-server-arg).
 var serverArgs harness.Strings
 
-func run(idle time.Duration, starts, creates int, profile string, env []string, controlPlane, node, agents bool, pods int, servers bool, churn time.Duration) error {
+func run(idle time.Duration, starts, creates int, profile string, env []string, controlPlane, node, agents bool, pods int, servers bool, churn time.Duration, release string) error {
 	bin, err := harness.Binary()
 	if err != nil {
 		return err
@@ -69,6 +70,11 @@ func run(idle time.Duration, starts, creates int, profile string, env []string, 
 	if controlPlane {
 		if err := benchControlPlane(bin, idle, starts, creates, profile, env, add); err != nil {
 			return fmt.Errorf("control plane: %w", err)
+		}
+	}
+	if release != "" {
+		if err := benchRelease(bin, release, starts, add); err != nil {
+			return fmt.Errorf("release: %w", err)
 		}
 	}
 	if churn > 0 {
