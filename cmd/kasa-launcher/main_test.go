@@ -13,8 +13,13 @@ func TestDataDirOf(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("data-dir: /from/config\ntoken: x\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("KASA_CONFIG_FILE", filepath.Join(t.TempDir(), "none.yaml"))
-	os.Unsetenv("KASA_CONFIG_FILE")
+	// An empty config file, so that this machine's /etc/kasa/config.yaml
+	// plays no part; --config on the command line still wins over it.
+	empty := filepath.Join(t.TempDir(), "empty.yaml")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KASA_CONFIG_FILE", empty)
 	for _, tt := range []struct {
 		name string
 		env  string
