@@ -4,6 +4,8 @@
 GO          ?= go
 BIN         := bin
 MODULE      := github.com/kasa-io/kasa
+# This machine's architecture, the one make release builds for.
+ARCH        := $(shell $(GO) env GOARCH)
 K8S_VERSION := $(shell $(GO) list -m -f '{{.Version}}' k8s.io/kubernetes)
 K8S_MAJOR   := $(word 1,$(subst ., ,$(K8S_VERSION:v%=%)))
 K8S_MINOR   := $(word 2,$(subst ., ,$(K8S_VERSION:v%=%)))
@@ -70,7 +72,7 @@ e2e: build test-images host-image test-release
 # A release of this build for the suites (install.sh from a web server):
 # made as make release makes one, at a fast compression level.
 test-release: build
-	LDFLAGS='$(LDFLAGS)' scripts/release.sh --version v0.0.0-test --out build/test-dist --level 3 $(shell $(GO) env GOARCH)
+	LDFLAGS='$(LDFLAGS)' scripts/release.sh --version v0.0.0-test --out build/test-dist --level 3 $(ARCH)
 
 host-image:
 	scripts/build-host-image.sh
@@ -98,7 +100,7 @@ test: check unit integration e2e
 # The bench measures a release of the build as make release makes one
 # (level 19; about 5 minutes more), in build/bench-dist.
 bench: build test-images host-image
-	LDFLAGS='$(LDFLAGS)' scripts/release.sh --version v0.0.0-bench --out build/bench-dist $(shell $(GO) env GOARCH)
+	LDFLAGS='$(LDFLAGS)' scripts/release.sh --version v0.0.0-bench --out build/bench-dist $(ARCH)
 	KASA_BIN=$(CURDIR)/$(BIN)/kasa KASA_TEST_IMAGES=$(CURDIR)/build/test-images $(GO) run ./tests/bench -release $(CURDIR)/build/bench-dist/v0.0.0-bench; \
 	rc=$$?; scripts/build-host-image.sh --stop-docker; exit $$rc
 
@@ -111,7 +113,7 @@ bench-scale: build kwok
 # The release for this machine's architecture into dist/VERSION/
 # (scripts/release.sh): make release VERSION=v0.1.0.
 release: build
-	LDFLAGS='$(LDFLAGS)' scripts/release.sh --version $(VERSION) $(shell $(GO) env GOARCH)
+	LDFLAGS='$(LDFLAGS)' scripts/release.sh --version $(VERSION) $(ARCH)
 
 clean:
 	rm -rf $(BIN) build

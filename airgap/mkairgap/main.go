@@ -17,6 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/kasa-io/kasa/pkg/fileutil"
 )
 
 func main() {
@@ -38,19 +40,7 @@ func run() error {
 			return fmt.Errorf("%s: %w", in, err)
 		}
 	}
-	f, err := os.Create(*out + ".tmp")
-	if err != nil {
-		return err
-	}
-	err = tarball.MultiRefWrite(refs, f)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(*out + ".tmp")
-		return err
-	}
-	return os.Rename(*out+".tmp", *out)
+	return fileutil.WriteFileWith(*out, 0o644, func(w io.Writer) error { return tarball.MultiRefWrite(refs, w) })
 }
 
 // add reads every image of archive in under each of its references.

@@ -19,6 +19,7 @@ import (
 	"os"
 
 	"github.com/kasa-io/kasa/pkg/bundle"
+	"github.com/kasa-io/kasa/pkg/fileutil"
 )
 
 func main() {
@@ -42,30 +43,15 @@ func run() error {
 		}
 		return w.Flush()
 	case *seal && *out != "" && *dir == "" && !*tarOnly:
-		return writeFile(*out, func(w io.Writer) error { return bundle.Seal(w, bufio.NewReaderSize(os.Stdin, 1<<20)) })
+		return fileutil.WriteFileWith(*out, 0o644, func(w io.Writer) error { return bundle.Seal(w, bufio.NewReaderSize(os.Stdin, 1<<20)) })
 	case *out != "" && *dir != "" && !*tarOnly && !*seal:
-		return writeFile(*out, func(w io.Writer) error { return bundle.Write(w, *dir) })
+		return fileutil.WriteFileWith(*out, 0o644, func(w io.Writer) error {
+			bw := bufio.NewWriterSize(w, 1<<20)
+			if err := bundle.Write(bw, *dir); err != nil {
+				return err
+			}
+			return bw.Flush()
+		})
 	}
 	return errors.New("usage: mkbundle -o OUT -C DIR | -tar -C DIR | -seal -o OUT")
-}
-
-// writeFile writes out through a temporary file, renamed into place whole.
-func writeFile(out string, write func(io.Writer) error) error {
-	f, err := os.Create(out + ".tmp")
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	err = write(w)
-	if err == nil {
-		err = w.Flush()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(out + ".tmp")
-		return err
-	}
-	return os.Rename(out+".tmp", out)
 }

@@ -19,6 +19,15 @@ func WriteFile(file string, data []byte, mode os.FileMode) error {
 
 // WriteFileFrom is WriteFile with the data read from r.
 func WriteFileFrom(file string, r io.Reader, mode os.FileMode) error {
+	return WriteFileWith(file, mode, func(w io.Writer) error {
+		_, err := io.Copy(w, r)
+		return err
+	})
+}
+
+// WriteFileWith is WriteFile with the data written by write (a tar or
+// archive writer); when write fails, file is left as it was.
+func WriteFileWith(file string, mode os.FileMode, write func(io.Writer) error) error {
 	dir := filepath.Dir(file)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -32,7 +41,7 @@ func WriteFileFrom(file string, r io.Reader, mode os.FileMode) error {
 		tmp.Close()
 		return err
 	}
-	if _, err := io.Copy(tmp, r); err != nil {
+	if err := write(tmp); err != nil {
 		tmp.Close()
 		return err
 	}

@@ -369,25 +369,25 @@ func serveInstall(t *testing.T, addr, script string) string {
 	mux.HandleFunc("/tampered/kasa.sha256", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s  kasa\n", strings.Repeat("0", 64))
 	})
-	// The release of this build, and a copy of it whose artifact was
-	// changed after its sha256sum file was written.
+	// The release of this build, and the same release with its artifact
+	// changed (a byte added) after its sha256sum file was written.
 	dist := harness.TestDist(t)
-	mux.Handle("/releases/", http.StripPrefix("/releases/", http.FileServer(http.Dir(dist))))
-	tampered := t.TempDir()
-	version := harness.TestDistVersion(t)
-	artifact := "kasa-" + runtime.GOARCH
-	if err := os.CopyFS(tampered, os.DirFS(dist)); err != nil {
-		t.Fatal(err)
-	}
-	f, err = os.OpenFile(filepath.Join(tampered, version, artifact), os.O_WRONLY|os.O_APPEND, 0)
-	if err == nil {
-		_, err = f.WriteString("#")
-		f.Close()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux.Handle("/tampered-releases/", http.StripPrefix("/tampered-releases/", http.FileServer(http.Dir(tampered))))
+	releases := http.FileServer(http.Dir(dist))
+	mux.Handle("/releases/", http.StripPrefix("/releases/", releases))
+	tamperedArtifact := "/tampered-releases/" + harness.TestDistVersion(t) + "/kasa-" + runtime.GOARCH
+	mux.HandleFunc("/tampered-releases/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != tamperedArtifact {
+			http.StripPrefix("/tampered-releases/", releases).ServeHTTP(w, r)
+			return
+		}
+		f, err := os.Open(filepath.Join(dist, strings.TrimPrefix(tamperedArtifact, "/tampered-releases/")))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		defer f.Close()
+		_, _ = io.Copy(w, io.MultiReader(f, strings.NewReader("#")))
+	})
 	l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
 	if err != nil {
 		t.Fatal(err)

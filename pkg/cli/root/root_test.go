@@ -202,7 +202,7 @@ func types(e ast.Expr) string {
 // its flags to variables of its options (STYLE.md, point 3), so that no
 // command can read a flag it does not define, which pflag answers with an
 // error that is easy to drop (or cobra with nil). The setting path for
-// every flag at once is pkg/config.Resolve's.
+// every flag at once is pkg/settings.Resolve's.
 func TestNoFlagReadByName(t *testing.T) {
 	var files int
 	for _, dir := range []string{"..", filepath.Join("..", "..", "..", "cmd")} {
