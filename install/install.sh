@@ -464,8 +464,11 @@ EOF
 }
 
 start_service() {
-	systemctl daemon-reload
-	systemctl enable "$SYSTEM_NAME" >/dev/null 2>&1
+	# A re-run that changes nothing spends no second on systemd's reload.
+	if [ "$CHANGED" = 1 ] || ! systemctl is-enabled --quiet "$SYSTEM_NAME" 2>/dev/null; then
+		systemctl daemon-reload
+		systemctl enable "$SYSTEM_NAME" >/dev/null 2>&1
+	fi
 	if [ "${INSTALL_KASA_SKIP_START:-}" = true ]; then
 		info "installed; not started (INSTALL_KASA_SKIP_START): systemctl start $SYSTEM_NAME"
 		return

@@ -53,6 +53,12 @@ case "${1:-}" in
 esac
 mkdir -p "$out/bin" "$out/images" build/stamps
 
+# The system images' layers are compressed by the zstd program (mkimage -oci).
+if ! command -v zstd >/dev/null; then
+	echo "the system images need zstd to build: sudo scripts/install-deps.sh" >&2
+	exit 1
+fi
+
 # runc needs cgo and a static libseccomp.
 if ! pkg-config --exists libseccomp 2>/dev/null || [ ! -e /usr/lib/x86_64-linux-gnu/libseccomp.a ]; then
 	if [ "$(id -u)" = 0 ]; then
@@ -104,6 +110,14 @@ build crictl "$CRICTL_VERSION" env CGO_ENABLED=0 GOBIN="$gobin" go install \
 	-ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
 	"sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
 
+# mkimage: the system images are OCI archives of one layer each, compressed
+# by zstd -19 (airgap/internal/ocitar says why). IMAGE_FORMAT goes into each
+# image's stamp, so that a change of format builds the images again.
+IMAGE_FORMAT=oci-zstd19
+mkimage() {
+	go run ./airgap/mkimage -oci -level 19 -arch "$(go env GOARCH)" "$@"
+}
+
 # The pause image, from the C source that registry.k8s.io/pause is built from.
 build_pause() {
 	local src tmp
@@ -111,21 +125,21 @@ build_pause() {
 	tmp=$(mktemp -d)
 	gcc -Os -Wall -Werror -static -DVERSION="v$PAUSE_VERSION-kasa" -o "$tmp/pause" "$src"
 	strip "$tmp/pause"
-	go run ./airgap/mkimage -o "$out/images/pause.tar" -ref "kasa.local/pause:$PAUSE_VERSION" \
+	mkimage -o "$out/images/pause.tar" -ref "kasa.local/pause:$PAUSE_VERSION" \
 		-entrypoint /pause "$tmp/pause=/pause"
 	rm -rf "$tmp"
 }
-build pause-image "$PAUSE_VERSION" build_pause
+build pause-image "$PAUSE_VERSION-$IMAGE_FORMAT" build_pause
 
 build_coredns() {
 	local tmp
 	tmp=$(mktemp -d)
 	CGO_ENABLED=0 GOBIN="$tmp" go install -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
-	go run ./airgap/mkimage -o "$out/images/coredns.tar" -ref "kasa.local/coredns:${COREDNS_VERSION#v}" \
+	mkimage -o "$out/images/coredns.tar" -ref "kasa.local/coredns:${COREDNS_VERSION#v}" \
 		-user 65532 -entrypoint /coredns "$tmp/coredns=/coredns"
 	rm -rf "$tmp"
 }
-build coredns-image "$COREDNS_VERSION" build_coredns
+build coredns-image "$COREDNS_VERSION-$IMAGE_FORMAT" build_coredns
 
 # Traefik's go.mod has replace directives, which go install refuses: build it
 # as the main module from a copy of its published module source.
@@ -137,11 +151,11 @@ build_traefik() {
 	chmod -R u+w "$tmp/src"
 	(cd "$tmp/src" && CGO_ENABLED=0 go build -trimpath -o "$tmp/traefik" \
 		-ldflags "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION" ./cmd/traefik)
-	go run ./airgap/mkimage -o "$out/images/traefik.tar" -ref "kasa.local/traefik:${TRAEFIK_VERSION#v}" \
+	mkimage -o "$out/images/traefik.tar" -ref "kasa.local/traefik:${TRAEFIK_VERSION#v}" \
 		-user 65532 -entrypoint /traefik "$tmp/traefik=/traefik"
 	rm -rf "$tmp"
 }
-build traefik-image "$TRAEFIK_VERSION" build_traefik
+build traefik-image "$TRAEFIK_VERSION-$IMAGE_FORMAT" build_traefik
 
 build_metrics_server() {
 	local tmp
@@ -149,11 +163,11 @@ build_metrics_server() {
 	CGO_ENABLED=0 GOBIN="$tmp" go install \
 		-ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$METRICS_SERVER_VERSION" \
 		"sigs.k8s.io/metrics-server/cmd/metrics-server@$METRICS_SERVER_VERSION"
-	go run ./airgap/mkimage -o "$out/images/metrics-server.tar" -ref "kasa.local/metrics-server:${METRICS_SERVER_VERSION#v}" \
+	mkimage -o "$out/images/metrics-server.tar" -ref "kasa.local/metrics-server:${METRICS_SERVER_VERSION#v}" \
 		-user 65532 -entrypoint /metrics-server "$tmp/metrics-server=/metrics-server"
 	rm -rf "$tmp"
 }
-build metrics-server-image "$METRICS_SERVER_VERSION" build_metrics_server
+build metrics-server-image "$METRICS_SERVER_VERSION-$IMAGE_FORMAT" build_metrics_server
 
 # Pack again only when a part changed.
 sum=$(cd "$out" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)

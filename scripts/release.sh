@@ -6,8 +6,8 @@
 #                                     bundle appended (kasa's program, the
 #                                     upstream programs and the system images),
 #                                     compressed by zstd with a 128 MiB window
-#   kasa-airgap-images-ARCH.tar.zst   the system images as one archive, for a
-#                                     mirror or a node's agent/images folder
+#   kasa-airgap-images-ARCH.tar.zst   the system images as one OCI archive, for
+#                                     a mirror or a node's agent/images folder
 #   sha256sum-ARCH.txt                both files' sha256, as sha256sum writes it
 #   install.sh                        the node installer
 #
@@ -19,7 +19,7 @@
 # `make release VERSION=v0.x.y` builds kasa and its bundle for this machine
 # and calls it with the Makefile's LDFLAGS. --level is zstd's (19 by default;
 # the tests take a fast one). The images travel inside the artifact as well:
-# one file is a whole offline node (docs/releases.md says why).
+# one file is a whole offline node (docs/architecture.md, Releases, says why).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -104,7 +104,8 @@ for arch in "$@"; do
 
 	echo "release: $version $arch: the images archive"
 	build/tools/mkairgap -o "$work/images.tar" "$bundle"/images/*.tar
-	zst <"$work/images.tar" >"$dest/.images-$arch.tmp"
+	# Its layers are zstd streams already: a fast level only frames them.
+	zstd -q -T0 -3 <"$work/images.tar" >"$dest/.images-$arch.tmp"
 	mv "$dest/.images-$arch.tmp" "$dest/kasa-airgap-images-$arch.tar.zst"
 
 	(cd "$dest" && sha256sum "kasa-$arch" "kasa-airgap-images-$arch.tar.zst" >"sha256sum-$arch.txt")

@@ -13,9 +13,13 @@
 // runtime provides /dev). With both, the FILE=PATH layer goes on top.
 //
 // -ref may be given more than once: the archive then names the one image by
-// each reference. The result is a docker-archive tarball, which containerd
-// imports. It is written to a temporary file and renamed into place, so a
-// folder watcher never sees half an archive.
+// each reference. The result is a docker-archive tarball with gzip layers,
+// which containerd imports; with -oci, an OCI image layout in one tar whose
+// layers the zstd program compresses (at -level, 19 by default), the form of
+// kasa's system images (airgap/internal/ocitar says why). -arch is the
+// architecture the image's config names, this program's by default. The
+// archive is written to a temporary file and renamed into place, so a folder
+// watcher never sees half an archive.
 package main
 
 import (
@@ -28,26 +32,33 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/google/go-containerregistry/pkg/compression"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
 	"golang.org/x/sys/unix"
+
+	"github.com/kasa-io/kasa/airgap/internal/ocitar"
 )
 
 const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 const usage = "usage: mkimage -o OUT -ref REF [-ref REF] [-rootfs DIR] [-entrypoint WORD] [-cmd WORD] " +
 	"[-env NAME=VALUE] [-port PORT[/PROTO]] [-workdir DIR] [-user USER] [-volume DIR] [-stopsignal SIG] " +
-	"[-label KEY=VALUE] [FILE=PATH ...]"
+	"[-label KEY=VALUE] [-arch ARCH] [-oci [-level N]] [FILE=PATH ...]"
 
 type stringList []string
 
@@ -59,6 +70,9 @@ type options struct {
 	out, rootfs, user, workdir, stopSignal string
 	refs, entrypoint, cmd, env, ports      stringList
 	volumes, labels, files                 stringList
+	arch                                   string
+	oci                                    bool
+	level                                  int
 }
 
 // spec is a validated request.
@@ -68,6 +82,9 @@ type spec struct {
 	rootfs string
 	files  []fileSpec
 	config v1.Config
+	arch   string
+	oci    bool
+	level  int
 }
 
 type fileSpec struct{ src, dst string }
@@ -110,6 +127,9 @@ func parse(args []string) (*options, error) {
 	fs.Var(&o.volumes, "volume", "a directory the image declares as a volume (repeatable)")
 	fs.StringVar(&o.stopSignal, "stopsignal", "", "signal that stops the image's process, such as SIGQUIT")
 	fs.Var(&o.labels, "label", "KEY=VALUE label (repeatable)")
+	fs.StringVar(&o.arch, "arch", runtime.GOARCH, "the architecture the image's config names: amd64 or arm64")
+	fs.BoolVar(&o.oci, "oci", false, "write an OCI image layout with zstd layers instead of a docker archive")
+	fs.IntVar(&o.level, "level", 19, "zstd's level for -oci layers, 1 to 22")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -121,11 +141,20 @@ func (o *options) validate() (*spec, error) {
 	if o.out == "" || len(o.refs) == 0 || (o.rootfs == "" && len(o.files) == 0) {
 		return nil, errors.New(usage)
 	}
-	s := &spec{out: o.out, rootfs: o.rootfs}
+	s := &spec{out: o.out, rootfs: o.rootfs, arch: o.arch, oci: o.oci, level: o.level}
+	if o.arch != "amd64" && o.arch != "arm64" {
+		return nil, fmt.Errorf("-arch %q: amd64 or arm64", o.arch)
+	}
+	if o.oci && (o.level < 1 || o.level > 22) {
+		return nil, fmt.Errorf("-level %d: zstd's levels are 1 to 22", o.level)
+	}
 	for _, r := range o.refs {
 		ref, err := name.ParseReference(r)
 		if err != nil {
 			return nil, fmt.Errorf("reference %q: %w", r, err)
+		}
+		if _, tag := ref.(name.Tag); o.oci && !tag {
+			return nil, fmt.Errorf("reference %q: an OCI archive names its images by tag, not by digest", r)
 		}
 		s.refs = append(s.refs, ref)
 	}
@@ -206,57 +235,69 @@ func (o *options) validate() (*spec, error) {
 func (s *spec) write(ctx context.Context) error {
 	dir := filepath.Dir(s.out)
 	var layers []v1.Layer
-	if s.rootfs != "" {
-		tmp, err := os.CreateTemp(dir, ".mkimage-layer-*.tar.gz")
-		if err != nil {
-			return err
+	var temps []string
+	defer func() {
+		for _, t := range temps {
+			os.Remove(t)
 		}
-		defer os.Remove(tmp.Name())
-		err = writeTreeLayer(ctx, tmp, s.rootfs)
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
+	}()
+	add := func(what string, fill func(*tar.Writer) error) error {
+		l, files, err := s.layer(ctx, dir, fill)
+		temps = append(temps, files...)
 		if err != nil {
-			return fmt.Errorf("layer of %s: %w", s.rootfs, err)
-		}
-		l, err := tarball.LayerFromFile(tmp.Name())
-		if err != nil {
-			return err
+			return fmt.Errorf("layer of %s: %w", what, err)
 		}
 		layers = append(layers, l)
+		return nil
+	}
+	if s.rootfs != "" {
+		if err := add(s.rootfs, func(tw *tar.Writer) error { return writeTree(ctx, tw, s.rootfs) }); err != nil {
+			return err
+		}
 	}
 	if len(s.files) > 0 {
-		l, err := filesLayer(s.files)
-		if err != nil {
+		if err := add("the files", func(tw *tar.Writer) error { return writeFiles(tw, s.files) }); err != nil {
 			return err
 		}
-		layers = append(layers, l)
 	}
 	img, err := mutate.AppendLayers(empty.Image, layers...)
 	if err != nil {
 		return err
+	}
+	if s.oci {
+		img = mutate.MediaType(img, types.OCIManifestSchema1)
+		img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	}
 	cfg, err := img.ConfigFile()
 	if err != nil {
 		return err
 	}
 	cfg = cfg.DeepCopy()
-	cfg.OS, cfg.Architecture = "linux", "amd64"
+	cfg.OS, cfg.Architecture = "linux", s.arch
 	cfg.Config = s.config
 	img, err = mutate.ConfigFile(img, cfg)
 	if err != nil {
 		return err
-	}
-	refs := map[name.Reference]v1.Image{}
-	for _, r := range s.refs {
-		refs[r] = img
 	}
 	tmp, err := os.CreateTemp(dir, ".mkimage-*.tar")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	err = tarball.MultiRefWrite(refs, ctxWriter{ctx, tmp})
+	w := ctxWriter{ctx, tmp}
+	if s.oci {
+		im := ocitar.Image{Image: img}
+		for _, r := range s.refs {
+			im.Refs = append(im.Refs, r.(name.Tag))
+		}
+		err = ocitar.Write(w, []ocitar.Image{im})
+	} else {
+		refs := map[name.Reference]v1.Image{}
+		for _, r := range s.refs {
+			refs[r] = img
+		}
+		err = tarball.MultiRefWrite(refs, w)
+	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
@@ -268,6 +309,60 @@ func (s *spec) write(ctx context.Context) error {
 	}
 	return os.Rename(tmp.Name(), s.out)
 }
+
+// layer writes one layer, the tar that fill writes, to a temporary file in
+// dir, compressed: by gzip for a docker archive, by the zstd program for an
+// OCI one. It returns the temporary files it made, for the caller to remove
+// once the archive is written.
+func (s *spec) layer(ctx context.Context, dir string, fill func(*tar.Writer) error) (v1.Layer, []string, error) {
+	f, err := os.CreateTemp(dir, ".mkimage-layer-*")
+	if err != nil {
+		return nil, nil, err
+	}
+	temps := []string{f.Name()}
+	var zw io.WriteCloser = nopCloser{ctxWriter{ctx, f}}
+	if !s.oci {
+		if zw, err = gzip.NewWriterLevel(ctxWriter{ctx, f}, gzip.DefaultCompression); err != nil {
+			f.Close()
+			return nil, temps, err
+		}
+	}
+	tw := tar.NewWriter(zw)
+	err = fill(tw)
+	if err == nil {
+		err = tw.Close()
+	}
+	if err == nil {
+		err = zw.Close()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, temps, err
+	}
+	if !s.oci {
+		l, err := tarball.LayerFromFile(f.Name())
+		return l, temps, err
+	}
+	zst := f.Name() + ".zst"
+	temps = append(temps, zst)
+	args := []string{"-q", "-f", "-T0", "-" + strconv.Itoa(s.level)}
+	if s.level > 19 {
+		args = append(args, "--ultra")
+	}
+	cmd := exec.CommandContext(ctx, "zstd", append(args, "-o", zst, f.Name())...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, temps, fmt.Errorf("zstd: %w: %s (scripts/install-deps.sh installs zstd)", err, bytes.TrimSpace(out))
+	}
+	os.Remove(f.Name())
+	l, err := tarball.LayerFromFile(zst, tarball.WithCompression(compression.ZStd), tarball.WithMediaType(types.OCILayerZStd))
+	return l, temps, err
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
 
 // ctxWriter fails its writes once ctx is done.
 type ctxWriter struct {
@@ -282,32 +377,26 @@ func (c ctxWriter) Write(p []byte) (int, error) {
 	return c.w.Write(p)
 }
 
-// filesLayer makes one uncompressed layer holding each file at its path, with
-// the parent folders, owned by root, files 0755.
-func filesLayer(files []fileSpec) (v1.Layer, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+// writeFiles writes each file at its path, with the parent folders, owned
+// by root, files 0755.
+func writeFiles(tw *tar.Writer, files []fileSpec) error {
 	dirs := map[string]bool{}
 	for _, f := range files {
 		data, err := os.ReadFile(f.src)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if err := writeDirs(tw, path.Dir(f.dst), dirs); err != nil {
-			return nil, err
+			return err
 		}
 		if err := tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(f.dst, "/"), Mode: 0o755, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
-			return nil, err
+			return err
 		}
 		if _, err := tw.Write(data); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	b := buf.Bytes()
-	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+	return nil
 }
 
 // writeDirs writes the entries of dir and its parents not yet in written.
@@ -320,23 +409,6 @@ func writeDirs(tw *tar.Writer, dir string, written map[string]bool) error {
 	}
 	written[dir] = true
 	return tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(dir, "/") + "/", Mode: 0o755, Typeflag: tar.TypeDir})
-}
-
-// writeTreeLayer writes a gzip-compressed tar of the tree under root to w,
-// in lexical order, with numeric owners and no user or group names.
-func writeTreeLayer(ctx context.Context, w io.Writer, root string) error {
-	zw, err := gzip.NewWriterLevel(ctxWriter{ctx, w}, gzip.DefaultCompression)
-	if err != nil {
-		return err
-	}
-	tw := tar.NewWriter(zw)
-	if err := writeTree(ctx, tw, root); err != nil {
-		return err
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	return zw.Close()
 }
 
 type inode struct{ dev, ino uint64 }

@@ -2,17 +2,23 @@ package main
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/kasa-io/kasa/airgap/internal/ocitar"
 )
 
 // entry is what a test checks of one tar entry.
@@ -34,6 +40,17 @@ func readImage(t *testing.T, archive, ref string) (map[string]entry, []string) {
 	if err != nil {
 		t.Fatalf("image %s in %s: %v", ref, archive, err)
 	}
+	return layerEntriesOrdered(t, img)
+}
+
+func layerEntries(t *testing.T, img v1.Image) map[string]entry {
+	t.Helper()
+	got, _ := layerEntriesOrdered(t, img)
+	return got
+}
+
+func layerEntriesOrdered(t *testing.T, img v1.Image) (map[string]entry, []string) {
+	t.Helper()
 	layers, err := img.Layers()
 	if err != nil {
 		t.Fatal(err)
@@ -176,6 +193,83 @@ func TestFilesOnly(t *testing.T) {
 	}
 }
 
+// -oci writes an OCI archive whose layers are zstd streams, naming the
+// image by each reference and the architecture asked for; the same files
+// give the same bytes.
+func TestOCI(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "coredns")
+	if err := os.WriteFile(bin, bytes.Repeat([]byte("ELF"), 1000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	mk := func(out string) {
+		t.Helper()
+		if err := run(context.Background(), []string{"-o", out, "-oci", "-level", "3", "-arch", "arm64",
+			"-ref", "kasa.local/coredns:1.15.0", "-ref", "kasa.local/coredns:latest", "-user", "65532",
+			"-entrypoint", "/coredns", bin + "=/coredns"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := filepath.Join(dir, "a.tar"), filepath.Join(dir, "b.tar")
+	mk(a)
+	mk(b)
+	ab, _ := os.ReadFile(a)
+	bb, _ := os.ReadFile(b)
+	if !bytes.Equal(ab, bb) {
+		t.Error("the same files gave two different archives")
+	}
+	p, m, err := ocitar.Extract(a, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, d := range m.Manifests {
+		names = append(names, d.Annotations[ocitar.AnnotationImageName])
+	}
+	if want := []string{"kasa.local/coredns:1.15.0", "kasa.local/coredns:latest"}; !reflect.DeepEqual(names, want) {
+		t.Fatalf("names %v, want %v", names, want)
+	}
+	img, err := p.Image(m.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mt, _ := img.MediaType(); mt != types.OCIManifestSchema1 {
+		t.Errorf("manifest %s", mt)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf.Architecture != "arm64" || cf.OS != "linux" || cf.Config.User != "65532" {
+		t.Errorf("config %s/%s user %q", cf.OS, cf.Architecture, cf.Config.User)
+	}
+	layers, err := img.Layers()
+	if err != nil || len(layers) != 1 {
+		t.Fatalf("layers %v %v", layers, err)
+	}
+	if mt, _ := layers[0].MediaType(); mt != types.OCILayerZStd {
+		t.Errorf("layer %s", mt)
+	}
+	rc, err := layers[0].Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := make([]byte, 4)
+	_, err = io.ReadFull(rc, head)
+	rc.Close()
+	if err != nil || !bytes.Equal(head, []byte{0x28, 0xb5, 0x2f, 0xfd}) {
+		t.Errorf("the layer starts %x, not zstd's magic number", head)
+	}
+	got := layerEntries(t, img)
+	want := map[string]entry{"coredns": {tar.TypeReg, 0o755, 0, 0, "", strings.Repeat("ELF", 1000)}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("layer holds %v", got)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".mkimage*")); len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+}
+
 func TestValidate(t *testing.T) {
 	for _, args := range [][]string{
 		{"-o", "x.tar", "a=/a"},
@@ -187,6 +281,9 @@ func TestValidate(t *testing.T) {
 		{"-o", "x.tar", "-ref", "r:1", "-workdir", "data", "a=/a"},
 		{"-o", "x.tar", "-ref", "r:1", "-rootfs", "/nonexistent/dir"},
 		{"-o", "x.tar", "-ref", "Bad Ref", "a=/a"},
+		{"-o", "x.tar", "-ref", "r:1", "-arch", "riscv64", "a=/a"},
+		{"-o", "x.tar", "-ref", "r:1", "-oci", "-level", "0", "a=/a"},
+		{"-o", "x.tar", "-ref", "r@sha256:" + strings.Repeat("a", 64), "-oci", "a=/a"},
 	} {
 		o, err := parse(args)
 		if err != nil {

@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/k3s-io/kine/pkg/endpoint"
+	"github.com/k3s-io/kine/pkg/drivers"
 	kinetls "github.com/k3s-io/kine/pkg/tls"
 
 	"github.com/kasa-io/kasa/pkg/component"
@@ -115,30 +115,26 @@ func (k *Kine) Open(ctx context.Context) error {
 	}
 	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	etcd, err := endpoint.Listen(kctx, endpoint.Config{
-		Listener:  "unix://" + k.SocketPath(),
-		Endpoint:  ep,
-		WaitGroup: &wg,
+	// kine's own defaults. Compaction is driven by the API server (every
+	// five minutes), which keeps SQLite from growing without bound.
+	endpoints, err := listen(kctx, k.SocketPath(), drivers.Config{
+		Endpoint: ep,
 		BackendTLSConfig: kinetls.Config{
 			CAFile:   k.Datastore.CAFile,
 			CertFile: k.Datastore.CertFile,
 			KeyFile:  k.Datastore.KeyFile,
 		},
-		// kine's own defaults. Compaction is driven by the API server (every
-		// five minutes), which keeps SQLite from growing without bound.
-		NotifyInterval:      5 * time.Second,
-		EmulatedETCDVersion: "3.6.11",
-		CompactTimeout:      5 * time.Second,
-		CompactMinRetain:    1000,
-		CompactBatchSize:    1000,
-		PollBatchSize:       500,
-		PollInterval:        time.Second,
-	})
+		CompactTimeout:   5 * time.Second,
+		CompactMinRetain: 1000,
+		CompactBatchSize: 1000,
+		PollBatchSize:    500,
+		PollInterval:     time.Second,
+	}, 5*time.Second, "3.6.11", &wg)
 	if err != nil {
 		cancel()
 		return fmt.Errorf("open %s datastore: %w%s", k.Scheme(), Redact(err, k.Datastore.Endpoint), remedy(err))
 	}
-	k.endpoints = etcd.Endpoints
+	k.endpoints = endpoints
 	k.stop, k.stopped = cancel, make(chan struct{})
 	go func(done chan struct{}) { wg.Wait(); close(done) }(k.stopped)
 	return nil
@@ -156,7 +152,7 @@ func (k *Kine) Close() {
 	stop()
 	select {
 	case <-stopped:
-	case <-time.After(endpoint.GracefulStopTimeout + time.Second):
+	case <-time.After(GracefulStopTimeout + time.Second):
 	}
 }
 

@@ -1,9 +1,14 @@
 package datastore
 
 import (
+	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kasa-io/kasa/pkg/config"
 )
@@ -47,5 +52,50 @@ func TestRemedy(t *testing.T) {
 		if c.want == "" && got != "" || !strings.Contains(got, c.want) {
 			t.Errorf("%q: remedy %q, want one with %q", c.err, got, c.want)
 		}
+	}
+}
+
+// kine serves the etcd API over its socket from SQLite, and a scheme kasa
+// does not take is named, without the rest of the endpoint (a password).
+func TestOpen(t *testing.T) {
+	dir, err := os.MkdirTemp("", "kine-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	k := &Kine{DBDir: dir}
+	if err := k.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	if eps := k.Endpoints(); len(eps) != 1 || eps[0] != "unix://"+k.SocketPath() {
+		t.Fatalf("endpoints %v", eps)
+	}
+	if st, err := os.Stat(k.SocketPath()); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("the socket: %v %v", st, err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: k.Endpoints(), DialTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := cli.Put(ctx, "/registry/test/a", "one"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := cli.Get(ctx, "/registry/test/a")
+	if err != nil || len(got.Kvs) != 1 || string(got.Kvs[0].Value) != "one" {
+		t.Fatalf("get: %v %v", got, err)
+	}
+
+	bad := &Kine{DBDir: t.TempDir(), Datastore: config.Datastore{Endpoint: config.Secret("nats://kasa:s3cret@127.0.0.1:4222")}}
+	err = bad.Open(context.Background())
+	if err == nil {
+		bad.Close()
+		t.Fatal("a nats:// endpoint was taken")
+	}
+	if !strings.Contains(err.Error(), `does not know the scheme "nats"`) || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("error: %v", err)
 	}
 }

@@ -514,8 +514,22 @@ func sudoCommand(user, cmd, password string, stdin io.Reader) (string, io.Reader
 // Upload copies the local file to remote (mode mode) over SFTP, then
 // checks its sha256 on the host. An upload whose sha256 already matches
 // is skipped; it reports whether it copied.
+//
+// Beside remote, the host keeps remote.sha256: the sum of the file as
+// checked, and what stat said of it then (size, modification time, inode).
+// While stat says the same, the file is not read again: hashing a 150 MB
+// artifact took most of a re-run that changes nothing.
 func (c *Conn) Upload(ctx context.Context, local, remote string, mode os.FileMode, sum string) (bool, error) {
-	if out, _, err := c.Run(ctx, "sha256sum "+shellQuote(remote)+" 2>/dev/null", nil); err == nil && strings.HasPrefix(out, sum+" ") {
+	q := shellQuote(remote)
+	stat := "stat -c '%s %y %i' " + q
+	remember := "{ printf '%s\\n' " + sum + "; " + stat + "; } > " + shellQuote(remote+".sha256")
+	if out, _, err := c.Run(ctx, stat+" 2>/dev/null && cat "+shellQuote(remote+".sha256")+" 2>/dev/null", nil); err == nil {
+		if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) == 3 && lines[1] == sum && lines[2] == lines[0] {
+			return false, nil
+		}
+	}
+	if out, _, err := c.Run(ctx, "sha256sum "+q+" 2>/dev/null", nil); err == nil && strings.HasPrefix(out, sum+" ") {
+		_, _, _ = c.Run(ctx, remember, nil)
 		return false, nil
 	}
 	// Concurrent writes: over a bastion every round trip is slow, and one
@@ -557,6 +571,8 @@ func (c *Conn) Upload(ctx context.Context, local, remote string, mode os.FileMod
 	if err := client.PosixRename(tmp, remote); err != nil {
 		return false, fmt.Errorf("sftp: rename to %s: %w", remote, err)
 	}
+	// Without it the next run reads the file once more: not an error.
+	_, _, _ = c.Run(ctx, remember, nil)
 	return true, nil
 }
 

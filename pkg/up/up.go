@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -20,7 +21,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kasa-io/kasa/install"
-	"github.com/kasa-io/kasa/pkg/fileutil"
 )
 
 // Options are what Up needs besides the cluster file.
@@ -64,11 +64,7 @@ func Up(ctx context.Context, c *Cluster, o Options) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum, err := fileutil.SHA256(o.Binary)
-	if err != nil {
-		return nil, fmt.Errorf("the kasa binary to upload: %w", err)
-	}
-	u := &run{c: c, o: o, secrets: sec, binSum: sum}
+	u := &run{c: c, o: o, secrets: sec, artifacts: &artifacts{binary: o.Binary, stateDir: o.StateDir}}
 	srv := c.Server()
 	results := make([]Result, len(c.Spec.Hosts))
 	index := func(h *Host) int {
@@ -154,8 +150,9 @@ type run struct {
 	// agentToken joins the agents, pinned to the server's CA once its
 	// kubeconfig is read.
 	agentToken string
-	binSum     string
-	mu         sync.Mutex
+	// artifacts is the file each host's architecture takes.
+	artifacts *artifacts
+	mu        sync.Mutex
 	// client reaches the cluster from here, once the server's kubeconfig
 	// is merged.
 	client kubernetes.Interface
@@ -269,12 +266,21 @@ func (u *run) host(ctx context.Context, h *Host, args []string, env map[string]s
 	}
 	defer conn.Close()
 
-	home, stderr, err := conn.Run(ctx, "printf %s \"$HOME\"", nil)
+	out, stderr, err := conn.Run(ctx, "printf '%s\\n' \"$HOME\"; uname -m", nil)
 	if err != nil {
 		return fail("connect", fmt.Errorf("%w: %s", err, stderr))
 	}
+	home, machine, _ := strings.Cut(out, "\n")
 	if home == "" {
 		return fail("connect", errors.New("the user has no home directory"))
+	}
+	arch, err := hostArch(machine)
+	if err != nil {
+		return fail("connect", err)
+	}
+	binary, binSum, err := u.artifacts.For(arch)
+	if err != nil {
+		return fail("upload", err)
 	}
 	if first != nil {
 		if err := first(ctx, conn); err != nil {
@@ -285,12 +291,12 @@ func (u *run) host(ctx context.Context, h *Host, args []string, env map[string]s
 	if _, stderr, err := conn.Run(ctx, "mkdir -p -m 0700 "+shellQuote(dir), nil); err != nil {
 		return fail("upload", fmt.Errorf("%w: %s", err, stderr))
 	}
-	copied, err := conn.Upload(ctx, u.o.Binary, dir+"/kasa", 0o755, u.binSum)
+	copied, err := conn.Upload(ctx, binary, dir+"/kasa", 0o755, binSum)
 	if err != nil {
 		return fail("upload", err)
 	}
 	if copied {
-		u.logf(h.Name, "upload", "kasa uploaded and checked (sha256 %s...)", u.binSum[:12])
+		u.logf(h.Name, "upload", "%s uploaded and checked (%s, sha256 %s...)", filepath.Base(binary), arch, binSum[:12])
 		res.Changed = true
 	}
 	script, err := writeTemp(install.Script)
@@ -314,7 +320,7 @@ func (u *run) host(ctx context.Context, h *Host, args []string, env map[string]s
 	}
 	u.logf(h.Name, "install", "%s", shown)
 	cmd := "set -a; . " + shellQuote(dir+"/env") + "; set +a; rm -f " + shellQuote(dir+"/env") + "; exec sh " + shellQuote(dir+"/install.sh")
-	out, stderr, err := conn.Sudo(ctx, cmd, u.o.SudoPassword, nil)
+	out, stderr, err = conn.Sudo(ctx, cmd, u.o.SudoPassword, nil)
 	_, _, _ = conn.Run(ctx, "rm -f "+shellQuote(dir+"/env"), nil)
 	if err != nil {
 		return fail("install", fmt.Errorf("%w: %s", err, lastLines(stderr+out, 5)))

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestUpload(t *testing.T) {
@@ -39,6 +40,38 @@ func TestUpload(t *testing.T) {
 	}
 	if copied, err := c.Upload(ctx, local, remote, 0o755, sum); err != nil || copied {
 		t.Errorf("the same again: copied %v, %v", copied, err)
+	}
+	// While the file's size, time and inode are those remote.sha256 holds,
+	// its bytes are not read: a change that keeps them is not seen...
+	same := []byte(strings.ToUpper(string(data)))
+	if err := os.WriteFile(remote, same, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(remote, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if copied, err := c.Upload(ctx, local, remote, 0o755, sum); err != nil || copied {
+		t.Errorf("the cached sum was not used: copied %v, %v", copied, err)
+	}
+	// ...and any other change makes it read the file, and copy it again.
+	if err := os.Chtimes(remote, fi.ModTime().Add(time.Second), fi.ModTime().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if copied, err := c.Upload(ctx, local, remote, 0o755, sum); err != nil || !copied {
+		t.Errorf("a changed file: copied %v, %v", copied, err)
+	}
+	if got, _ := os.ReadFile(remote); string(got) != string(data) {
+		t.Errorf("after the second upload the file holds %q", got)
+	}
+	// A file that matches but has no cached sum is read once, then not.
+	if err := os.Remove(remote + ".sha256"); err != nil {
+		t.Fatal(err)
+	}
+	if copied, err := c.Upload(ctx, local, remote, 0o755, sum); err != nil || copied {
+		t.Errorf("no cached sum: copied %v, %v", copied, err)
+	}
+	if b, err := os.ReadFile(remote + ".sha256"); err != nil || !strings.HasPrefix(string(b), sum+"\n") {
+		t.Errorf("remote.sha256 holds %q: %v", b, err)
 	}
 	other := filepath.Join(t.TempDir(), "kasa")
 	if _, err := c.Upload(ctx, local, other, 0o755, strings.Repeat("0", 64)); err == nil || !strings.Contains(err.Error(), "arrived damaged") {

@@ -32,6 +32,7 @@ func main() {
 	controlPlane := flag.Bool("control-plane", true, "measure the control plane alone (start times, idle memory, creates)")
 	node := flag.Bool("node", os.Geteuid() == 0, "also measure a node (needs root and a machine without a kasa node)")
 	agents := flag.Bool("agents", os.Geteuid() == 0, "also measure an agent joining a server, on test hosts (needs root and Docker: make host-image)")
+	up := flag.Bool("up", os.Geteuid() == 0, "also measure kasa up to three test hosts (needs root and Docker: make host-image)")
 	pods := flag.Int("pods", 50, "pods for the pod start latency")
 	churn := flag.Duration("churn", 10*time.Minute, "how long the day-two figures' churn runs (0: no snapshot and churn figures)")
 	catalog := flag.Bool("catalog", true, "with -node, also measure the app catalog on the node")
@@ -42,6 +43,7 @@ func main() {
 	flag.Var(&serverArgs, "server-arg", "an extra flag for the control plane's kasa server, such as --kube-apiserver-arg=audit-log-mode=batch, for experiments (repeatable)")
 	flag.Parse()
 	skipCatalog = !*catalog
+	measureUp = *up
 	if err := run(*idle, *starts, *creates, *profile, env, *controlPlane, *node, *agents, *pods, *servers, *churn, *release); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -52,6 +54,9 @@ type row struct{ name, value, target string }
 
 // skipCatalog leaves the app catalog's figures out of the node's (-catalog=false).
 var skipCatalog bool
+
+// measureUp runs benchUp (-up).
+var measureUp bool
 
 // serverArgs are extra flags for the control plane's servers (-server-arg).
 var serverArgs harness.Strings
@@ -73,7 +78,7 @@ func run(idle time.Duration, starts, creates int, profile string, env []string, 
 		}
 	}
 	if release != "" {
-		if err := benchRelease(bin, release, starts, add); err != nil {
+		if err := benchRelease(bin, release, starts, node, add); err != nil {
 			return fmt.Errorf("release: %w", err)
 		}
 	}
@@ -92,7 +97,7 @@ func run(idle time.Duration, starts, creates int, profile string, env []string, 
 			return fmt.Errorf("node: %w", err)
 		}
 	}
-	if agents {
+	if agents || measureUp {
 		// The test hosts share this machine's kernel; what their nodes
 		// change there is put back (and said) if their clean-up missed it.
 		before := hosts.ReadSysctls()
@@ -101,10 +106,14 @@ func run(idle time.Duration, starts, creates int, profile string, env []string, 
 				fmt.Fprintln(os.Stderr, "bench: "+line)
 			}
 		}()
+	}
+	if agents {
 		if err := benchAgents(bin, idle, add); err != nil {
 			return fmt.Errorf("agents: %w", err)
 		}
-		if err := benchUp(bin, add); err != nil {
+	}
+	if measureUp {
+		if err := benchUp(bin, release, add); err != nil {
 			return fmt.Errorf("kasa up: %w", err)
 		}
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,7 +15,7 @@ import (
 // (dist is its dist/VERSION folder) against bin, the program with its
 // bundle as make builds it, and the control plane's cold start from the
 // artifact on a fresh data dir, its first unpacking included.
-func benchRelease(bin, dist string, starts int, add func(name, value, target string)) error {
+func benchRelease(bin, dist string, starts int, node bool, add func(name, value, target string)) error {
 	artifact := filepath.Join(dist, "kasa-"+runtime.GOARCH)
 	images := filepath.Join(dist, "kasa-airgap-images-"+runtime.GOARCH+".tar.zst")
 	size := func(f string) (int64, error) {
@@ -60,5 +61,50 @@ func benchRelease(bin, dist string, starts int, add func(name, value, target str
 	}
 	add("release: control plane cold start to /readyz from the artifact, unpacking included", median(fromArtifact),
 		"no slower than bin/kasa's "+median(fromBin))
+	if !node {
+		return nil
+	}
+	// A node unpacks its bundle from either: from bin/kasa too, into a
+	// fresh data dir, before containerd starts.
+	var nodeTimes []string
+	for _, exe := range []string{artifact, bin} {
+		d, err := nodeColdStart(exe)
+		if err != nil {
+			return fmt.Errorf("a node from %s: %w", exe, err)
+		}
+		nodeTimes = append(nodeTimes, secs(d))
+	}
+	add("release: node cold start to node Ready from the artifact, unpacking included", nodeTimes[0],
+		"no slower than bin/kasa's "+nodeTimes[1])
 	return nil
+}
+
+// nodeColdStart starts a server with its node from exe on a fresh data dir
+// and returns the time to a Ready posted by its kubelet.
+func nodeColdStart(exe string) (time.Duration, error) {
+	s, err := harness.NewServer(exe)
+	if err != nil {
+		return 0, err
+	}
+	s.Node = true
+	defer func() {
+		s.Kill()
+		_, _, _ = s.Run("killall", "--data-dir", s.DataDir)
+		_ = os.RemoveAll(s.DataDir)
+	}()
+	if err := s.Start(); err != nil {
+		return 0, err
+	}
+	if err := s.WaitReady(2 * time.Minute); err != nil {
+		return 0, err
+	}
+	c, err := s.Client()
+	if err != nil {
+		return 0, err
+	}
+	ready, err := until(2*time.Minute, func() error { return readySince(context.Background(), c, s.Started) })
+	if err != nil {
+		return 0, err
+	}
+	return ready.Sub(s.Started), nil
 }
