@@ -58,7 +58,13 @@ func (a *artifacts) For(arch string) (string, string, error) {
 	if sum, ok := a.sums[file]; ok {
 		return file, sum, nil
 	}
-	sum, err := cachedSHA256(filepath.Join(a.stateDir, "sums.json"), file)
+	var sum string
+	var err error
+	if a.stateDir == "" {
+		sum, err = fileutil.SHA256(file)
+	} else {
+		sum, err = cachedSHA256(filepath.Join(a.stateDir, "sums.json"), file)
+	}
 	if err != nil {
 		return "", "", fmt.Errorf("the kasa binary to upload: %w", err)
 	}
