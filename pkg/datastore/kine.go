@@ -152,7 +152,7 @@ func (k *Kine) Close() {
 	stop()
 	select {
 	case <-stopped:
-	case <-time.After(GracefulStopTimeout + time.Second):
+	case <-time.After(gracefulStop + time.Second):
 	}
 }
 

@@ -27,8 +27,8 @@ import (
 	"google.golang.org/grpc/keepalive"
 )
 
-// GracefulStopTimeout bounds the wait for kine's open calls when it stops.
-const GracefulStopTimeout = 2 * time.Second
+// gracefulStop bounds the wait for kine's open calls when it stops.
+const gracefulStop = 2 * time.Second
 
 // listen starts kine's backend for cfg.Endpoint and serves the etcd API
 // over gRPC on the unix socket, the way kine's endpoint.Listen does, until
@@ -65,7 +65,7 @@ func listen(ctx context.Context, socket string, cfg drivers.Config, notify time.
 	)
 	go func() {
 		<-ctx.Done()
-		timer := time.AfterFunc(GracefulStopTimeout, srv.Stop)
+		timer := time.AfterFunc(gracefulStop, srv.Stop)
 		defer timer.Stop()
 		srv.GracefulStop()
 		bcancel()

@@ -85,15 +85,13 @@ func benchUp(bin, dist string, add func(name, value, target string)) (err error)
 		"--server-arg", "--data-dir=" + hostDataDir, "--server-arg", "--resolv-conf=" + hosts.PodResolvConf,
 		"--agent-arg", "--data-dir=" + hostDataDir, "--agent-arg", "--resolv-conf=" + hosts.PodResolvConf, "--accept-new-host-keys"}
 	env := append(harness.HermeticEnv(), "HOME="+home, "SSH_AUTH_SOCK=")
-	uploaded := bin
 	if dist != "" {
 		bin = filepath.Join(dist, "kasa-"+runtime.GOARCH)
-		uploaded = bin
 		// The artifact unpacks kasa before it runs: into a data dir of
 		// the bench's, not this machine's.
 		env = append(env, "KASA_DATA_DIR="+filepath.Join(home, "data"))
 	}
-	st, err := os.Stat(uploaded)
+	st, err := os.Stat(bin)
 	if err != nil {
 		return err
 	}
@@ -111,7 +109,7 @@ func benchUp(bin, dist string, add func(name, value, target string)) (err error)
 	if err != nil {
 		return err
 	}
-	add(fmt.Sprintf("kasa up: one server and two agents to all Ready (uploads of %s, %.1f MB, included)", filepath.Base(uploaded), float64(st.Size())/1e6), secs(first), "< 90 s; < 150 MB uploaded")
+	add(fmt.Sprintf("kasa up: one server and two agents to all Ready (uploads of %s, %.1f MB, included)", filepath.Base(bin), float64(st.Size())/1e6), secs(first), "< 90 s; < 150 MB uploaded")
 	again, err := run()
 	if err != nil {
 		return err
